@@ -1,0 +1,44 @@
+#include "common/daemon_args.h"
+
+#include <cstdio>
+#include <cstring>
+
+namespace sluice {
+
+bool ParseDaemonArgs(int argc, char** argv, DaemonOptions* options) {
+  const char* prog = argc > 0 ? argv[0] : "sluice";
+  int split = argc;
+  for (int i = 1; i < argc; ++i) {
+    if (strcmp(argv[i], "--") == 0) {
+      split = i;
+      break;
+    }
+  }
+  options->eal_argc = split;
+  bool ok = split < argc;
+  for (int i = split + 1; ok && i < argc; ++i) {
+    std::string arg = argv[i];
+    if (arg == "--config" && i + 1 < argc) {
+      options->config = argv[++i];
+    } else if (arg == "--stats-socket" && i + 1 < argc) {
+      options->stats_socket = argv[++i];
+    } else {
+      fprintf(stderr, "%s: unknown or incomplete option '%s'\n", prog, arg.c_str());
+      ok = false;
+    }
+  }
+  if (ok && options->config.empty()) {
+    fprintf(stderr, "%s: --config is required\n", prog);
+    ok = false;
+  }
+  if (!ok) {
+    fprintf(stderr,
+            "usage: %s <EAL args> -- --config FILE [--stats-socket PATH]\n"
+            "  --config FILE        YAML configuration (see deploy/lab/config/)\n"
+            "  --stats-socket PATH  unix socket answering 'stats' with JSON\n",
+            prog);
+  }
+  return ok;
+}
+
+}  // namespace sluice

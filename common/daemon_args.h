@@ -1,0 +1,19 @@
+// Command line shared by the DPDK daemons: "<prog> <EAL args> -- --config FILE
+// [--stats-socket PATH]".
+#pragma once
+
+#include <string>
+
+namespace sluice {
+
+struct DaemonOptions {
+  std::string config;
+  std::string stats_socket;
+  int eal_argc = 0;  ///< argv[0 .. eal_argc) goes to rte_eal_init.
+};
+
+/// Parses the part after "--". On a bad command line prints usage and the problem to stderr
+/// and returns false.
+bool ParseDaemonArgs(int argc, char** argv, DaemonOptions* options);
+
+}  // namespace sluice

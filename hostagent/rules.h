@@ -1,0 +1,32 @@
+// The host agent's packet walks as flow-IR rules: inbound (decap + VIP→DIP NAT + deliver
+// to the VM) and DSR return (DIP→VIP NAT + straight to the router). The same rules go to
+// whichever executor the host uses.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "hostagent/config.h"
+#include "offload/flow/rule.h"
+
+namespace sluice::agent {
+
+/// Where each VM and the uplink are, as the executor's ports see them.
+struct PortMap {
+  uint16_t uplink_port = 0;
+  flow::MacAddr uplink_mac{};
+  std::vector<uint16_t> vm_ports;      ///< Parallel to AgentConfig::vms.
+  std::vector<flow::MacAddr> vm_port_macs;
+};
+
+inline constexpr uint32_t kEndpointPriority = 100;
+
+/// Rule ids encode the walk so stats can add them up: id = endpoint index * 4 + kind.
+enum class RuleKind : uint8_t { kInboundIpip = 0, kInboundGue = 1, kDsrReturn = 2 };
+inline RuleKind KindOf(const flow::Rule& r) { return static_cast<RuleKind>(r.id % 4); }
+
+/// Builds every rule for `config`. `gateway_mac` is the router's MAC for DSR replies.
+std::vector<flow::Rule> BuildAgentRules(const AgentConfig& config, const PortMap& ports,
+                                        const flow::MacAddr& gateway_mac);
+
+}  // namespace sluice::agent

@@ -1,0 +1,64 @@
+// DPDK port helpers for the daemons: open a port from devargs, burst transmit with counted
+// refusals, and an idle backoff so poll loops sleep when there is no traffic.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "offload/flow/rule.h"
+#include "offload/packet/counter.h"
+
+struct rte_mbuf;
+struct rte_mempool;
+
+namespace sluice::port {
+
+/// Probes `devargs` (e.g. "net_af_packet0,iface=eth0" or a PCI address "0000:3b:00.0"),
+/// configures one RX and one TX queue on it and starts it. Returns false with `*error` set.
+bool OpenPort(const std::string& devargs, rte_mempool* pool, uint16_t* port_id,
+              std::string* error);
+
+/// The port's MAC address.
+flow::MacAddr PortMac(uint16_t port_id);
+
+/// Stops and closes a port opened by OpenPort.
+void ClosePort(uint16_t port_id);
+
+/// Packets waiting to be sent on one port's TX queue 0. Packets the port refuses are freed
+/// and counted (DropReason::kTxFull).
+class TxBuffer {
+ public:
+  static constexpr uint16_t kCapacity = 64;
+  explicit TxBuffer(uint16_t port_id = 0) : port_id_(port_id) {}
+
+  void Push(rte_mbuf* m) {
+    if (count_ == kCapacity) Flush();
+    pkts_[count_++] = m;
+  }
+  /// Sends what is buffered; returns how many the port accepted.
+  uint16_t Flush();
+
+  uint16_t port_id() const { return port_id_; }
+  Counter tx_packets;
+  Counter tx_full_drops;
+
+ private:
+  uint16_t port_id_;
+  uint16_t count_ = 0;
+  rte_mbuf* pkts_[kCapacity];
+};
+
+/// Sleeps after a run of empty polls, longer the longer the port stays idle (up to
+/// `max_sleep_us`), and not at all while packets keep coming.
+class IdleBackoff {
+ public:
+  explicit IdleBackoff(uint32_t max_sleep_us = 1000) : max_sleep_us_(max_sleep_us) {}
+  void Busy() { empty_polls_ = 0; }
+  void Idle();
+
+ private:
+  uint32_t max_sleep_us_;
+  uint32_t empty_polls_ = 0;
+};
+
+}  // namespace sluice::port
