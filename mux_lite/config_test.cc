@@ -1,0 +1,83 @@
+#include "mux_lite/config.h"
+
+#include <gtest/gtest.h>
+
+namespace sluice::mux {
+namespace {
+
+constexpr const char* kGood = R"(
+mux:
+  name: mux1
+  port: "net_af_packet0,iface=eth0"
+  address: 10.101.0.11/24
+  gateway: 10.101.0.1
+vips:
+  - vip: 10.200.0.10
+    port: 80
+    protocol: tcp
+    backends:
+      - { dip: 10.1.0.1, host: 10.101.0.31, weight: 2 }
+      - { dip: 10.1.0.2, host: 10.101.0.32 }
+)";
+
+std::string ErrorOf(const std::string& yaml) {
+  absl::StatusOr<MuxConfig> c = ParseMuxConfig(yaml, "mux.yaml");
+  return c.ok() ? "" : std::string(c.status().message());
+}
+
+std::string Replace(std::string s, const std::string& from, const std::string& to) {
+  s.replace(s.find(from), from.size(), to);
+  return s;
+}
+
+TEST(MuxConfigTest, ParsesTheLabConfig) {
+  absl::StatusOr<MuxConfig> c = ParseMuxConfig(kGood, "mux.yaml");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->name, "mux1");
+  EXPECT_EQ(c->address.addr, 0x0a65000bu);
+  ASSERT_EQ(c->vips.size(), 1u);
+  EXPECT_EQ(c->vips[0].proto, 6);
+  ASSERT_EQ(c->vips[0].backends.size(), 2u);
+  EXPECT_EQ(c->vips[0].backends[0].weight, 2u);
+  EXPECT_EQ(c->vips[0].backends[1].weight, 1u);
+  EXPECT_EQ(c->maglev_size, 65537u);
+}
+
+TEST(MuxConfigTest, ErrorsNameLineAndField) {
+  EXPECT_EQ(ErrorOf(Replace(kGood, "  gateway:", "  gatewy:")),
+            "mux.yaml:6:3: mux.gatewy: unknown field (expected one of: name, port, address, "
+            "gateway, flow_table_size, flow_idle_timeout_s, maglev_size)");
+  EXPECT_EQ(ErrorOf(Replace(kGood, "weight: 2", "weight: -2")),
+            "mux.yaml:12:53: vips[0].backends[0].weight: '-2' is not a whole number");
+  EXPECT_EQ(ErrorOf(Replace(kGood, "protocol: tcp", "protocol: sctp")),
+            "mux.yaml:10:15: vips[0].protocol: 'sctp' is not a supported protocol (tcp or udp)");
+  EXPECT_NE(ErrorOf(Replace(kGood, "dip: 10.1.0.2", "dip: 10.1.0.1")).find("appears twice"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf(Replace(kGood, "gateway: 10.101.0.1", "gateway: 10.9.0.1"))
+                .find("mux.gateway: 10.9.0.1 is not inside 10.101.0.11/24"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf(Replace(kGood, "  name: mux1\n", "  name: mux1\n  maglev_size: 65536\n"))
+                .find("65536 is not a prime"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf("mux: [1\n").find("YAML syntax error"), std::string::npos);
+}
+
+TEST(MuxConfigTest, DuplicateVipIsRejected) {
+  std::string twice = std::string(kGood) + R"(
+  - vip: 10.200.0.10
+    port: 80
+    protocol: tcp
+    backends: [ { dip: 10.1.0.9, host: 10.101.0.39 } ]
+)";
+  EXPECT_NE(ErrorOf(twice).find("10.200.0.10:80/tcp is configured twice"), std::string::npos)
+      << ErrorOf(twice);
+}
+
+TEST(MuxConfigTest, MissingFileSaysSo) {
+  absl::StatusOr<MuxConfig> c = LoadMuxConfig("/nonexistent/mux.yaml");
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(std::string(c.status().message()).find("/nonexistent/mux.yaml"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace sluice::mux
