@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages that building, testing and the lab need.
+# Idempotent and non-interactive; silent when everything is already installed.
+# Runs apt-get update only when something is missing. Needs root to install.
+set -euo pipefail
+
+PACKAGES=(
+  # build
+  cmake ninja-build g++ pkg-config ccache
+  libdpdk-dev libyaml-cpp-dev libabsl-dev libgtest-dev libgmock-dev nlohmann-json3-dev
+  # run: DPDK tools, the namespace lab, the demo and the end-to-end tests
+  dpdk iproute2 ethtool curl python3 procps kmod
+)
+
+missing=()
+for pkg in "${PACKAGES[@]}"; do
+  status=$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)
+  if [[ "$status" != "install ok installed" ]]; then
+    missing+=("$pkg")
+  fi
+done
+[[ ${#missing[@]} -eq 0 ]] && exit 0
+
+if [[ $EUID -ne 0 ]]; then
+  echo "ensure-deps: missing packages: ${missing[*]}" >&2
+  echo "ensure-deps: run as root (or: sudo apt-get install ${missing[*]})" >&2
+  exit 1
+fi
+
+echo "ensure-deps: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q
+apt-get install -y -q --no-install-recommends "${missing[@]}"

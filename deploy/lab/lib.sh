@@ -1,0 +1,440 @@
+# shellcheck shell=bash
+# The network-namespace lab as bash functions: lab.sh, demo.sh and the end-to-end tests
+# source this file and call lab_up / lab_down / lab_stats ... (see README.md in this
+# directory for the topology). Needs root. Functions return non-zero on failure and say why
+# on stderr; none of them exits the caller's shell.
+#
+# Environment:
+#   SLUICE_BUILD              build directory holding bin/ (default <repo>/build)
+#   SLUICE_LAB_RUN            run directory for pids, logs, sockets (default /run/sluice-lab)
+#   SLUICE_LAB_NO_DAEMONS=1   lab_up builds the topology and VMs but starts no daemons
+#   SLUICE_LAB_READY_TIMEOUT  seconds lab_wait_ready waits for each daemon (default 30)
+
+LAB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+LAB_REPO=$(cd "$LAB_DIR/../.." && pwd)
+LAB_BUILD=$(realpath -m "${SLUICE_BUILD:-$LAB_REPO/build}")
+LAB_RUN=${SLUICE_LAB_RUN:-/run/sluice-lab}
+LAB_CONFIG_DIR=$LAB_DIR/config
+
+LAB_VIP=10.200.0.10
+LAB_VIP_PORT=80
+LAB_VM_PORT=8080
+LAB_NAMESPACES=(sl-client sl-router sl-mux1 sl-mux2 sl-host1 sl-host2 sl-vm1 sl-vm2 sl-vm3 sl-vm4)
+LAB_MUXES=(mux1 mux2)
+LAB_AGENTS=(host1 host2)
+LAB_DAEMONS=(mux1 mux2 host1 host2)
+LAB_VMS=(vm1 vm2 vm3 vm4)
+declare -A LAB_MUX_PA=([mux1]=10.101.0.11 [mux2]=10.101.0.12)
+declare -A LAB_VM_HOST=([vm1]=host1 [vm2]=host1 [vm3]=host2 [vm4]=host2)
+# DPDK lcore per daemon: spread over the machine's two cores.
+declare -A LAB_LCORE=([mux1]=0 [host1]=0 [mux2]=1 [host2]=1)
+
+lab_log() { echo "lab: $*" >&2; }
+lab_err() { echo "lab: error: $*" >&2; }
+
+# Runs a command inside a lab namespace.
+lab_ns() {
+  local ns=$1
+  shift
+  ip netns exec "$ns" "$@"
+}
+
+# Milliseconds since the epoch (for poll deadlines).
+lab_now_ms() { date +%s%3N; }
+
+# lab_poll TIMEOUT_S INTERVAL_S CMD... : runs CMD until it succeeds (returns 0) or the timeout
+# passes (returns 1). Every wait in the lab is one of these, never a bare sleep.
+lab_poll() {
+  local timeout_s=$1 interval_s=$2
+  shift 2
+  local deadline=$(($(lab_now_ms) + ${timeout_s%.*} * 1000))
+  while true; do
+    "$@" && return 0
+    (($(lab_now_ms) >= deadline)) && return 1
+    sleep "$interval_s"
+  done
+}
+
+# ---------------------------------------------------------------------------------------
+# Processes. Each process the lab starts has $LAB_RUN/<name>.pid and <name>.log.
+
+# True if PID is a live (not zombie) process.
+lab_pid_alive() {
+  local pid=$1 state
+  [[ -n "$pid" && -r /proc/$pid/stat ]] || return 1
+  state=$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) || return 1
+  [[ -n "$state" && "$state" != Z && "$state" != X ]]
+}
+
+lab_pid_of() {
+  local f=$LAB_RUN/$1.pid
+  [[ -r "$f" ]] && cat "$f"
+}
+
+# lab_start NAME NS CMD... : starts CMD in namespace NS in the background, logging to
+# $LAB_RUN/NAME.log, and records its pid ("ip netns exec" execs, so $! is CMD's pid).
+lab_start() {
+  local name=$1 ns=$2
+  shift 2
+  ip netns exec "$ns" "$@" </dev/null >>"$LAB_RUN/$name.log" 2>&1 &
+  echo $! >"$LAB_RUN/$name.pid"
+}
+
+# lab_stop_pid PID [TIMEOUT_S] : SIGTERM, then SIGKILL if it has not exited in time.
+lab_stop_pid() {
+  local pid=$1 timeout_s=${2:-5}
+  lab_pid_alive "$pid" || return 0
+  kill -TERM "$pid" 2>/dev/null || return 0
+  if ! lab_poll "$timeout_s" 0.05 lab_pid_gone "$pid"; then
+    lab_log "pid $pid ignored SIGTERM for ${timeout_s}s, sending SIGKILL"
+    kill -KILL "$pid" 2>/dev/null
+    lab_poll 5 0.05 lab_pid_gone "$pid"
+  fi
+}
+lab_pid_gone() { ! lab_pid_alive "$1"; }
+
+# lab_stop NAME : stops the process recorded as NAME, if its pid file still names a lab
+# process (guards against a recycled pid from a stale pid file).
+lab_stop() {
+  local name=$1 pid
+  pid=$(lab_pid_of "$name") || return 0
+  if lab_pid_alive "$pid" &&
+    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qE 'sluice-|vm_http_server'; then
+    lab_stop_pid "$pid"
+  fi
+  rm -f "$LAB_RUN/$name.pid"
+}
+
+# ---------------------------------------------------------------------------------------
+# Topology.
+
+lab_ns_exists() { [[ -e "/run/netns/$1" ]]; }
+
+# A namespace with lo up and IPv6 off (set before any interface is created, so every new
+# interface inherits it).
+lab_ns_create() {
+  local ns=$1
+  ip netns add "$ns" || return 1
+  if [[ -d /proc/sys/net/ipv6 ]]; then
+    lab_ns "$ns" sysctl -q -w net.ipv6.conf.all.disable_ipv6=1 \
+      net.ipv6.conf.default.disable_ipv6=1 >/dev/null || return 1
+  fi
+  ip -n "$ns" link set lo up
+}
+
+# Offloads off on a veth end: the DPDK af_packet apps need real checksums and no GSO/GRO
+# super-frames.
+lab_no_offloads() {
+  local ns=$1 ifname=$2
+  lab_ns "$ns" ethtool -K "$ifname" tx off rx off tso off gso off gro off >/dev/null 2>&1 || {
+    lab_err "ethtool -K $ifname in $ns failed"
+    return 1
+  }
+  if [[ -d /proc/sys/net/ipv6 ]]; then
+    lab_ns "$ns" sysctl -q -w "net.ipv6.conf.$ifname.disable_ipv6=1" >/dev/null 2>&1 || true
+  fi
+}
+
+# lab_veth NS_A IF_A NS_B IF_B MTU [MAC_B] : a veth pair between two namespaces, both ends
+# up with offloads off.
+lab_veth() {
+  local ns_a=$1 if_a=$2 ns_b=$3 if_b=$4 mtu=$5 mac_b=${6:-}
+  local peer_opts=(name "$if_b" mtu "$mtu")
+  [[ -n "$mac_b" ]] && peer_opts+=(address "$mac_b")
+  ip -n "$ns_a" link add name "$if_a" mtu "$mtu" type veth peer "${peer_opts[@]}" netns "$ns_b" ||
+    return 1
+  lab_no_offloads "$ns_a" "$if_a" && lab_no_offloads "$ns_b" "$if_b" || return 1
+  ip -n "$ns_a" link set "$if_a" up && ip -n "$ns_b" link set "$if_b" up
+}
+
+# The route that sends VIP traffic to the muxes. Today a static ECMP route; BGP replaces
+# this function later. lab_set_vip_route NEXTHOP... (mux PAs); e.g. after a mux dies,
+# "lab_set_vip_route 10.101.0.12" plays the BGP withdrawal of the other one.
+lab_set_vip_route() {
+  (($# > 0)) || {
+    lab_err "lab_set_vip_route: no next hop"
+    return 1
+  }
+  local hops=() nh
+  for nh in "$@"; do hops+=(nexthop via "$nh"); done
+  ip -n sl-router route replace "$LAB_VIP/32" "${hops[@]}"
+}
+
+lab_announce_vip() { lab_set_vip_route "${LAB_MUX_PA[mux1]}" "${LAB_MUX_PA[mux2]}"; }
+
+lab_create_topology() {
+  local ns n h vm
+  for ns in "${LAB_NAMESPACES[@]}"; do lab_ns_create "$ns" || return 1; done
+
+  # Router: forwards, hashes ECMP on the L4 5-tuple, and does not drop DSR replies whose
+  # source (the VIP) routes back out another interface.
+  lab_ns sl-router sysctl -q -w net.ipv4.ip_forward=1 net.ipv4.fib_multipath_hash_policy=1 \
+    net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0 >/dev/null || return 1
+
+  # client <-> router
+  lab_veth sl-router to-client sl-client eth0 1500 || return 1
+  ip -n sl-router addr add 10.100.0.1/24 dev to-client || return 1
+  ip -n sl-client addr add 10.100.0.2/24 dev eth0 || return 1
+  ip -n sl-client route add default via 10.100.0.1 || return 1
+
+  # Underlay: the router's bridge br-ul with one port per mux and per host. The MTU leaves
+  # room for the IPv4-in-IPv4 header on 1500-byte VM packets.
+  ip -n sl-router link add name br-ul mtu 1600 address 02:00:0a:65:00:01 type bridge || return 1
+  lab_no_offloads sl-router br-ul || return 1
+  for n in mux1 mux2 host1 host2; do
+    lab_veth sl-router "r-$n" "sl-$n" eth0 1600 || return 1
+    ip -n sl-router link set "r-$n" master br-ul || return 1
+  done
+  ip -n sl-router link set br-ul mtu 1600 up || return 1
+  ip -n sl-router addr add 10.101.0.1/24 dev br-ul || return 1
+  local ifname
+  for ifname in to-client br-ul r-mux1 r-mux2 r-host1 r-host2; do
+    lab_ns sl-router sysctl -q -w "net.ipv4.conf.$ifname.rp_filter=0" >/dev/null || return 1
+  done
+
+  # VMs: one veth each; the host-side end (vmN) is the agent's DPDK port.
+  for n in 1 2 3 4; do
+    vm=vm$n
+    h=${LAB_VM_HOST[$vm]}
+    lab_veth "sl-$h" "$vm" "sl-$vm" eth0 1500 "02:00:0a:01:00:0$n" || return 1
+    ip -n "sl-$vm" addr add "10.1.0.$n/24" dev eth0 || return 1
+    ip -n "sl-$vm" route add default via 10.1.0.254 || return 1
+  done
+
+  lab_announce_vip
+}
+
+# ---------------------------------------------------------------------------------------
+# VM HTTP servers.
+
+lab_vm_serving() {
+  local vm=$1 n=${1#vm}
+  [[ "$(lab_ns "sl-$vm" curl -s --max-time 1 "http://10.1.0.$n:$LAB_VM_PORT/")" == "$vm" ]]
+}
+
+lab_start_vms() {
+  local vm
+  for vm in "${LAB_VMS[@]}"; do
+    lab_start "$vm" "sl-$vm" python3 -u "$LAB_DIR/vm_http_server.py" --name "$vm" \
+      --port "$LAB_VM_PORT"
+  done
+  for vm in "${LAB_VMS[@]}"; do
+    if ! lab_poll 10 0.1 lab_vm_serving "$vm"; then
+      lab_err "$vm's HTTP server did not answer on 10.1.0.${vm#vm}:$LAB_VM_PORT within 10s"
+      tail -n 20 "$LAB_RUN/$vm.log" >&2
+      return 1
+    fi
+  done
+}
+
+# ---------------------------------------------------------------------------------------
+# Daemons.
+
+lab_daemon_kind() { [[ $1 == mux* ]] && echo mux || echo agent; }
+lab_socket() { echo "$LAB_RUN/$1.sock"; }
+
+lab_check_binaries() {
+  local b missing=0
+  for b in sluice-mux sluice-agent sluicectl; do
+    if [[ ! -x "$LAB_BUILD/bin/$b" ]]; then
+      lab_err "$LAB_BUILD/bin/$b is missing: build first (ninja -C $LAB_BUILD) or set SLUICE_BUILD"
+      missing=1
+    fi
+  done
+  return $missing
+}
+
+lab_start_daemon() {
+  local d=$1 kind
+  kind=$(lab_daemon_kind "$d")
+  rm -f "$(lab_socket "$d")"
+  echo "=== $(date '+%F %T') starting sluice-$kind $d" >>"$LAB_RUN/$d.log"
+  lab_start "$d" "sl-$d" "$LAB_BUILD/bin/sluice-$kind" \
+    -l "${LAB_LCORE[$d]}" --no-huge --in-memory -m 256 --file-prefix "sl-$d" --no-pci \
+    --no-telemetry --log-level lib.eal:warning \
+    -- --config "$LAB_CONFIG_DIR/$d.yaml" --stats-socket "$(lab_socket "$d")"
+}
+
+# Prints the daemon's stats as one JSON object.
+lab_stats() { "$LAB_BUILD/bin/sluicectl" stats --socket "$(lab_socket "$1")" -o json; }
+lab_stats_table() { "$LAB_BUILD/bin/sluicectl" stats --socket "$(lab_socket "$1")" -o table; }
+
+# Reads JSON on stdin and prints the value at a dotted path ("drops.no_rule", "vms.0.name").
+lab_json_get() {
+  python3 -c '
+import json, sys
+v = json.load(sys.stdin)
+for k in sys.argv[1].split("."):
+    v = v[int(k)] if isinstance(v, list) else v[k]
+print(json.dumps(v) if isinstance(v, (bool, dict, list)) else v)' "$1"
+}
+
+# lab_stat DAEMON PATH : one value from the daemon's stats, e.g. lab_stat mux1 drops.no_rule
+lab_stat() {
+  local json
+  json=$(lab_stats "$1") || return 1
+  lab_json_get "$2" <<<"$json"
+}
+
+# lab_stat_sum PATH DAEMON... : the sum of one numeric stat over several daemons.
+lab_stat_sum() {
+  local path=$1 d v total=0
+  shift
+  for d in "$@"; do
+    v=$(lab_stat "$d" "$path") || return 1
+    total=$((total + v))
+  done
+  echo "$total"
+}
+
+lab_daemon_ready() { [[ "$(lab_stat "$1" ready 2>/dev/null)" == true ]]; }
+
+lab_log_tail() {
+  echo "----- last lines of $LAB_RUN/$1.log -----" >&2
+  tail -n "${2:-30}" "$LAB_RUN/$1.log" >&2 2>/dev/null
+  echo "-----" >&2
+}
+
+# lab_wait_ready [DAEMON...] : waits until each daemon's stats say "ready": true. On a
+# timeout or a daemon that exited, prints its log tail and fails.
+lab_wait_ready() {
+  local timeout_s=${SLUICE_LAB_READY_TIMEOUT:-30} d pid
+  (($# > 0)) || set -- "${LAB_DAEMONS[@]}"
+  for d in "$@"; do
+    if ! lab_poll "$timeout_s" 0.1 lab_ready_or_dead "$d"; then
+      lab_err "$d did not report ready within ${timeout_s}s"
+      lab_log_tail "$d"
+      return 1
+    fi
+    pid=$(lab_pid_of "$d")
+    if ! lab_pid_alive "$pid"; then
+      lab_err "$d (pid $pid) exited before it was ready"
+      lab_log_tail "$d"
+      return 1
+    fi
+  done
+}
+lab_ready_or_dead() { lab_pid_gone "$(lab_pid_of "$1")" || lab_daemon_ready "$1"; }
+
+# lab_kill_daemon DAEMON [SIGNAL] : kills one daemon by pid (default SIGKILL, a crash) and
+# waits until it is gone.
+lab_kill_daemon() {
+  local d=$1 sig=${2:-KILL} pid
+  pid=$(lab_pid_of "$d") || {
+    lab_err "no pid file for $d"
+    return 1
+  }
+  kill "-$sig" "$pid" || return 1
+  lab_poll 10 0.05 lab_pid_gone "$pid" || {
+    lab_err "$d (pid $pid) still alive 10s after SIG$sig"
+    return 1
+  }
+}
+
+lab_start_daemons() {
+  local d
+  lab_check_binaries || return 1
+  for d in "${LAB_DAEMONS[@]}"; do lab_start_daemon "$d" || return 1; done
+  lab_wait_ready "${LAB_DAEMONS[@]}"
+}
+
+# ---------------------------------------------------------------------------------------
+# Whole lab.
+
+lab_require_root() {
+  [[ $EUID -eq 0 ]] && return 0
+  lab_err "the lab needs root (network namespaces, veths)"
+  return 1
+}
+
+lab_check_tools() {
+  local t missing=()
+  for t in ip ethtool python3 curl sysctl; do
+    command -v "$t" >/dev/null || missing+=("$t")
+  done
+  ((${#missing[@]} == 0)) && return 0
+  lab_err "missing tools: ${missing[*]} (run deploy/ensure-deps.sh)"
+  return 1
+}
+
+# Builds the topology, starts the VMs' HTTP servers and the daemons, and waits until every
+# daemon is ready. A half-built lab from before is removed first.
+lab_up() {
+  lab_require_root && lab_check_tools || return 1
+  lab_down quiet
+  mkdir -p "$LAB_RUN" || return 1
+  rm -f "$LAB_RUN"/*.log
+  lab_log "creating namespaces and links"
+  lab_create_topology || {
+    lab_err "could not build the topology"
+    return 1
+  }
+  lab_log "starting VM HTTP servers"
+  lab_start_vms || return 1
+  if [[ "${SLUICE_LAB_NO_DAEMONS:-0}" == 1 ]]; then
+    lab_log "SLUICE_LAB_NO_DAEMONS=1: topology and VMs up, no daemons"
+    return 0
+  fi
+  lab_log "starting sluice daemons from $LAB_BUILD/bin"
+  lab_start_daemons || return 1
+  lab_log "up: ${LAB_DAEMONS[*]} ready; VIP $LAB_VIP:$LAB_VIP_PORT"
+}
+
+# Stops every process the lab started (by pid file, then anything still inside a lab
+# namespace) and deletes the namespaces. Never fails when nothing exists. "quiet" skips the
+# progress message.
+lab_down() {
+  local quiet=${1:-} name f ns pids pid
+  [[ "$quiet" == quiet ]] || lab_log "tearing down"
+  if [[ -d "$LAB_RUN" ]]; then
+    for f in "$LAB_RUN"/*.pid; do
+      [[ -e "$f" ]] || continue
+      name=$(basename "$f" .pid)
+      lab_stop "$name"
+    done
+    rm -f "$LAB_RUN"/*.sock
+  fi
+  for ns in "${LAB_NAMESPACES[@]}"; do
+    lab_ns_exists "$ns" || continue
+    pids=$(ip netns pids "$ns" 2>/dev/null)
+    for pid in $pids; do lab_stop_pid "$pid" 2; done
+    ip netns del "$ns" 2>/dev/null || lab_err "could not delete namespace $ns"
+  done
+  return 0
+}
+
+lab_status() {
+  local ns pids d f pid
+  echo "namespaces:"
+  for ns in "${LAB_NAMESPACES[@]}"; do
+    if lab_ns_exists "$ns"; then
+      pids=$(ip netns pids "$ns" 2>/dev/null | tr '\n' ' ')
+      printf '  %-10s up    pids: %s\n' "$ns" "${pids:-none}"
+    else
+      printf '  %-10s absent\n' "$ns"
+    fi
+  done
+  echo
+  echo "processes:"
+  for f in "$LAB_RUN"/*.pid; do
+    [[ -e "$f" ]] || continue
+    d=$(basename "$f" .pid)
+    pid=$(cat "$f")
+    if lab_pid_alive "$pid"; then
+      printf '  %-6s pid %-7s %s\n' "$d" "$pid" "$(tr '\0' ' ' <"/proc/$pid/cmdline" | cut -c1-100)"
+    else
+      printf '  %-6s pid %-7s DEAD (see %s)\n' "$d" "$pid" "$LAB_RUN/$d.log"
+    fi
+  done
+  if lab_ns_exists sl-router; then
+    echo
+    echo "router route to the VIP:"
+    ip -n sl-router route show "$LAB_VIP/32" | sed 's/^/  /'
+  fi
+  for d in "${LAB_DAEMONS[@]}"; do
+    [[ -S "$(lab_socket "$d")" ]] || continue
+    echo
+    echo "== $d stats =="
+    lab_stats_table "$d" 2>&1 | sed 's/^/  /'
+  done
+}
