@@ -339,6 +339,37 @@ lab_start_daemons() {
 }
 
 # ---------------------------------------------------------------------------------------
+# Traffic and diagnostics.
+
+# lab_http_requests COUNT PARALLEL [PATH] : COUNT HTTP GETs to the VIP from sl-client, each
+# its own curl (a new connection, so a new source port), PARALLEL at a time. Prints one
+# line per request: "<curl exit code>|<body without newlines>|<client source port>".
+lab_http_requests() {
+  local count=$1 parallel=$2 url="http://$LAB_VIP:$LAB_VIP_PORT${3:-/}"
+  # shellcheck disable=SC2016  # expanded by the inner bash
+  seq "$count" | lab_ns sl-client xargs -P "$parallel" -I{} bash -c '
+    out=$(curl -s --max-time 10 -w "|%{local_port}" "$1")
+    rc=$?
+    echo "$rc|$(printf %s "$out" | tr -d "\n")"' _ "$url"
+}
+
+# Every daemon's stats and log tail, and the router's view: for failure reports.
+lab_dump_diagnostics() {
+  local d
+  {
+    echo "===== lab diagnostics ====="
+    lab_status
+    echo
+    echo "router neighbours:"
+    ip -n sl-router neigh show 2>/dev/null | sed 's/^/  /'
+    for d in "${LAB_DAEMONS[@]}" "${LAB_VMS[@]}"; do
+      [[ -e "$LAB_RUN/$d.log" ]] && lab_log_tail "$d" 15 2>&1
+    done
+    echo "===== end of diagnostics ====="
+  } >&2
+}
+
+# ---------------------------------------------------------------------------------------
 # Whole lab.
 
 lab_require_root() {

@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# End-to-end: packet walks 1 and 2 (inbound through the muxes, direct server return).
+# Brings the lab up, sends 200 HTTP requests to the VIP from sl-client (a new connection
+# each) and checks: every request answered with a VM name, every VM served, no mux saw a
+# packet that was not to a VIP (drops.no_rule == 0, so no reply crossed a mux), the agents
+# sent replies straight to the router (dsr_return_packets > 0), the muxes carried the
+# client->VIP packets (vip_packets > 0). Needs root; exit 77 (skip) otherwise.
+set -uo pipefail
+# shellcheck source=deploy/lab/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../../deploy/lab/lib.sh"
+
+REQUESTS=200
+PARALLEL=8
+
+fail() {
+  echo "FAIL: $*" >&2
+  lab_dump_diagnostics
+  exit 1
+}
+
+if [[ $EUID -ne 0 ]]; then
+  echo "SKIP: the lab needs root"
+  exit 77
+fi
+trap 'lab_down quiet' EXIT
+trap 'exit 130' INT TERM
+
+lab_up || fail "lab up failed"
+
+echo "sending $REQUESTS requests to http://$LAB_VIP:$LAB_VIP_PORT/ ($PARALLEL at a time)"
+results=$(lab_http_requests "$REQUESTS" "$PARALLEL")
+declare -A served=()
+ok=0
+bad=()
+while IFS='|' read -r rc body port; do
+  [[ -z "$rc" ]] && continue
+  if [[ "$rc" == 0 && "$body" =~ ^vm[1-4]$ ]]; then
+    ok=$((ok + 1))
+    served[$body]=$((${served[$body]:-0} + 1))
+  else
+    bad+=("curl exit $rc, body '$body', source port $port")
+  fi
+done <<<"$results"
+
+errors=()
+((ok == REQUESTS)) || errors+=("$((REQUESTS - ok)) of $REQUESTS requests not answered with a VM name (first: ${bad[0]:-?})")
+for vm in "${LAB_VMS[@]}"; do
+  echo "  $vm served ${served[$vm]:-0}"
+  ((${served[$vm]:-0} > 0)) || errors+=("$vm was never served")
+done
+
+for d in "${LAB_MUXES[@]}"; do
+  no_rule=$(lab_stat "$d" drops.no_rule) || fail "cannot read $d stats"
+  vip=$(lab_stat "$d" vip_packets) || fail "cannot read $d stats"
+  echo "  $d: vip_packets $vip, drops.no_rule $no_rule"
+  ((no_rule == 0)) || errors+=("$d drops.no_rule = $no_rule (expected 0: return traffic reached a mux)")
+done
+vip_total=$(lab_stat_sum vip_packets "${LAB_MUXES[@]}") || fail "cannot read mux stats"
+dsr_total=$(lab_stat_sum dsr_return_packets "${LAB_AGENTS[@]}") || fail "cannot read agent stats"
+echo "  muxes vip_packets total $vip_total; agents dsr_return_packets total $dsr_total"
+((vip_total > 0)) || errors+=("muxes' vip_packets total is 0")
+((dsr_total > 0)) || errors+=("agents' dsr_return_packets total is 0")
+
+if ((${#errors[@]} > 0)); then
+  printf '  - %s\n' "${errors[@]}" >&2
+  fail "${#errors[@]} check(s) failed"
+fi
+echo "PASS: $ok/$REQUESTS answered, every VM served, replies bypassed the muxes ($dsr_total DSR packets, 0 no_rule drops on the muxes)"

@@ -1,0 +1,160 @@
+#!/usr/bin/env bash
+# End-to-end: a mux dies during a long TCP download (packet walk 5, first half).
+#
+#  1. start a 3 MB download at 300 kB/s from sl-client through the VIP;
+#  2. find the mux carrying it (the one whose vip_packets rise: the client's ACKs);
+#  3. kill -9 that mux and watch the download: does it stall (no new bytes for 2 s)?
+#     Nothing withdraws the route yet, so the router keeps hashing the flow to the dead mux.
+#     This is reported, not asserted;
+#  4. play the BGP withdrawal: the VIP route now names the surviving mux only;
+#  5. assert the download resumes and completes with the right byte count, served by the
+#     same VM throughout (the survivor's Maglev table is the same, so it picks the same DIP).
+#
+# Needs root; exit 77 (skip) otherwise.
+set -uo pipefail
+# shellcheck source=deploy/lab/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../../deploy/lab/lib.sh"
+
+BYTES=3000000
+RATE=300000
+STALL_S=2          # no new bytes for this long = stalled
+STALL_WATCH_S=10   # how long to watch for a stall after the kill
+RESUME_TIMEOUT_S=60
+
+fail() {
+  echo "FAIL: $*" >&2
+  lab_dump_diagnostics
+  exit 1
+}
+file_size() { stat -c %s "$DOWNLOAD" 2>/dev/null || echo 0; }
+now_ms() { lab_now_ms; }
+secs_since() { awk -v a="$1" -v b="$(now_ms)" 'BEGIN { printf "%.1f", (b - a) / 1000 }'; }
+
+if [[ $EUID -ne 0 ]]; then
+  echo "SKIP: the lab needs root"
+  exit 77
+fi
+curl_pid=""
+cleanup() {
+  [[ -n "$curl_pid" ]] && kill "$curl_pid" 2>/dev/null
+  lab_down quiet
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+lab_up || fail "lab up failed"
+DOWNLOAD=$LAB_RUN/mux_kill_download.bin
+CURL_OUT=$LAB_RUN/mux_kill_curl.txt
+rm -f "$DOWNLOAD" "$CURL_OUT"
+
+# 1. The download.
+url="http://$LAB_VIP:$LAB_VIP_PORT/stream?bytes=$BYTES&rate=$RATE"
+echo "downloading $BYTES bytes at $RATE B/s: $url"
+lab_ns sl-client curl -s --max-time 180 -o "$DOWNLOAD" \
+  -w '%{http_code} %{size_download} %{local_port}\n' "$url" >"$CURL_OUT" 2>&1 &
+curl_pid=$!
+started_ms=$(now_ms)
+download_started() { (($(file_size) >= 100000)); }
+lab_poll 15 0.05 download_started || fail "the download did not start (size $(file_size) after 15s; curl: $(cat "$CURL_OUT"))"
+
+# 2. Which mux carries it: its vip_packets rise while the download runs.
+declare -A vip_before=()
+for d in "${LAB_MUXES[@]}"; do vip_before[$d]=$(lab_stat "$d" vip_packets) || fail "cannot read $d stats"; done
+victim=""
+find_carrier() {
+  local d delta best=0
+  for d in "${LAB_MUXES[@]}"; do
+    delta=$(($(lab_stat "$d" vip_packets) - ${vip_before[$d]}))
+    if ((delta >= 10 && delta > best)); then
+      best=$delta
+      victim=$d
+    fi
+  done
+  [[ -n "$victim" ]]
+}
+lab_poll 10 0.2 find_carrier || fail "neither mux's vip_packets rose during the download"
+survivor=""
+for d in "${LAB_MUXES[@]}"; do [[ "$d" != "$victim" ]] && survivor=$d; done
+carried=""
+for d in "${LAB_MUXES[@]}"; do
+  carried+=" $d +$(($(lab_stat "$d" vip_packets) - ${vip_before[$d]}))"
+done
+echo "flow carried by $victim (vip_packets since the download started:$carried)"
+
+# 3. Kill it and watch.
+survivor_vip_before=$(lab_stat "$survivor" vip_packets)
+survivor_flows_before=$(lab_stat "$survivor" new_flows)
+bytes_at_kill=$(file_size)
+lab_kill_daemon "$victim" KILL || fail "could not kill $victim"
+killed_ms=$(now_ms)
+echo "killed $victim (kill -9) at $bytes_at_kill bytes, $(secs_since "$started_ms") s into the download"
+
+stalled=no
+last_size=$(file_size)
+last_change_ms=$(now_ms)
+watch_deadline=$((killed_ms + STALL_WATCH_S * 1000))
+while (($(now_ms) < watch_deadline)); do
+  size=$(file_size)
+  if ((size != last_size)); then
+    last_size=$size
+    last_change_ms=$(now_ms)
+  elif (($(now_ms) - last_change_ms >= STALL_S * 1000)); then
+    stalled=yes
+    break
+  fi
+  lab_pid_alive "$curl_pid" || break
+  sleep 0.1
+done
+bytes_at_stall=$(file_size)
+if [[ $stalled == yes ]]; then
+  stall_report="stalled: stuck at $bytes_at_stall bytes for ${STALL_S}s (+$((bytes_at_stall - bytes_at_kill)) bytes after the kill)"
+elif ! lab_pid_alive "$curl_pid"; then
+  stall_report="did not stall: curl finished $(secs_since "$killed_ms") s after the kill"
+else
+  stall_report="did not stall: still growing ${STALL_WATCH_S}s after the kill ($bytes_at_stall bytes)"
+fi
+echo "without a withdrawal the download $stall_report"
+
+# 4. The BGP withdrawal of the dead mux.
+lab_set_vip_route "${LAB_MUX_PA[$survivor]}" || fail "could not replace the VIP route"
+withdrawn_ms=$(now_ms)
+echo "withdrew $victim: VIP route now $(ip -n sl-router route show "$LAB_VIP/32" | tr -s ' \n\t' ' ')"
+
+# 5. Resume and complete.
+resumed_after=""
+size_at_withdrawal=$(file_size)
+resume_deadline=$((withdrawn_ms + RESUME_TIMEOUT_S * 1000))
+while lab_pid_alive "$curl_pid" && (($(now_ms) < resume_deadline)); do
+  if [[ -z "$resumed_after" ]] && (($(file_size) > size_at_withdrawal)); then
+    resumed_after=$(secs_since "$withdrawn_ms")
+  fi
+  sleep 0.1
+done
+if lab_pid_alive "$curl_pid"; then
+  fail "download did not complete within ${RESUME_TIMEOUT_S}s of the withdrawal ($(file_size) of $BYTES bytes)"
+fi
+wait "$curl_pid"
+curl_rc=$?
+curl_pid=""
+[[ -z "$resumed_after" ]] && (($(file_size) > size_at_withdrawal)) && resumed_after="<0.1"
+read -r http_code size_download local_port <"$CURL_OUT" || true
+final_size=$(file_size)
+vms_in_body=$(awk '/ sluice lab stream$/ {print $1}' "$DOWNLOAD" | sort | uniq -c | awk '{printf "%s%s x%s", sep, $2, $1; sep=", "}')
+survivor_vip=$(($(lab_stat "$survivor" vip_packets) - survivor_vip_before))
+survivor_flows=$(($(lab_stat "$survivor" new_flows) - survivor_flows_before))
+
+echo
+echo "=== mux kill report ==="
+echo "  download:          $BYTES bytes at $RATE B/s from sl-client:${local_port:-?} to $LAB_VIP:$LAB_VIP_PORT"
+echo "  carried by:        $victim, killed with SIGKILL at $bytes_at_kill bytes"
+echo "  before withdrawal: $stall_report"
+echo "  after withdrawal:  resumed after ${resumed_after:-never} s via $survivor (its vip_packets +$survivor_vip, new_flows +$survivor_flows)"
+echo "  result:            curl exit $curl_rc, HTTP ${http_code:-?}, $final_size of $BYTES bytes, $(secs_since "$started_ms") s in all"
+echo "  served by:         ${vms_in_body:-nothing}"
+echo "======================="
+
+((curl_rc == 0)) || fail "curl exited $curl_rc after the withdrawal ($(cat "$CURL_OUT"))"
+[[ "$http_code" == 200 ]] || fail "HTTP status '$http_code'"
+((final_size == BYTES)) || fail "downloaded $final_size bytes, expected $BYTES"
+[[ "$vms_in_body" != *,* ]] || fail "the body came from more than one VM: $vms_in_body"
+echo "PASS: the download survived the mux kill once the route was withdrawn"
