@@ -333,7 +333,6 @@ lab_kill_daemon() {
 
 lab_start_daemons() {
   local d
-  lab_check_binaries || return 1
   for d in "${LAB_DAEMONS[@]}"; do lab_start_daemon "$d" || return 1; done
   lab_wait_ready "${LAB_DAEMONS[@]}"
 }
@@ -392,6 +391,9 @@ lab_check_tools() {
 # daemon is ready. A half-built lab from before is removed first.
 lab_up() {
   lab_require_root && lab_check_tools || return 1
+  if [[ "${SLUICE_LAB_NO_DAEMONS:-0}" != 1 ]]; then
+    lab_check_binaries || return 1
+  fi
   lab_down quiet
   mkdir -p "$LAB_RUN" || return 1
   rm -f "$LAB_RUN"/*.log
