@@ -34,6 +34,8 @@ struct ParsedPacket {
   uint16_t dst_port = 0;    ///< TCP/UDP ports; for ICMP echo the identifier as well.
   uint8_t icmp_type = 0;
   uint8_t icmp_code = 0;
+  uint16_t outer_src_port = 0;  ///< GUE only: the outer UDP ports (0 otherwise).
+  uint16_t outer_dst_port = 0;
 };
 
 enum class ParseStatus : uint8_t {
@@ -67,5 +69,11 @@ uint16_t BuildArp(uint8_t* frame, uint16_t op, const flow::MacAddr& eth_dst,
 /// 5-tuple flow hash (src, dst, proto, ports), the same on every host and mux.
 uint32_t FlowHash(uint32_t src, uint32_t dst, uint8_t proto, uint16_t src_port,
                   uint16_t dst_port);
+
+/// GUE outer UDP source port for an inner flow hash: in 49152..65535 so that NIC RSS on the
+/// outer header spreads the inner flows.
+inline constexpr uint16_t GueSourcePort(uint32_t flow_hash) {
+  return static_cast<uint16_t>(49152 + flow_hash % 16384);
+}
 
 }  // namespace sluice::packet
