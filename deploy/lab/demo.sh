@@ -99,12 +99,12 @@ done
 section "mux counters (sluicectl stats)"
 for d in "${LAB_MUXES[@]}"; do
   echo "--- $d"
-  lab_stats_table "$d"
+  lab_stats_table "$d" | sed 's/^/    /'
 done
 section "agent counters (sluicectl stats)"
 for d in "${LAB_AGENTS[@]}"; do
   echo "--- $d"
-  lab_stats_table "$d"
+  lab_stats_table "$d" | sed 's/^/    /'
 done
 
 section "did the replies bypass the muxes?"

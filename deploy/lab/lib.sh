@@ -15,12 +15,16 @@ LAB_REPO=$(cd "$LAB_DIR/../.." && pwd)
 LAB_BUILD=$(realpath -m "${SLUICE_BUILD:-$LAB_REPO/build}")
 LAB_RUN=${SLUICE_LAB_RUN:-/run/sluice-lab}
 LAB_CONFIG_DIR=$LAB_DIR/config
+# Debian's python3 (ensure-deps installs it); a python3 on PATH can be a slow wrapper (pyenv).
+LAB_PYTHON=${SLUICE_LAB_PYTHON:-$([[ -x /usr/bin/python3 ]] && echo /usr/bin/python3 || echo python3)}
 
 LAB_VIP=10.200.0.10
 LAB_VIP_PORT=80
 LAB_VM_PORT=8080
 LAB_NAMESPACES=(sl-client sl-router sl-mux1 sl-mux2 sl-host1 sl-host2 sl-vm1 sl-vm2 sl-vm3 sl-vm4)
+# shellcheck disable=SC2034  # used by the scripts that source this file
 LAB_MUXES=(mux1 mux2)
+# shellcheck disable=SC2034
 LAB_AGENTS=(host1 host2)
 LAB_DAEMONS=(mux1 mux2 host1 host2)
 LAB_VMS=(vm1 vm2 vm3 vm4)
@@ -78,6 +82,7 @@ lab_start() {
   shift 2
   ip netns exec "$ns" "$@" </dev/null >>"$LAB_RUN/$name.log" 2>&1 &
   echo $! >"$LAB_RUN/$name.pid"
+  disown $!  # killing it later is the lab's business; no "Killed" job notices
 }
 
 # lab_stop_pid PID [TIMEOUT_S] : SIGTERM, then SIGKILL if it has not exited in time.
@@ -215,7 +220,7 @@ lab_vm_serving() {
 lab_start_vms() {
   local vm
   for vm in "${LAB_VMS[@]}"; do
-    lab_start "$vm" "sl-$vm" python3 -u "$LAB_DIR/vm_http_server.py" --name "$vm" \
+    lab_start "$vm" "sl-$vm" "$LAB_PYTHON" -u "$LAB_DIR/vm_http_server.py" --name "$vm" \
       --port "$LAB_VM_PORT"
   done
   for vm in "${LAB_VMS[@]}"; do
@@ -261,7 +266,7 @@ lab_stats_table() { "$LAB_BUILD/bin/sluicectl" stats --socket "$(lab_socket "$1"
 
 # Reads JSON on stdin and prints the value at a dotted path ("drops.no_rule", "vms.0.name").
 lab_json_get() {
-  python3 -c '
+  "$LAB_PYTHON" -c '
 import json, sys
 v = json.load(sys.stdin)
 for k in sys.argv[1].split("."):

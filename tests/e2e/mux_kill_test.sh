@@ -137,7 +137,7 @@ wait "$curl_pid"
 curl_rc=$?
 curl_pid=""
 [[ -z "$resumed_after" ]] && (($(file_size) > size_at_withdrawal)) && resumed_after="<0.1"
-read -r http_code size_download local_port <"$CURL_OUT" || true
+read -r http_code _ local_port <"$CURL_OUT" || true
 final_size=$(file_size)
 vms_in_body=$(awk '/ sluice lab stream$/ {print $1}' "$DOWNLOAD" | sort | uniq -c | awk '{printf "%s%s x%s", sep, $2, $1; sep=", "}')
 survivor_vip=$(($(lab_stat "$survivor" vip_packets) - survivor_vip_before))
