@@ -235,6 +235,12 @@ lab_start_vms() {
 # ---------------------------------------------------------------------------------------
 # Daemons.
 
+# DPDK memory options: no hugepages and nothing left on disk. DPDK 22.11 (Debian 12) refuses
+# "--no-huge --in-memory" ("Option --legacy-mem is not compatible with --in-memory": no-huge
+# implies legacy memory), so the lab uses --no-shconf, which is what --in-memory adds on top
+# of hugepage unlinking. SLUICE_LAB_EAL_MEMORY overrides (e.g. "--in-memory" with hugepages).
+read -r -a LAB_EAL_MEMORY <<<"${SLUICE_LAB_EAL_MEMORY:---no-huge --no-shconf}"
+
 lab_daemon_kind() { [[ $1 == mux* ]] && echo mux || echo agent; }
 lab_socket() { echo "$LAB_RUN/$1.sock"; }
 
@@ -255,7 +261,7 @@ lab_start_daemon() {
   rm -f "$(lab_socket "$d")"
   echo "=== $(date '+%F %T') starting sluice-$kind $d" >>"$LAB_RUN/$d.log"
   lab_start "$d" "sl-$d" "$LAB_BUILD/bin/sluice-$kind" \
-    -l "${LAB_LCORE[$d]}" --no-huge --in-memory -m 256 --file-prefix "sl-$d" --no-pci \
+    -l "${LAB_LCORE[$d]}" "${LAB_EAL_MEMORY[@]}" -m 256 --file-prefix "sl-$d" --no-pci \
     --no-telemetry --log-level lib.eal:warning \
     -- --config "$LAB_CONFIG_DIR/$d.yaml" --stats-socket "$(lab_socket "$d")"
 }
@@ -438,6 +444,8 @@ lab_down() {
     for pid in $pids; do lab_stop_pid "$pid" 2; done
     ip netns del "$ns" 2>/dev/null || lab_err "could not delete namespace $ns"
   done
+  # DPDK's (empty, with --no-shconf) runtime directories of the lab's file prefixes.
+  for name in "${LAB_DAEMONS[@]}"; do rm -rf "/var/run/dpdk/sl-$name"; done
   return 0
 }
 
