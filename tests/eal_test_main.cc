@@ -1,4 +1,5 @@
 // GoogleTest main for tests that need DPDK mbufs: a private EAL without hugepages or PCI.
+// (DPDK 22.11 rejects --no-huge with --in-memory; --no-shconf keeps it from writing files.)
 #include <unistd.h>
 
 #include <string>
@@ -10,7 +11,7 @@
 int main(int argc, char** argv) {
   testing::InitGoogleTest(&argc, argv);
   std::string prefix = "sluice-test-" + std::to_string(getpid());
-  std::vector<std::string> args = {"test", "--no-huge", "--in-memory", "--no-pci",
+  std::vector<std::string> args = {"test", "--no-huge", "--no-shconf", "--no-pci",
                                    "--no-telemetry", "-l", "0", "-m", "128",
                                    "--log-level", "lib.eal:error", "--file-prefix", prefix};
   std::vector<char*> argv_eal;
