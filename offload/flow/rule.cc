@@ -116,8 +116,7 @@ std::string ToString(const Action& action) {
     case ActionType::kSetL4Dst:
       return "set_l4_dst(" + std::to_string(action.l4_port) + ")";
     case ActionType::kSetMac:
-      return "set_mac(src=" + FormatMac(action.mac_src) + " dst=" + FormatMac(action.mac_dst) +
-             ")";
+      return "set_mac(src=" + FormatMac(action.mac_src) + " dst=" + FormatMac(action.mac_dst) + ")";
     case ActionType::kDecTtl:
       return "dec_ttl";
     case ActionType::kCount:
@@ -186,8 +185,8 @@ std::string Validate(const Rule& rule) {
       case ActionType::kSetL4Dst:
         if (rule.match.proto != kProtoTcp && rule.match.proto != kProtoUdp) {
           return where + " rewrites an L4 port, so the match must set proto to tcp or udp (it " +
-                 "is " + (rule.match.proto == 0 ? std::string("any") : ProtoName(rule.match.proto)) +
-                 ")";
+                 "is " +
+                 (rule.match.proto == 0 ? std::string("any") : ProtoName(rule.match.proto)) + ")";
         }
         break;
       default:

@@ -42,8 +42,8 @@ TEST(FormatTest, Match) {
 
 TEST(FormatTest, Actions) {
   EXPECT_EQ(ToString(Action::Decap()), "decap");
-  EXPECT_EQ(ToString(Action::Encap({.type = Tunnel::kIpip, .outer_src = 0x0a000002,
-                                    .outer_dst = 0x0a000101})),
+  EXPECT_EQ(ToString(Action::Encap(
+                {.type = Tunnel::kIpip, .outer_src = 0x0a000002, .outer_dst = 0x0a000101})),
             "encap(ipip 10.0.0.2->10.0.1.1 ttl=64)");
   EXPECT_EQ(ToString(Action::Encap({.type = Tunnel::kGue, .outer_src = 1, .outer_dst = 2})),
             "encap(gue 0.0.0.1->0.0.0.2 ttl=64 dst_port=6080 src_port=flow_hash)");
@@ -106,8 +106,9 @@ TEST(ValidateTest, RejectsWithActionableMessages) {
 
   r = InboundRule();
   r.match.proto = 0;
-  ExpectInvalid(r, "action 3 (set_l4_dst(8080)) rewrites an L4 port, so the match must set "
-                   "proto to tcp or udp (it is any)");
+  ExpectInvalid(r,
+                "action 3 (set_l4_dst(8080)) rewrites an L4 port, so the match must set "
+                "proto to tcp or udp (it is any)");
   r.match.proto = kProtoIcmp;
   ExpectInvalid(r, "(it is icmp)");
 

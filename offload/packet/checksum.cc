@@ -52,15 +52,15 @@ uint16_t Ipv4HeaderChecksum(const void* ipv4_header, uint32_t header_len) {
 
 uint16_t ChecksumUpdate16(uint16_t checksum, uint16_t old_word, uint16_t new_word) {
   // RFC 1624 eqn. 3: HC' = ~(~HC + ~m + m').
-  uint32_t sum = static_cast<uint16_t>(~checksum) + static_cast<uint32_t>(
-                     static_cast<uint16_t>(~old_word)) + new_word;
+  uint32_t sum = static_cast<uint16_t>(~checksum) +
+                 static_cast<uint32_t>(static_cast<uint16_t>(~old_word)) + new_word;
   return static_cast<uint16_t>(~Fold(sum));
 }
 
 uint16_t ChecksumUpdate32(uint16_t checksum, uint32_t old_value, uint32_t new_value) {
   uint32_t sum = static_cast<uint16_t>(~checksum);
-  sum += static_cast<uint16_t>(~old_value) + static_cast<uint32_t>(
-             static_cast<uint16_t>(~(old_value >> 16)));
+  sum += static_cast<uint16_t>(~old_value) +
+         static_cast<uint32_t>(static_cast<uint16_t>(~(old_value >> 16)));
   sum += (new_value & 0xffff) + (new_value >> 16);
   return static_cast<uint16_t>(~Fold(sum));
 }

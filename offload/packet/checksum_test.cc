@@ -1,12 +1,11 @@
 #include "offload/packet/checksum.h"
 
 #include <arpa/inet.h>
+#include <gtest/gtest.h>
 
 #include <cstring>
 #include <random>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 namespace sluice::packet {
 namespace {
@@ -57,9 +56,9 @@ TEST(ChecksumTest, MatchesReferenceOnRandomDataOfEveryLength) {
     EXPECT_EQ(static_cast<uint16_t>(~OnesComplementSum(b.data(), static_cast<uint32_t>(len))),
               expected)
         << "len " << len;
-    EXPECT_EQ(static_cast<uint16_t>(
-                  ~OnesComplementSum(unaligned.data() + 1, static_cast<uint32_t>(len))),
-              expected)
+    EXPECT_EQ(
+        static_cast<uint16_t>(~OnesComplementSum(unaligned.data() + 1, static_cast<uint32_t>(len))),
+        expected)
         << "unaligned len " << len;
   }
 }

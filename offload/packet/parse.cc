@@ -75,8 +75,8 @@ bool ParseIpv4(const uint8_t* frame, uint32_t offset, uint32_t end, Ipv4Header* 
 }
 
 // Parses the L4 header of the innermost IPv4 packet, which spans [offset, end).
-bool ParseL4(const uint8_t* frame, uint32_t offset, uint32_t end, uint8_t proto,
-             ParsedPacket* out, DropReason* reason) {
+bool ParseL4(const uint8_t* frame, uint32_t offset, uint32_t end, uint8_t proto, ParsedPacket* out,
+             DropReason* reason) {
   const uint8_t* l4 = frame + offset;
   const uint32_t avail = end - offset;
   switch (proto) {
@@ -272,8 +272,7 @@ inline uint32_t MurmurMix(uint32_t h, uint32_t k) {
 }  // namespace
 
 // murmur3_32 over (src, dst, ports, proto) with a fixed seed: deterministic on every host.
-uint32_t FlowHash(uint32_t src, uint32_t dst, uint8_t proto, uint16_t src_port,
-                  uint16_t dst_port) {
+uint32_t FlowHash(uint32_t src, uint32_t dst, uint8_t proto, uint16_t src_port, uint16_t dst_port) {
   constexpr uint32_t kSeed = 0x51c3e5a1u;
   uint32_t h = kSeed;
   h = MurmurMix(h, src);

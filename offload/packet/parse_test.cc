@@ -1,11 +1,11 @@
 #include "offload/packet/parse.h"
 
+#include <gtest/gtest.h>
+
 #include <cstring>
 #include <random>
 #include <set>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "offload/sw/fixture_builder.h"
 
@@ -44,8 +44,7 @@ Result ParsePacket(const Packet& p) { return ParseBytes(p.Bytes()); }
 
 TEST(ParseTest, PlainTcp) {
   Result r = ParsePacket(Eth{.dst = kA, .src = kB} / Ipv4{.src = kClient, .dst = kVip, .ttl = 9} /
-                         Tcp{.sport = 1234, .dport = 80, .flags = fixture::kSyn} /
-                         Payload{"x"});
+                         Tcp{.sport = 1234, .dport = 80, .flags = fixture::kSyn} / Payload{"x"});
   ASSERT_EQ(r.status, ParseStatus::kIpv4);
   EXPECT_EQ(r.pkt.ether_type, kEtherTypeIpv4);
   EXPECT_EQ(r.pkt.l3_offset, 14);
@@ -90,9 +89,9 @@ TEST(ParseTest, IcmpEchoIdentifierInBothPorts) {
 }
 
 TEST(ParseTest, Ipip) {
-  Result r = ParsePacket(Eth{} / Ipv4{.src = kMux, .dst = kHost} /
-                         Ipv4{.src = kClient, .dst = kVip, .ttl = 7} /
-                         Tcp{.sport = 1234, .dport = 80});
+  Result r =
+      ParsePacket(Eth{} / Ipv4{.src = kMux, .dst = kHost} /
+                  Ipv4{.src = kClient, .dst = kVip, .ttl = 7} / Tcp{.sport = 1234, .dport = 80});
   ASSERT_EQ(r.status, ParseStatus::kIpv4);
   EXPECT_EQ(r.pkt.tunnel, flow::Tunnel::kIpip);
   EXPECT_EQ(r.pkt.l3_offset, 14);
@@ -139,9 +138,9 @@ TEST(ParseTest, GueOnlyOnConfiguredPortAndWithIpv4Payload) {
 }
 
 TEST(ParseTest, OneTunnelLevelOnly) {
-  Result r = ParsePacket(Eth{} / Ipv4{.src = kMux, .dst = kHost} /
-                         Ipv4{.src = kClient, .dst = kVip} / Ipv4{.src = 1, .dst = 2} /
-                         Tcp{.sport = 1, .dport = 2});
+  Result r =
+      ParsePacket(Eth{} / Ipv4{.src = kMux, .dst = kHost} / Ipv4{.src = kClient, .dst = kVip} /
+                  Ipv4{.src = 1, .dst = 2} / Tcp{.sport = 1, .dport = 2});
   ASSERT_EQ(r.status, ParseStatus::kIpv4);
   EXPECT_EQ(r.pkt.tunnel, flow::Tunnel::kIpip);
   EXPECT_EQ(r.pkt.src, kClient);
@@ -171,8 +170,7 @@ TEST(ParseTest, MalformedInputDropsWithReason) {
       {"eth only", (Eth{} / ip / tcp).TruncatedTo(14), DropReason::kTruncated},
       {"short ipv4", (Eth{} / ip / tcp).TruncatedTo(33), DropReason::kTruncated},
       {"ihl 4", Eth{} / Ipv4{.ihl = 4} / tcp, DropReason::kMalformed},
-      {"ihl beyond frame", (Eth{} / Ipv4{.ihl = 15} / tcp).TruncatedTo(40),
-       DropReason::kTruncated},
+      {"ihl beyond frame", (Eth{} / Ipv4{.ihl = 15} / tcp).TruncatedTo(40), DropReason::kTruncated},
       {"total length > frame", Eth{} / Ipv4{.total_len = 100} / tcp, DropReason::kTruncated},
       {"total length < ihl", Eth{} / Ipv4{.total_len = 19} / tcp, DropReason::kMalformed},
       {"short tcp", Eth{} / Ipv4{.proto = 6} / Payload{"123"}, DropReason::kTruncated},
@@ -183,8 +181,7 @@ TEST(ParseTest, MalformedInputDropsWithReason) {
       {"udp len > ip", Eth{} / ip / Udp{.len = 9}, DropReason::kTruncated},
       {"short icmp", Eth{} / Ipv4{.proto = 1} / Payload{"1234567"}, DropReason::kTruncated},
       {"mf", Eth{} / Ipv4{.mf = true} / tcp, DropReason::kFragment},
-      {"offset", Eth{} / Ipv4{.frag_offset = 1, .proto = 6} / Payload{"x"},
-       DropReason::kFragment},
+      {"offset", Eth{} / Ipv4{.frag_offset = 1, .proto = 6} / Payload{"x"}, DropReason::kFragment},
       {"inner fragment", Eth{} / ip / Ipv4{.mf = true} / tcp, DropReason::kFragment},
       {"inner ihl 3", Eth{} / ip / Ipv4{.ihl = 3} / tcp, DropReason::kMalformed},
       {"inner beyond outer", Eth{} / ip / Ipv4{.total_len = 60} / tcp, DropReason::kTruncated},
@@ -310,8 +307,8 @@ TEST(FlowHashTest, DeterministicKnownValuesAndSpread) {
   std::vector<int> count(kBuckets);
   std::set<uint16_t> gue_ports;
   for (int i = 0; i < kFlows; ++i) {
-    uint32_t hash = FlowHash(Ip("198.51.100.7"), Ip("10.200.0.10"), 6,
-                             static_cast<uint16_t>(1024 + i), 80);
+    uint32_t hash =
+        FlowHash(Ip("198.51.100.7"), Ip("10.200.0.10"), 6, static_cast<uint16_t>(1024 + i), 80);
     ++count[hash % kBuckets];
     uint16_t port = GueSourcePort(hash);
     EXPECT_GE(port, 49152);

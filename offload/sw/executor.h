@@ -81,6 +81,8 @@ class SoftwareExecutor {
   const RuleTable* rules() const { return table_.get(); }
 
  private:
+  Verdict ProcessOne(rte_mbuf* m, uint16_t in_port);
+
   uint16_t gue_port_;
   std::shared_ptr<const RuleTable> table_;
   std::unique_ptr<Counter[]> rule_packets_;  // one per rule of table_

@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <optional>
+#include <ostream>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -69,11 +70,11 @@ struct Ipv4 {
   uint16_t id = 0;
   bool df = false;
   bool mf = false;
-  uint16_t frag_offset = 0;          ///< In 8-byte units.
-  std::optional<uint8_t> proto;      ///< Default: from the next layer.
-  std::optional<uint8_t> ihl;        ///< Default: 5 + options / 4.
-  std::optional<uint16_t> total_len; ///< Default: the bytes from this header to the end.
-  std::vector<uint8_t> options;      ///< Multiple of 4 bytes.
+  uint16_t frag_offset = 0;           ///< In 8-byte units.
+  std::optional<uint8_t> proto;       ///< Default: from the next layer.
+  std::optional<uint8_t> ihl;         ///< Default: 5 + options / 4.
+  std::optional<uint16_t> total_len;  ///< Default: the bytes from this header to the end.
+  std::vector<uint8_t> options;       ///< Multiple of 4 bytes.
 };
 
 struct Tcp {
@@ -250,16 +251,14 @@ struct Packet {
         b[o + 9] = ip->proto.value_or(proto);
         Put16(b, o + 10, Finish(Sum(b, o, header_len)));
       } else if (std::holds_alternative<Tcp>(layers[i])) {
-        uint32_t pseudo = enclosing ? PseudoHeaderSum(enclosing->src, enclosing->dst,
-                                                      flow::kProtoTcp, len)
-                                    : 0;
+        uint32_t pseudo =
+            enclosing ? PseudoHeaderSum(enclosing->src, enclosing->dst, flow::kProtoTcp, len) : 0;
         Put16(b, o + 16, Finish(Sum(b, o, len, pseudo)));
       } else if (auto* u = std::get_if<Udp>(&layers[i])) {
         Put16(b, o + 4, u->len.value_or(static_cast<uint16_t>(len)));
         if (!u->zero_checksum) {
-          uint32_t pseudo = enclosing ? PseudoHeaderSum(enclosing->src, enclosing->dst,
-                                                        flow::kProtoUdp, len)
-                                      : 0;
+          uint32_t pseudo =
+              enclosing ? PseudoHeaderSum(enclosing->src, enclosing->dst, flow::kProtoUdp, len) : 0;
           uint16_t sum = Finish(Sum(b, o, len, pseudo));
           Put16(b, o + 6, sum == 0 ? 0xffff : sum);
         }
@@ -278,8 +277,9 @@ inline Packet operator/(Packet p, Layer l) {
   return p;
 }
 template <typename L>
-  requires(std::is_constructible_v<Layer, L> && !std::is_same_v<std::decay_t<L>, Packet>)
-inline Packet operator/(L first, Layer second) {
+requires(std::is_constructible_v<Layer, L> &&
+         !std::is_same_v<std::decay_t<L>, Packet>) inline Packet
+operator/(L first, Layer second) {
   return Packet{{Layer(std::move(first)), std::move(second)}};
 }
 
@@ -342,8 +342,8 @@ struct FixtureRow {
   uint16_t in_port = 0;
   std::vector<flow::Rule> rules;
   Outcome outcome = Outcome::kDrop;
-  uint16_t out_port = 0;                    ///< kOutput.
-  Packet output;                            ///< kOutput and kToSoftware: the packet sent on.
+  uint16_t out_port = 0;                         ///< kOutput.
+  Packet output;                                 ///< kOutput and kToSoftware: the packet sent on.
   DropReason drop_reason = DropReason::kNoRule;  ///< kDrop.
   /// The rule (by id) whose count action must see this packet (1 packet, input length bytes);
   /// every other rule's counter must stay 0.
@@ -351,6 +351,9 @@ struct FixtureRow {
   /// Software executor: put the frame at the very start of the mbuf buffer (no headroom).
   bool zero_headroom = false;
 };
+
+/// GoogleTest prints a row by its name.
+inline void PrintTo(const FixtureRow& row, std::ostream* os) { *os << row.name; }
 
 /// The addresses every fixture uses: a client on the Internet, a VIP announced by the mux,
 /// a DIP (the VM behind the VIP) on a host, and the physical addresses of mux and host.
@@ -403,9 +406,8 @@ inline std::vector<FixtureRow> ConformanceFixtures() {
                 .src = Ipv4Match::Exact(kDip),
                 .proto = flow::kProtoTcp,
                 .src_port = PortMatch::Exact(8080)},
-      .actions = {Action::Count(), Action::SetIpv4Src(kVip), Action::SetL4Src(80),
-                  Action::DecTtl(), Action::SetMac(kHostMac, kRouterMac),
-                  Action::Output(kUplinkPort)},
+      .actions = {Action::Count(), Action::SetIpv4Src(kVip), Action::SetL4Src(80), Action::DecTtl(),
+                  Action::SetMac(kHostMac, kRouterMac), Action::Output(kUplinkPort)},
       .name = "dsr-return dip=10.1.0.1:8080 as vip=10.200.0.10:80"};
   // The mux's per-flow encapsulation towards the host owning the DIP.
   auto mux_encap = [](flow::EncapParams params) {
@@ -442,17 +444,17 @@ inline std::vector<FixtureRow> ConformanceFixtures() {
                   .out_port = kVmPort,
                   .output = vm_syn,
                   .counted_rule = 1});
-  rows.push_back({.name = "gue_decap_dnat_to_vm",
-                  .input = to_host / mux_to_host /
-                           Udp{.sport = 51234, .dport = flow::kDefaultGuePort,
-                               .zero_checksum = true} /
-                           client_to_vip / syn_to_vip / hello,
-                  .in_port = kUplinkPort,
-                  .rules = {inbound(Tunnel::kGue)},
-                  .outcome = Outcome::kOutput,
-                  .out_port = kVmPort,
-                  .output = vm_syn,
-                  .counted_rule = 1});
+  rows.push_back(
+      {.name = "gue_decap_dnat_to_vm",
+       .input = to_host / mux_to_host /
+                Udp{.sport = 51234, .dport = flow::kDefaultGuePort, .zero_checksum = true} /
+                client_to_vip / syn_to_vip / hello,
+       .in_port = kUplinkPort,
+       .rules = {inbound(Tunnel::kGue)},
+       .outcome = Outcome::kOutput,
+       .out_port = kVmPort,
+       .output = vm_syn,
+       .counted_rule = 1});
   rows.push_back({.name = "ipip_rule_ignores_gue_packet",
                   .input = to_host / mux_to_host /
                            Udp{.sport = 51234, .dport = flow::kDefaultGuePort} / client_to_vip /
@@ -473,21 +475,21 @@ inline std::vector<FixtureRow> ConformanceFixtures() {
                             Ipv4{.src = kClient, .dst = kDip, .ttl = 59, .options = {1, 1, 1, 0}} /
                             Tcp{.sport = kClientPort, .dport = 8080, .flags = kSyn} / hello,
                   .counted_rule = 1});
-  rows.push_back({.name = "dsr_return_snat_dec_ttl",
-                  .input = from_vm / Ipv4{.src = kDip, .dst = kClient, .ttl = 64} /
-                           Tcp{.sport = 8080, .dport = kClientPort, .flags = kSyn | kAck,
-                               .seq = 777, .ack = 2} /
-                           Payload{"response"},
-                  .in_port = kVmPort,
-                  .rules = {dsr_return},
-                  .outcome = Outcome::kOutput,
-                  .out_port = kUplinkPort,
-                  .output = Eth{.dst = kRouterMac, .src = kHostMac} /
-                            Ipv4{.src = kVip, .dst = kClient, .ttl = 63} /
-                            Tcp{.sport = 80, .dport = kClientPort, .flags = kSyn | kAck,
-                                .seq = 777, .ack = 2} /
-                            Payload{"response"},
-                  .counted_rule = 2});
+  rows.push_back(
+      {.name = "dsr_return_snat_dec_ttl",
+       .input =
+           from_vm / Ipv4{.src = kDip, .dst = kClient, .ttl = 64} /
+           Tcp{.sport = 8080, .dport = kClientPort, .flags = kSyn | kAck, .seq = 777, .ack = 2} /
+           Payload{"response"},
+       .in_port = kVmPort,
+       .rules = {dsr_return},
+       .outcome = Outcome::kOutput,
+       .out_port = kUplinkPort,
+       .output =
+           Eth{.dst = kRouterMac, .src = kHostMac} / Ipv4{.src = kVip, .dst = kClient, .ttl = 63} /
+           Tcp{.sport = 80, .dport = kClientPort, .flags = kSyn | kAck, .seq = 777, .ack = 2} /
+           Payload{"response"},
+       .counted_rule = 2});
   rows.push_back({.name = "dsr_return_ttl_1_exceeded",
                   .input = from_vm / Ipv4{.src = kDip, .dst = kClient, .ttl = 1} /
                            Tcp{.sport = 8080, .dport = kClientPort} / Payload{"late"},
@@ -496,30 +498,29 @@ inline std::vector<FixtureRow> ConformanceFixtures() {
                   .outcome = Outcome::kDrop,
                   .drop_reason = DropReason::kTtlExceeded,
                   .counted_rule = 2});
-  rows.push_back({.name = "ipip_encap_mux",
-                  .input = client_syn,
-                  .in_port = kUplinkPort,
-                  .rules = {mux_encap({.type = Tunnel::kIpip, .outer_src = kMuxPa,
-                                       .outer_dst = kHostPa})},
-                  .outcome = Outcome::kOutput,
-                  .out_port = kUplinkPort,
-                  .output = Eth{.dst = kHostMac, .src = kMuxMac} /
-                            Ipv4{.src = kMuxPa, .dst = kHostPa, .ttl = 64, .tos = 0x10,
-                                 .df = true} /
-                            client_to_vip / syn_to_vip / hello,
-                  .counted_rule = 3});
+  rows.push_back(
+      {.name = "ipip_encap_mux",
+       .input = client_syn,
+       .in_port = kUplinkPort,
+       .rules = {mux_encap({.type = Tunnel::kIpip, .outer_src = kMuxPa, .outer_dst = kHostPa})},
+       .outcome = Outcome::kOutput,
+       .out_port = kUplinkPort,
+       .output = Eth{.dst = kHostMac, .src = kMuxMac} /
+                 Ipv4{.src = kMuxPa, .dst = kHostPa, .ttl = 64, .tos = 0x10, .df = true} /
+                 client_to_vip / syn_to_vip / hello,
+       .counted_rule = 3});
   rows.push_back(
       {.name = "gue_encap_mux_flow_hash_source_port",
        .input = client_syn,
        .in_port = kUplinkPort,
-       .rules = {mux_encap({.type = Tunnel::kGue, .outer_src = kMuxPa, .outer_dst = kHostPa,
-                            .ttl = 32})},
+       .rules = {mux_encap(
+           {.type = Tunnel::kGue, .outer_src = kMuxPa, .outer_dst = kHostPa, .ttl = 32})},
        .outcome = Outcome::kOutput,
        .out_port = kUplinkPort,
        .output = Eth{.dst = kHostMac, .src = kMuxMac} /
                  Ipv4{.src = kMuxPa, .dst = kHostPa, .ttl = 32, .tos = 0x10, .df = true} /
-                 Udp{.sport = packet::GueSourcePort(packet::FlowHash(
-                         kClient, kVip, flow::kProtoTcp, kClientPort, 80)),
+                 Udp{.sport = packet::GueSourcePort(
+                         packet::FlowHash(kClient, kVip, flow::kProtoTcp, kClientPort, 80)),
                      .dport = flow::kDefaultGuePort,
                      .zero_checksum = true} /
                  client_to_vip / syn_to_vip / hello,
@@ -528,8 +529,11 @@ inline std::vector<FixtureRow> ConformanceFixtures() {
       {.name = "gue_encap_fixed_ports",
        .input = client_syn,
        .in_port = kUplinkPort,
-       .rules = {mux_encap({.type = Tunnel::kGue, .outer_src = kMuxPa, .outer_dst = kHostPa,
-                            .gue_dst_port = 7777, .gue_src_port = 1234})},
+       .rules = {mux_encap({.type = Tunnel::kGue,
+                            .outer_src = kMuxPa,
+                            .outer_dst = kHostPa,
+                            .gue_dst_port = 7777,
+                            .gue_src_port = 1234})},
        .outcome = Outcome::kOutput,
        .out_port = kUplinkPort,
        .output = Eth{.dst = kHostMac, .src = kMuxMac} /
@@ -537,15 +541,15 @@ inline std::vector<FixtureRow> ConformanceFixtures() {
                  Udp{.sport = 1234, .dport = 7777, .zero_checksum = true} / client_to_vip /
                  syn_to_vip / hello,
        .counted_rule = 3});
-  rows.push_back({.name = "encap_without_headroom",
-                  .input = client_syn,
-                  .in_port = kUplinkPort,
-                  .rules = {mux_encap({.type = Tunnel::kIpip, .outer_src = kMuxPa,
-                                       .outer_dst = kHostPa})},
-                  .outcome = Outcome::kDrop,
-                  .drop_reason = DropReason::kNoHeadroom,
-                  .counted_rule = 3,
-                  .zero_headroom = true});
+  rows.push_back(
+      {.name = "encap_without_headroom",
+       .input = client_syn,
+       .in_port = kUplinkPort,
+       .rules = {mux_encap({.type = Tunnel::kIpip, .outer_src = kMuxPa, .outer_dst = kHostPa})},
+       .outcome = Outcome::kDrop,
+       .drop_reason = DropReason::kNoHeadroom,
+       .counted_rule = 3,
+       .zero_headroom = true});
 
   const Rule udp_dnat{
       .id = 4,
@@ -555,65 +559,61 @@ inline std::vector<FixtureRow> ConformanceFixtures() {
                 .dst_port = PortMatch::Exact(53)},
       .actions = {Action::SetIpv4Dst(kDip), Action::SetL4Dst(5353), Action::Output(kVmPort)},
       .name = "udp dnat vip:53 -> dip:5353"};
-  rows.push_back({.name = "udp_dnat_checksum_updated",
-                  .input = Eth{.dst = kHostMac, .src = kRouterMac} /
-                           Ipv4{.src = kClient, .dst = kVip} /
-                           Udp{.sport = 33333, .dport = 53} / Payload{"query"},
-                  .rules = {udp_dnat},
-                  .outcome = Outcome::kOutput,
-                  .out_port = kVmPort,
-                  .output = Eth{.dst = kHostMac, .src = kRouterMac} /
-                            Ipv4{.src = kClient, .dst = kDip} /
-                            Udp{.sport = 33333, .dport = 5353} / Payload{"query"}});
-  rows.push_back({.name = "udp_zero_checksum_stays_zero",
-                  .input = Eth{.dst = kHostMac, .src = kRouterMac} /
-                           Ipv4{.src = kClient, .dst = kVip} /
-                           Udp{.sport = 33333, .dport = 53, .zero_checksum = true} /
-                           Payload{"query"},
-                  .rules = {udp_dnat},
-                  .outcome = Outcome::kOutput,
-                  .out_port = kVmPort,
-                  .output = Eth{.dst = kHostMac, .src = kRouterMac} /
-                            Ipv4{.src = kClient, .dst = kDip} /
-                            Udp{.sport = 33333, .dport = 5353, .zero_checksum = true} /
-                            Payload{"query"}});
-  rows.push_back({.name = "icmp_echo_through_dst_rewrite",
-                  .input = Eth{.dst = kHostMac, .src = kRouterMac} /
-                           Ipv4{.src = kClient, .dst = kVip, .ttl = 50} /
-                           Icmp{.type = 8, .id = 0x4242, .seq = 7} / Payload{"ping"},
-                  .rules = {Rule{.id = 5,
-                                 .priority = 100,
-                                 .match = {.dst = Ipv4Match::Exact(kVip),
-                                           .proto = flow::kProtoIcmp},
-                                 .actions = {Action::SetIpv4Dst(kDip), Action::DecTtl(),
-                                             Action::SetMac(kVmPortMac, kVmMac),
-                                             Action::Count(), Action::Output(kVmPort)},
-                                 .name = "icmp to vip"}},
-                  .outcome = Outcome::kOutput,
-                  .out_port = kVmPort,
-                  .output = Eth{.dst = kVmMac, .src = kVmPortMac} /
-                            Ipv4{.src = kClient, .dst = kDip, .ttl = 49} /
-                            Icmp{.type = 8, .id = 0x4242, .seq = 7} / Payload{"ping"},
-                  .counted_rule = 5});
-  rows.push_back({.name = "no_matching_rule",
-                  .input = Eth{.dst = kMuxMac, .src = kRouterMac} /
-                           Ipv4{.src = kClient, .dst = kOtherVip} /
-                           Tcp{.sport = kClientPort, .dport = 80} / hello,
-                  .rules = {mux_encap({.outer_src = kMuxPa, .outer_dst = kHostPa})},
-                  .outcome = Outcome::kDrop,
-                  .drop_reason = DropReason::kNoRule});
-  rows.push_back({.name = "higher_priority_rule_wins",
-                  .input = client_syn,
-                  .rules = {mux_encap({.outer_src = kMuxPa, .outer_dst = kHostPa}),
-                            Rule{.id = 6,
-                                 .priority = 50,
-                                 .match = {.src = Ipv4Match{.addr = Ip("198.51.100.0"),
-                                                            .mask = 0xffffff00u}},
-                                 .actions = {Action::Count(), Action::Drop()},
-                                 .name = "block 198.51.100.0/24"}},
-                  .outcome = Outcome::kDrop,
-                  .drop_reason = DropReason::kDroppedByRule,
-                  .counted_rule = 6});
+  rows.push_back(
+      {.name = "udp_dnat_checksum_updated",
+       .input = Eth{.dst = kHostMac, .src = kRouterMac} / Ipv4{.src = kClient, .dst = kVip} /
+                Udp{.sport = 33333, .dport = 53} / Payload{"query"},
+       .rules = {udp_dnat},
+       .outcome = Outcome::kOutput,
+       .out_port = kVmPort,
+       .output = Eth{.dst = kHostMac, .src = kRouterMac} / Ipv4{.src = kClient, .dst = kDip} /
+                 Udp{.sport = 33333, .dport = 5353} / Payload{"query"}});
+  rows.push_back(
+      {.name = "udp_zero_checksum_stays_zero",
+       .input = Eth{.dst = kHostMac, .src = kRouterMac} / Ipv4{.src = kClient, .dst = kVip} /
+                Udp{.sport = 33333, .dport = 53, .zero_checksum = true} / Payload{"query"},
+       .rules = {udp_dnat},
+       .outcome = Outcome::kOutput,
+       .out_port = kVmPort,
+       .output = Eth{.dst = kHostMac, .src = kRouterMac} / Ipv4{.src = kClient, .dst = kDip} /
+                 Udp{.sport = 33333, .dport = 5353, .zero_checksum = true} / Payload{"query"}});
+  rows.push_back(
+      {.name = "icmp_echo_through_dst_rewrite",
+       .input = Eth{.dst = kHostMac, .src = kRouterMac} /
+                Ipv4{.src = kClient, .dst = kVip, .ttl = 50} /
+                Icmp{.type = 8, .id = 0x4242, .seq = 7} / Payload{"ping"},
+       .rules = {Rule{.id = 5,
+                      .priority = 100,
+                      .match = {.dst = Ipv4Match::Exact(kVip), .proto = flow::kProtoIcmp},
+                      .actions = {Action::SetIpv4Dst(kDip), Action::DecTtl(),
+                                  Action::SetMac(kVmPortMac, kVmMac), Action::Count(),
+                                  Action::Output(kVmPort)},
+                      .name = "icmp to vip"}},
+       .outcome = Outcome::kOutput,
+       .out_port = kVmPort,
+       .output = Eth{.dst = kVmMac, .src = kVmPortMac} /
+                 Ipv4{.src = kClient, .dst = kDip, .ttl = 49} /
+                 Icmp{.type = 8, .id = 0x4242, .seq = 7} / Payload{"ping"},
+       .counted_rule = 5});
+  rows.push_back(
+      {.name = "no_matching_rule",
+       .input = Eth{.dst = kMuxMac, .src = kRouterMac} / Ipv4{.src = kClient, .dst = kOtherVip} /
+                Tcp{.sport = kClientPort, .dport = 80} / hello,
+       .rules = {mux_encap({.outer_src = kMuxPa, .outer_dst = kHostPa})},
+       .outcome = Outcome::kDrop,
+       .drop_reason = DropReason::kNoRule});
+  rows.push_back(
+      {.name = "higher_priority_rule_wins",
+       .input = client_syn,
+       .rules = {mux_encap({.outer_src = kMuxPa, .outer_dst = kHostPa}),
+                 Rule{.id = 6,
+                      .priority = 50,
+                      .match = {.src = Ipv4Match{.addr = Ip("198.51.100.0"), .mask = 0xffffff00u}},
+                      .actions = {Action::Count(), Action::Drop()},
+                      .name = "block 198.51.100.0/24"}},
+       .outcome = Outcome::kDrop,
+       .drop_reason = DropReason::kDroppedByRule,
+       .counted_rule = 6});
   rows.push_back({.name = "to_software_unchanged",
                   .input = client_syn,
                   .rules = {Rule{.id = 7,
@@ -637,20 +637,18 @@ inline std::vector<FixtureRow> ConformanceFixtures() {
   const Ipv4 ip{.src = kClient, .dst = kVip};
   const Tcp tcp{.sport = kClientPort, .dport = 80};
   malformed("truncated_ethernet", (eth / ip / tcp).TruncatedTo(10), DropReason::kTruncated);
-  malformed("truncated_ipv4_header", (eth / ip / tcp).TruncatedTo(14 + 12),
-            DropReason::kTruncated);
+  malformed("truncated_ipv4_header", (eth / ip / tcp).TruncatedTo(14 + 12), DropReason::kTruncated);
   malformed("ipv4_ihl_below_5", eth / Ipv4{.src = kClient, .dst = kVip, .ihl = 4} / tcp,
             DropReason::kMalformed);
   malformed("ipv4_total_length_beyond_frame",
             eth / Ipv4{.src = kClient, .dst = kVip, .total_len = 200} / tcp / hello,
             DropReason::kTruncated);
   malformed("ipv4_total_length_below_header",
-            eth / Ipv4{.src = kClient, .dst = kVip, .total_len = 16} / tcp,
-            DropReason::kMalformed);
-  malformed("truncated_tcp_header",
-            eth / Ipv4{.src = kClient, .dst = kVip, .proto = flow::kProtoTcp} /
-                Payload{"0123456789"},
-            DropReason::kTruncated);
+            eth / Ipv4{.src = kClient, .dst = kVip, .total_len = 16} / tcp, DropReason::kMalformed);
+  malformed(
+      "truncated_tcp_header",
+      eth / Ipv4{.src = kClient, .dst = kVip, .proto = flow::kProtoTcp} / Payload{"0123456789"},
+      DropReason::kTruncated);
   malformed("tcp_data_offset_below_5",
             eth / ip / Tcp{.sport = kClientPort, .dport = 80, .data_offset = 3} / hello,
             DropReason::kMalformed);
@@ -665,24 +663,28 @@ inline std::vector<FixtureRow> ConformanceFixtures() {
             DropReason::kTruncated);
   malformed("ipv4_first_fragment", eth / Ipv4{.src = kClient, .dst = kVip, .mf = true} / tcp,
             DropReason::kFragment);
-  malformed("ipv4_later_fragment",
-            eth / Ipv4{.src = kClient, .dst = kVip, .frag_offset = 100, .proto = flow::kProtoTcp} /
-                hello,
-            DropReason::kFragment);
+  malformed(
+      "ipv4_later_fragment",
+      eth / Ipv4{.src = kClient, .dst = kVip, .frag_offset = 100, .proto = flow::kProtoTcp} / hello,
+      DropReason::kFragment);
   malformed("inner_truncated_ipip",
             to_host / mux_to_host / Ipv4{.src = kClient, .dst = kVip, .total_len = 400} / tcp,
             DropReason::kTruncated);
-  malformed("ipv6_ethertype", Eth{.dst = kHostMac, .src = kRouterMac, .type = 0x86dd} /
-                                  Payload{std::string(40, '\0')},
-            DropReason::kNotIpv4);
-  malformed("vlan_ethertype", Eth{.dst = kHostMac, .src = kRouterMac, .type = 0x8100} /
-                                  Payload{std::string(40, '\0')},
-            DropReason::kNotIpv4);
-  malformed("arp_request",
-            Eth{.dst = Mac("ff:ff:ff:ff:ff:ff"), .src = kRouterMac} /
-                Arp{.op = 1, .sender_mac = kRouterMac, .sender_ip = Ip("10.0.1.254"),
-                    .target_ip = kHostPa},
-            DropReason::kNotIpv4);
+  malformed(
+      "ipv6_ethertype",
+      Eth{.dst = kHostMac, .src = kRouterMac, .type = 0x86dd} / Payload{std::string(40, '\0')},
+      DropReason::kNotIpv4);
+  malformed(
+      "vlan_ethertype",
+      Eth{.dst = kHostMac, .src = kRouterMac, .type = 0x8100} / Payload{std::string(40, '\0')},
+      DropReason::kNotIpv4);
+  malformed(
+      "arp_request",
+      Eth{.dst = Mac("ff:ff:ff:ff:ff:ff"), .src = kRouterMac} / Arp{.op = 1,
+                                                                    .sender_mac = kRouterMac,
+                                                                    .sender_ip = Ip("10.0.1.254"),
+                                                                    .target_ip = kHostPa},
+      DropReason::kNotIpv4);
   return rows;
 }
 
