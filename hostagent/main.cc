@@ -48,11 +48,11 @@ std::string StatsJson(const AgentDataPath& agent) {
       .Field("executor_rx_packets", ex.rx_packets.Get());
   j.Key("drops").BeginObject();
   uint64_t tx_full = 0;
-  for (size_t r = 0; r < kNumDropReasons; ++r) {
-    j.Field(kDropReasonNames[r], agent.Drops(static_cast<DropReason>(r)));
-  }
   for (const auto& port : agent.ports()) tx_full += port->tx.tx_full_drops.Get();
-  j.Field("tx_full", tx_full);
+  for (size_t r = 0; r < kNumDropReasons; ++r) {
+    uint64_t extra = r == static_cast<size_t>(DropReason::kTxFull) ? tx_full : 0;
+    j.Field(kDropReasonNames[r], agent.Drops(static_cast<DropReason>(r)) + extra);
+  }
   j.EndObject();
   j.Key("vms").BeginArray();
   for (const auto& port : agent.ports()) {

@@ -48,9 +48,9 @@ std::string StatsJson(const MuxDataPath& mux, const port::TxBuffer& tx, bool rea
       .Field("bytes_per_flow", FlowTable::BytesPerFlow());
   j.Key("drops").BeginObject();
   for (size_t r = 0; r < kNumDropReasons; ++r) {
-    j.Field(kDropReasonNames[r], c.drops[r].Get());
+    uint64_t extra = r == static_cast<size_t>(DropReason::kTxFull) ? tx.tx_full_drops.Get() : 0;
+    j.Field(kDropReasonNames[r], c.drops[r].Get() + extra);
   }
-  j.Field("tx_full", tx.tx_full_drops.Get());
   j.EndObject();
   j.Key("vips").BeginArray();
   for (const auto& vip : mux.vips()) {
