@@ -8,6 +8,7 @@ PACKAGES=(
   # build
   cmake ninja-build g++ pkg-config ccache
   libdpdk-dev libyaml-cpp-dev libabsl-dev libgtest-dev libgmock-dev nlohmann-json3-dev
+  libssl-dev
   # run: DPDK tools, the namespace lab, the demo and the end-to-end tests
   dpdk iproute2 ethtool curl python3 procps kmod
 )
