@@ -358,9 +358,15 @@ lab_http_requests() {
   local count=$1 parallel=$2 url="http://$LAB_VIP:$LAB_VIP_PORT${3:-/}"
   # shellcheck disable=SC2016  # expanded by the inner bash
   seq "$count" | lab_ns sl-client xargs -P "$parallel" -I{} bash -c '
-    out=$(curl -s --max-time 10 -w "|%{local_port}" "$1")
+    out=$(curl -s --connect-timeout 3 --max-time 10 -w "|%{local_port}" "$1")
     rc=$?
     echo "$rc|$(printf %s "$out" | tr -d "\n")"' _ "$url"
+}
+
+# True if one request to the VIP from sl-client is answered by a VM.
+lab_vip_answers() {
+  [[ "$(lab_ns sl-client curl -s --connect-timeout 2 --max-time 3 \
+    "http://$LAB_VIP:$LAB_VIP_PORT/")" =~ ^vm[0-9]+$ ]]
 }
 
 # Every daemon's stats and log tail, and the router's view: for failure reports.

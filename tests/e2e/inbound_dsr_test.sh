@@ -26,6 +26,8 @@ trap 'lab_down quiet' EXIT
 trap 'exit 130' INT TERM
 
 lab_up || fail "lab up failed"
+# Fail fast (instead of 200 timeouts) if the data path does not work at all.
+lab_poll 15 0.5 lab_vip_answers || fail "no answer from http://$LAB_VIP:$LAB_VIP_PORT/ within 15s"
 
 echo "sending $REQUESTS requests to http://$LAB_VIP:$LAB_VIP_PORT/ ($PARALLEL at a time)"
 results=$(lab_http_requests "$REQUESTS" "$PARALLEL")

@@ -43,6 +43,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 lab_up || fail "lab up failed"
+lab_poll 15 0.5 lab_vip_answers || fail "no answer from http://$LAB_VIP:$LAB_VIP_PORT/ within 15s"
 DOWNLOAD=$LAB_RUN/mux_kill_download.bin
 CURL_OUT=$LAB_RUN/mux_kill_curl.txt
 rm -f "$DOWNLOAD" "$CURL_OUT"
