@@ -468,6 +468,7 @@ lab_status() {
   done
   echo
   echo "processes:"
+  compgen -G "$LAB_RUN/*.pid" >/dev/null || echo "  none"
   for f in "$LAB_RUN"/*.pid; do
     [[ -e "$f" ]] || continue
     d=$(basename "$f" .pid)
