@@ -359,6 +359,18 @@ std::vector<RuleStatus> NicExecutor::Statuses() const {
   return out;
 }
 
+std::vector<std::pair<std::string, uint64_t>> NicExecutor::Counters() const {
+  return {{"rules_nic", totals_.nic},
+          {"rules_partial", totals_.partial},
+          {"rules_software", totals_.software},
+          {"decided_nic", totals_.decided_nic},
+          {"decided_partial", totals_.decided_partial},
+          {"decided_software", totals_.decided_software},
+          {"removed", totals_.removed},
+          {"aged", totals_.aged},
+          {"destroy_errors", totals_.destroy_errors}};
+}
+
 std::map<std::string, uint64_t> NicExecutor::FallbackReasons() const {
   std::map<std::string, uint64_t> reasons;
   for (const auto& [id, entry] : entries_) {

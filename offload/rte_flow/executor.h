@@ -11,6 +11,7 @@
 #include <memory>
 #include <string>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "offload/flow/rule.h"
@@ -153,6 +154,10 @@ class NicExecutor {
   /// All rule statuses, by id.
   std::vector<RuleStatus> Statuses() const;
   const PlacementTotals& totals() const { return totals_; }
+  /// The totals as named counters for the stats socket: "rules_nic", "rules_partial",
+  /// "rules_software", "decided_nic", "decided_partial", "decided_software", "removed",
+  /// "aged", "destroy_errors".
+  std::vector<std::pair<std::string, uint64_t>> Counters() const;
   /// Why rules are not fully offloaded: full_error → number of current rules.
   std::map<std::string, uint64_t> FallbackReasons() const;
 

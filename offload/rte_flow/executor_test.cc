@@ -100,6 +100,9 @@ TEST(NicExecutorTest, RefusingPortLandsRulesInSoftwareWithTheReason) {
   EXPECT_EQ(totals.decided_software, 3u);
   auto reasons = executor.FallbackReasons();
   EXPECT_EQ(reasons[std::string("rte_flow_create: ") + kNotImplemented], 3u);
+  auto counters = executor.Counters();
+  ASSERT_EQ(counters[2].first, "rules_software");
+  EXPECT_EQ(counters[2].second, 3u);
 
   std::string error;
   SoftwareSnapshot snapshot = executor.Publish(&error);
