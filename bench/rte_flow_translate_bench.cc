@@ -67,10 +67,9 @@ std::vector<Rule> MakeRules(size_t n) {
                    .proto = sluice::flow::kProtoTcp,
                    .src_port = PortMatch::Exact(port),
                    .dst_port = PortMatch::Exact(80)};
-        r.actions = {Action::Encap({.type = Tunnel::kGue,
-                                    .outer_src = 0x0a000002,
-                                    .outer_dst = 0x0a000101}),
-                     Action::SetMac(a, b), Action::Count(), Action::Age(30), Action::Output(0)};
+        r.actions = {
+            Action::Encap({.type = Tunnel::kGue, .outer_src = 0x0a000002, .outer_dst = 0x0a000101}),
+            Action::SetMac(a, b), Action::Count(), Action::Age(30), Action::Output(0)};
         break;
     }
     rules.push_back(std::move(r));

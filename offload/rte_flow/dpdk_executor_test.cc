@@ -52,8 +52,8 @@ class Ports {
         error_ = "cannot create " + name;
         return;
       }
-      if (port != i) error_ = name + " got port " + std::to_string(port) + ", want " +
-                              std::to_string(i);
+      if (port != i)
+        error_ = name + " got port " + std::to_string(port) + ", want " + std::to_string(i);
     }
     // The ring PMD names the ethdev after the ring ("nodeaction=<ring>:<numa node>:CREATE").
     const char* ring = "rteflow_r0";
@@ -99,9 +99,9 @@ void ExpectRefusedIntoSoftware(NicExecutor& executor, const Rule& rule) {
   EXPECT_NE(status->full_error.find("rte_flow_create: "), std::string::npos) << status->full_error;
   EXPECT_NE(status->partial_error.find("rte_flow_create: "), std::string::npos)
       << status->partial_error;
-  std::cout << "  port " << (rule.match.in_port ? *rule.match.in_port : 0)
-            << " refused rule " << rule.id << ": full: " << status->full_error
-            << "; partial: " << status->partial_error << "\n";
+  std::cout << "  port " << (rule.match.in_port ? *rule.match.in_port : 0) << " refused rule "
+            << rule.id << ": full: " << status->full_error << "; partial: " << status->partial_error
+            << "\n";
 }
 
 TEST_F(DpdkNicExecutorTest, NullPortRefusesAndTheRuleLandsInSoftware) {
@@ -161,8 +161,8 @@ class FallbackConformanceTest : public ::testing::TestWithParam<FixtureRow> {
     ASSERT_TRUE(Ports::Get().ok()) << Ports::Get().error();
     static std::atomic<int> next_pool{0};
     std::string name = "rteflow_fx_" + std::to_string(next_pool++);
-    pool_ = rte_pktmbuf_pool_create(name.c_str(), 63, 0, 0, RTE_MBUF_DEFAULT_BUF_SIZE,
-                                    SOCKET_ID_ANY);
+    pool_ =
+        rte_pktmbuf_pool_create(name.c_str(), 63, 0, 0, RTE_MBUF_DEFAULT_BUF_SIZE, SOCKET_ID_ANY);
     ASSERT_NE(pool_, nullptr) << rte_strerror(rte_errno);
   }
   void TearDown() override { rte_mempool_free(pool_); }

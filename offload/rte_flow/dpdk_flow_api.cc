@@ -1,9 +1,9 @@
+#include <rte_errno.h>
+#include <rte_flow.h>
+
 #include <cerrno>
 #include <cstring>
 #include <vector>
-
-#include <rte_errno.h>
-#include <rte_flow.h>
 
 #include "offload/rte_flow/flow_api.h"
 
@@ -36,8 +36,8 @@ int DpdkFlowApi::Validate(const FlowSpec& spec, std::string* error) {
 rte_flow* DpdkFlowApi::Create(const FlowSpec& spec, std::string* error) {
   rte_flow_error e{};
   rte_errno = 0;
-  rte_flow* flow = rte_flow_create(spec.port_id(), &spec.attr(), spec.pattern(), spec.actions(),
-                                   &e);
+  rte_flow* flow =
+      rte_flow_create(spec.port_id(), &spec.attr(), spec.pattern(), spec.actions(), &e);
   return flow != nullptr ? flow : FailNull<rte_flow>("rte_flow_create", e, error);
 }
 
@@ -48,8 +48,7 @@ int DpdkFlowApi::Destroy(uint16_t port, rte_flow* flow, std::string* error) {
   return rc == 0 ? 0 : Fail("rte_flow_destroy", e, rc, error);
 }
 
-int DpdkFlowApi::QueryCount(uint16_t port, rte_flow* flow, FlowCounts* counts,
-                            std::string* error) {
+int DpdkFlowApi::QueryCount(uint16_t port, rte_flow* flow, FlowCounts* counts, std::string* error) {
   const rte_flow_action count[] = {{.type = RTE_FLOW_ACTION_TYPE_COUNT, .conf = nullptr},
                                    {.type = RTE_FLOW_ACTION_TYPE_END, .conf = nullptr}};
   rte_flow_query_count result{};
@@ -95,8 +94,8 @@ int DpdkFlowApi::Configure(uint16_t port, const FlowPortConfig& config, std::str
   return rc == 0 ? 0 : Fail("rte_flow_configure", e, rc, error);
 }
 
-rte_flow_template_table* DpdkFlowApi::CreateTemplateTable(const FlowSpec& shape,
-                                                          uint32_t nb_flows, std::string* error) {
+rte_flow_template_table* DpdkFlowApi::CreateTemplateTable(const FlowSpec& shape, uint32_t nb_flows,
+                                                          std::string* error) {
   const uint16_t port = shape.port_id();
   const rte_flow_attr& attr = shape.attr();
   rte_flow_error e{};
@@ -115,10 +114,10 @@ rte_flow_template_table* DpdkFlowApi::CreateTemplateTable(const FlowSpec& shape,
   pt_attr.egress = attr.egress;
   pt_attr.transfer = attr.transfer;
   rte_errno = 0;
-  rte_flow_pattern_template* pt = rte_flow_pattern_template_create(port, &pt_attr, items.data(),
-                                                                   &e);
-  if (pt == nullptr) return FailNull<rte_flow_template_table>("rte_flow_pattern_template_create",
-                                                              e, error);
+  rte_flow_pattern_template* pt =
+      rte_flow_pattern_template_create(port, &pt_attr, items.data(), &e);
+  if (pt == nullptr)
+    return FailNull<rte_flow_template_table>("rte_flow_pattern_template_create", e, error);
 
   // Actions template: the action types; every value comes with each rule (masks unset).
   std::vector<rte_flow_action> masks(shape.num_actions() + 1);
@@ -130,9 +129,8 @@ rte_flow_template_table* DpdkFlowApi::CreateTemplateTable(const FlowSpec& shape,
   at_attr.egress = attr.egress;
   at_attr.transfer = attr.transfer;
   rte_errno = 0;
-  rte_flow_actions_template* at = rte_flow_actions_template_create(port, &at_attr,
-                                                                   shape.actions(), masks.data(),
-                                                                   &e);
+  rte_flow_actions_template* at =
+      rte_flow_actions_template_create(port, &at_attr, shape.actions(), masks.data(), &e);
   if (at == nullptr) {
     Fail("rte_flow_actions_template_create", e, 0, error);
     rte_flow_pattern_template_destroy(port, pt, &e);
@@ -143,8 +141,8 @@ rte_flow_template_table* DpdkFlowApi::CreateTemplateTable(const FlowSpec& shape,
   table_attr.flow_attr = attr;
   table_attr.nb_flows = nb_flows;
   rte_errno = 0;
-  rte_flow_template_table* table = rte_flow_template_table_create(port, &table_attr, &pt, 1, &at,
-                                                                  1, &e);
+  rte_flow_template_table* table =
+      rte_flow_template_table_create(port, &table_attr, &pt, 1, &at, 1, &e);
   if (table == nullptr) {
     Fail("rte_flow_template_table_create", e, 0, error);
     rte_flow_actions_template_destroy(port, at, &e);

@@ -1,9 +1,9 @@
 #include "offload/rte_flow/executor.h"
 
+#include <rte_mbuf.h>
+
 #include <algorithm>
 #include <utility>
-
-#include <rte_mbuf.h>
 
 #include "offload/packet/parse.h"
 
@@ -68,14 +68,14 @@ NicExecutor::~NicExecutor() {
 }
 
 TranslateOptions NicExecutor::Options(OffloadMode mode) const {
-  return TranslateOptions{.port_id = config_.transfer ? config_.transfer_proxy
-                                                      : config_.default_port,
-                          .transfer = config_.transfer,
-                          .group = config_.group,
-                          .priority_levels = config_.priority_levels,
-                          .mode = mode,
-                          .queue = config_.partial_queue,
-                          .gue_port = config_.gue_port};
+  return TranslateOptions{
+      .port_id = config_.transfer ? config_.transfer_proxy : config_.default_port,
+      .transfer = config_.transfer,
+      .group = config_.group,
+      .priority_levels = config_.priority_levels,
+      .mode = mode,
+      .queue = config_.partial_queue,
+      .gue_port = config_.gue_port};
 }
 
 NicExecutor::PortState& NicExecutor::Port(uint16_t port) {
@@ -115,8 +115,8 @@ const PortCapabilities& NicExecutor::Probe(uint16_t port) {
     caps.template_error = "rte_flow_info_get: no flow queues";
   } else {
     FlowPortConfig pc = config_.template_port_config;
-    if (caps.info.max_queue_size != 0) pc.queue_size = std::min(pc.queue_size,
-                                                                caps.info.max_queue_size);
+    if (caps.info.max_queue_size != 0)
+      pc.queue_size = std::min(pc.queue_size, caps.info.max_queue_size);
     if (api_->Configure(port, pc, &error) == 0) {
       caps.template_api = true;
     } else {
@@ -226,8 +226,9 @@ AddResult NicExecutor::Add(const flow::Rule& rule) {
 
   // 1. Full offload.
   TranslateOptions options = Options(OffloadMode::kFull);
-  const bool ages = std::any_of(rule.actions.begin(), rule.actions.end(),
-                                [](const flow::Action& a) { return a.type == flow::ActionType::kAge; });
+  const bool ages =
+      std::any_of(rule.actions.begin(), rule.actions.end(),
+                  [](const flow::Action& a) { return a.type == flow::ActionType::kAge; });
   uint64_t token = 0;
   if (ages) {
     token = next_token_++;
@@ -393,9 +394,9 @@ SoftwareSnapshot NicExecutor::Publish(std::string* error) const {
   }
   auto table = sw::RuleTable::Build(std::move(software_rules), error);
   if (table == nullptr) return {};
-  return SoftwareSnapshot{.rules = std::move(table),
-                          .marks = std::make_shared<const MarkTable>(std::move(marked_rules),
-                                                                     marks)};
+  return SoftwareSnapshot{
+      .rules = std::move(table),
+      .marks = std::make_shared<const MarkTable>(std::move(marked_rules), marks)};
 }
 
 std::string NicExecutor::Testpmd() const {
@@ -410,12 +411,10 @@ std::string NicExecutor::Testpmd() const {
   }
   for (const auto& [id, entry] : entries_) {
     if (entry.status.placement == Placement::kSoftware) continue;
-    TranslateOptions options = Options(entry.status.placement == Placement::kNic
-                                           ? OffloadMode::kFull
-                                           : OffloadMode::kPartial);
+    TranslateOptions options = Options(
+        entry.status.placement == Placement::kNic ? OffloadMode::kFull : OffloadMode::kPartial);
     options.mark_id = entry.status.mark;
-    out += "# " + flow::ToString(entry.rule) + " (" + PlacementName(entry.status.placement) +
-           ")\n";
+    out += "# " + flow::ToString(entry.rule) + " (" + PlacementName(entry.status.placement) + ")\n";
     if (Translate(entry.rule, options, &spec).empty()) out += spec.ToTestpmd();
   }
   return out;

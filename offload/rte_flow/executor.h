@@ -43,7 +43,7 @@ struct NicExecutorConfig {
   uint32_t group = 0;
   uint32_t priority_levels = 256;  ///< See TranslateOptions::priority_levels.
   bool allow_partial = true;
-  uint16_t partial_queue = 0;  ///< Rx queue of partially offloaded (marked) packets.
+  uint16_t partial_queue = 0;          ///< Rx queue of partially offloaded (marked) packets.
   uint32_t max_mark = (1u << 20) - 1;  ///< Marks 1..max_mark identify partial rules.
   uint16_t gue_port = flow::kDefaultGuePort;
   /// Use the template/async API on ports whose rte_flow_info_get reports flow queues.

@@ -52,20 +52,19 @@ Rule DsrReturn(uint64_t id, uint16_t dip_port = 8080) {
 }
 
 Rule MuxFlow(uint64_t id, uint16_t client_port) {
-  return Rule{.id = id,
-              .priority = 200,
-              .match = {.in_port = kUplinkPort,
-                        .src = Ipv4Match::Exact(kClient),
-                        .dst = Ipv4Match::Exact(kVip),
-                        .proto = flow::kProtoTcp,
-                        .src_port = PortMatch::Exact(client_port),
-                        .dst_port = PortMatch::Exact(80)},
-              .actions = {Action::Encap({.type = Tunnel::kIpip,
-                                         .outer_src = kMuxPa,
-                                         .outer_dst = kHostPa}),
-                          Action::SetMac(kMuxMac, kHostMac), Action::Count(), Action::Age(30),
-                          Action::Output(kUplinkPort)},
-              .name = "mux-flow"};
+  return Rule{
+      .id = id,
+      .priority = 200,
+      .match = {.in_port = kUplinkPort,
+                .src = Ipv4Match::Exact(kClient),
+                .dst = Ipv4Match::Exact(kVip),
+                .proto = flow::kProtoTcp,
+                .src_port = PortMatch::Exact(client_port),
+                .dst_port = PortMatch::Exact(80)},
+      .actions = {Action::Encap({.type = Tunnel::kIpip, .outer_src = kMuxPa, .outer_dst = kHostPa}),
+                  Action::SetMac(kMuxMac, kHostMac), Action::Count(), Action::Age(30),
+                  Action::Output(kUplinkPort)},
+      .name = "mux-flow"};
 }
 
 NicExecutorConfig Eswitch() {
@@ -75,8 +74,7 @@ NicExecutorConfig Eswitch() {
 std::string RefuseAll(const FlowSpec&) { return kNotImplemented; }
 
 std::string RefuseRawEncap(const FlowSpec& spec) {
-  return spec.HasAction(RTE_FLOW_ACTION_TYPE_RAW_ENCAP) ? "RAW_ENCAP not supported (errno 95)"
-                                                        : "";
+  return spec.HasAction(RTE_FLOW_ACTION_TYPE_RAW_ENCAP) ? "RAW_ENCAP not supported (errno 95)" : "";
 }
 
 TEST(NicExecutorTest, RefusingPortLandsRulesInSoftwareWithTheReason) {
@@ -340,10 +338,10 @@ TEST(NicExecutorTest, GroupedRulesGetOneRootJumpPerPort) {
     executor.Add(DsrReturn(1));
     executor.Add(DsrReturn(2, 9090));
     EXPECT_EQ(nic.live.size(), 3u) << "two rules and one root jump";
-    EXPECT_EQ(executor.Testpmd().rfind(
-                  "flow create 0 priority 0 transfer pattern eth / end actions jump group 1 / end\n",
-                  0),
-              0u);
+    EXPECT_EQ(
+        executor.Testpmd().rfind(
+            "flow create 0 priority 0 transfer pattern eth / end actions jump group 1 / end\n", 0),
+        0u);
     executor.RemoveAll();
     EXPECT_EQ(nic.live.size(), 1u) << "the jump stays while the executor lives";
   }

@@ -28,8 +28,8 @@ class FakeFlowApi : public FlowApi {
     void* age_context = nullptr;
     FlowCounts counts;
   };
-  std::map<rte_flow*, Flow> live;                            ///< Rules in the "NIC".
-  std::map<rte_flow_template_table*, std::string> tables;   ///< Live tables by shape.
+  std::map<rte_flow*, Flow> live;                          ///< Rules in the "NIC".
+  std::map<rte_flow_template_table*, std::string> tables;  ///< Live tables by shape.
   int validates = 0, creates = 0, destroys = 0, async_creates = 0, async_destroys = 0;
   int configures = 0;
 
@@ -111,7 +111,8 @@ class FakeFlowApi : public FlowApi {
       return nullptr;
     }
     rte_flow* flow = Accept(spec, true, "rte_flow_async_create: ", error);
-    if (flow != nullptr) completions_[spec.port_id()].push_back({.ok = true, .user_data = user_data});
+    if (flow != nullptr)
+      completions_[spec.port_id()].push_back({.ok = true, .user_data = user_data});
     return flow;
   }
   int AsyncDestroy(uint16_t port, uint32_t, rte_flow* flow, void* user_data,
@@ -135,15 +136,16 @@ class FakeFlowApi : public FlowApi {
  private:
   uintptr_t NextHandle() { return next_handle_ += 64; }
 
-  rte_flow* Accept(const FlowSpec& spec, bool async, const std::string& call,
-                   std::string* error) {
+  rte_flow* Accept(const FlowSpec& spec, bool async, const std::string& call, std::string* error) {
     std::string why = refuse(spec);
     if (!why.empty()) {
       *error = call + why;
       return nullptr;
     }
     auto* flow = reinterpret_cast<rte_flow*>(NextHandle());
-    Flow f{.port = spec.port_id(), .rule_id = spec.rule_id(), .async = async,
+    Flow f{.port = spec.port_id(),
+           .rule_id = spec.rule_id(),
+           .async = async,
            .has_mark = spec.HasAction(RTE_FLOW_ACTION_TYPE_MARK)};
     for (size_t i = 0; i < spec.num_actions(); ++i) {
       if (spec.actions()[i].type == RTE_FLOW_ACTION_TYPE_AGE) {

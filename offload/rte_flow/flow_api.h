@@ -5,11 +5,11 @@
 // (errno 38)".
 #pragma once
 
+#include <rte_flow.h>
+
 #include <cstdint>
 #include <string>
 #include <unordered_map>
-
-#include <rte_flow.h>
 
 #include "offload/rte_flow/translate.h"
 
@@ -54,8 +54,7 @@ class FlowApi {
   virtual rte_flow* Create(const FlowSpec& spec, std::string* error) = 0;
   virtual int Destroy(uint16_t port, rte_flow* flow, std::string* error) = 0;
   /// Reads (without resetting) the counter of the rule's COUNT action.
-  virtual int QueryCount(uint16_t port, rte_flow* flow, FlowCounts* counts,
-                         std::string* error) = 0;
+  virtual int QueryCount(uint16_t port, rte_flow* flow, FlowCounts* counts, std::string* error) = 0;
   /// Fills up to `n` contexts of aged rules; returns how many (0 when none).
   virtual int GetAgedFlows(uint16_t port, void** contexts, uint32_t n, std::string* error) = 0;
 

@@ -1,14 +1,14 @@
 #include "offload/rte_flow/translate.h"
 
-#include <algorithm>
-#include <cstdio>
-#include <cstring>
-
 #include <rte_byteorder.h>
 #include <rte_ether.h>
 #include <rte_ip.h>
 #include <rte_tcp.h>
 #include <rte_udp.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
 
 #include "offload/packet/parse.h"
 
@@ -54,8 +54,8 @@ class SpecBuilder {
     }
     size_t i = s_->num_actions_++;
     memset(&s_->action_confs_[i], 0, sizeof(ActionConf));
-    s_->actions_[i] = rte_flow_action{.type = type,
-                                      .conf = with_conf ? &s_->action_confs_[i] : nullptr};
+    s_->actions_[i] =
+        rte_flow_action{.type = type, .conf = with_conf ? &s_->action_confs_[i] : nullptr};
     return &s_->action_confs_[i];
   }
 
@@ -303,11 +303,11 @@ class RuleTranslator {
       const bool rewrites_inner = a.type == ActionType::kSetIpv4Src ||
                                   a.type == ActionType::kSetIpv4Dst ||
                                   a.type == ActionType::kSetL4Src ||
-                                  a.type == ActionType::kSetL4Dst ||
-                                  a.type == ActionType::kDecTtl;
+                                  a.type == ActionType::kSetL4Dst || a.type == ActionType::kDecTtl;
       if (rewrites_inner && tunnelled) {
-        return Where(i) + " rewrites the inner header of a tunnelled packet; the NIC would "
-                          "rewrite the outer one (move it after the decap or before the encap)";
+        return Where(i) +
+               " rewrites the inner header of a tunnelled packet; the NIC would "
+               "rewrite the outer one (move it after the decap or before the encap)";
       }
       switch (a.type) {
         case ActionType::kDecap: {
@@ -316,8 +316,8 @@ class RuleTranslator {
           if (decap == nullptr || encap == nullptr) break;
           const bool gue = m.tunnel == Tunnel::kGue;
           WriteEth(decap->bytes.data(), flow::MacAddr{}, flow::MacAddr{});
-          WriteIpv4(decap->bytes.data() + kEthLen, 0, 0,
-                    gue ? flow::kProtoUdp : flow::kProtoIpip, 0);
+          WriteIpv4(decap->bytes.data() + kEthLen, 0, 0, gue ? flow::kProtoUdp : flow::kProtoIpip,
+                    0);
           reinterpret_cast<rte_ipv4_hdr*>(decap->bytes.data() + kEthLen)->fragment_offset = 0;
           decap->size = kEthLen + kIpv4Len;
           if (gue) {
@@ -339,12 +339,13 @@ class RuleTranslator {
           uint16_t sport = p.gue_src_port;
           if (gue && sport == 0) {
             if (!tuple.Complete()) {
-              return Where(i) + " takes the GUE source port from the flow hash, which the "
-                                "NIC cannot compute; it needs an exact tcp/udp 5-tuple match "
-                                "or a fixed gue_src_port";
+              return Where(i) +
+                     " takes the GUE source port from the flow hash, which the "
+                     "NIC cannot compute; it needs an exact tcp/udp 5-tuple match "
+                     "or a fixed gue_src_port";
             }
-            sport = packet::GueSourcePort(packet::FlowHash(
-                tuple.src, tuple.dst, tuple.proto, tuple.src_port, tuple.dst_port));
+            sport = packet::GueSourcePort(packet::FlowHash(tuple.src, tuple.dst, tuple.proto,
+                                                           tuple.src_port, tuple.dst_port));
           }
           SpecBuilder::RawHeader* decap = b_.AddRaw();
           SpecBuilder::RawHeader* encap = b_.AddRaw();
@@ -366,8 +367,8 @@ class RuleTranslator {
         case ActionType::kSetIpv4Src:
         case ActionType::kSetIpv4Dst: {
           const bool src = a.type == ActionType::kSetIpv4Src;
-          c = b_.AddAction(src ? RTE_FLOW_ACTION_TYPE_SET_IPV4_SRC : RTE_FLOW_ACTION_TYPE_SET_IPV4_DST,
-                           true);
+          c = b_.AddAction(
+              src ? RTE_FLOW_ACTION_TYPE_SET_IPV4_SRC : RTE_FLOW_ACTION_TYPE_SET_IPV4_DST, true);
           if (c != nullptr) c->set_ipv4.ipv4_addr = rte_cpu_to_be_32(a.ipv4);
           (src ? tuple.has_src : tuple.has_dst) = true;
           (src ? tuple.src : tuple.dst) = a.ipv4;
@@ -419,8 +420,9 @@ class RuleTranslator {
           b_.AddAction(RTE_FLOW_ACTION_TYPE_DROP, false);
           break;
         case ActionType::kToSoftware:
-          return Where(i) + " hands the packet to the slow path; there is no NIC action for "
-                            "that (use partial offload or software)";
+          return Where(i) +
+                 " hands the packet to the slow path; there is no NIC action for "
+                 "that (use partial offload or software)";
       }
     }
     return "";

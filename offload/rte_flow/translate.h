@@ -3,13 +3,13 @@
 // dpdk-testpmd `flow create` text. A FlowSpec owns every byte its pointers refer to.
 #pragma once
 
+#include <rte_flow.h>
+
 #include <array>
 #include <cstddef>
 #include <cstdint>
 #include <string>
 #include <vector>
-
-#include <rte_flow.h>
 
 #include "offload/flow/rule.h"
 

@@ -118,20 +118,20 @@ std::vector<Rule> SnatRules() {
 
 // Fastpath: once redirected, VM1's connection to VIP2 is encapsulated straight to VIP2's host.
 Rule FastpathRule() {
-  return Rule{.id = 3000,
-              .priority = 150,
-              .match = {.in_port = kVmPort,
-                        .src = Ipv4Match::Exact(kDip),
-                        .dst = Ipv4Match::Exact(kVip2),
-                        .proto = flow::kProtoTcp,
-                        .src_port = PortMatch::Exact(kVmSourcePort),
-                        .dst_port = PortMatch::Exact(443)},
-              .actions = {Action::Encap({.type = Tunnel::kGue,
-                                         .outer_src = kHostPa,
-                                         .outer_dst = kOtherHostPa}),
-                          Action::SetMac(kHostMac, kRouterMac), Action::Count(),
-                          Action::Age(300), Action::Output(kUplinkPort)},
-              .name = "fastpath dip=10.1.0.1:33000 -> vip=10.200.0.20:443 via 10.0.2.1"};
+  return Rule{
+      .id = 3000,
+      .priority = 150,
+      .match = {.in_port = kVmPort,
+                .src = Ipv4Match::Exact(kDip),
+                .dst = Ipv4Match::Exact(kVip2),
+                .proto = flow::kProtoTcp,
+                .src_port = PortMatch::Exact(kVmSourcePort),
+                .dst_port = PortMatch::Exact(443)},
+      .actions = {Action::Encap(
+                      {.type = Tunnel::kGue, .outer_src = kHostPa, .outer_dst = kOtherHostPa}),
+                  Action::SetMac(kHostMac, kRouterMac), Action::Count(), Action::Age(300),
+                  Action::Output(kUplinkPort)},
+      .name = "fastpath dip=10.1.0.1:33000 -> vip=10.200.0.20:443 via 10.0.2.1"};
 }
 
 TranslateOptions Transfer() {
@@ -168,9 +168,9 @@ TEST(TranslateTest, InboundIpipIsDecapNatAndRepresentedPortOutput) {
   EXPECT_EQ(spec.attr().priority, 255u - agent::kEndpointPriority);
   EXPECT_EQ(spec.port_id(), kUplinkPort);
   EXPECT_EQ(ItemTypes(spec),
-            (std::vector<rte_flow_item_type>{
-                RTE_FLOW_ITEM_TYPE_REPRESENTED_PORT, RTE_FLOW_ITEM_TYPE_ETH,
-                RTE_FLOW_ITEM_TYPE_IPV4, RTE_FLOW_ITEM_TYPE_IPV4, RTE_FLOW_ITEM_TYPE_TCP}));
+            (std::vector<rte_flow_item_type>{RTE_FLOW_ITEM_TYPE_REPRESENTED_PORT,
+                                             RTE_FLOW_ITEM_TYPE_ETH, RTE_FLOW_ITEM_TYPE_IPV4,
+                                             RTE_FLOW_ITEM_TYPE_IPV4, RTE_FLOW_ITEM_TYPE_TCP}));
   // Outer IPv4: dst = host PA, proto 4. Inner: dst = VIP, proto TCP. TCP dst 80.
   const auto* outer = static_cast<const rte_flow_item_ipv4*>(spec.pattern()[2].spec);
   const auto* outer_mask = static_cast<const rte_flow_item_ipv4*>(spec.pattern()[2].mask);
@@ -211,11 +211,10 @@ TEST(TranslateTest, InboundGueMatchesOuterUdpPortAndStripsIt) {
   TranslateOptions options = Transfer();
   options.gue_port = 7777;
   ASSERT_EQ(Translate(AgentRule(AgentRules(), agent::RuleKind::kInboundGue), options, &spec), "");
-  EXPECT_EQ(ItemTypes(spec),
-            (std::vector<rte_flow_item_type>{
-                RTE_FLOW_ITEM_TYPE_REPRESENTED_PORT, RTE_FLOW_ITEM_TYPE_ETH,
-                RTE_FLOW_ITEM_TYPE_IPV4, RTE_FLOW_ITEM_TYPE_UDP, RTE_FLOW_ITEM_TYPE_IPV4,
-                RTE_FLOW_ITEM_TYPE_TCP}));
+  EXPECT_EQ(ItemTypes(spec), (std::vector<rte_flow_item_type>{
+                                 RTE_FLOW_ITEM_TYPE_REPRESENTED_PORT, RTE_FLOW_ITEM_TYPE_ETH,
+                                 RTE_FLOW_ITEM_TYPE_IPV4, RTE_FLOW_ITEM_TYPE_UDP,
+                                 RTE_FLOW_ITEM_TYPE_IPV4, RTE_FLOW_ITEM_TYPE_TCP}));
   const auto* udp = static_cast<const rte_flow_item_udp*>(spec.pattern()[3].spec);
   EXPECT_EQ(rte_be_to_cpu_16(udp->hdr.dst_port), 7777);
   const auto* decap = ActionConf<rte_flow_action_raw_decap>(spec, 0);
@@ -229,9 +228,9 @@ TEST(TranslateTest, NonTransferRuleGoesToInPortAndOutputsByPortId) {
   EXPECT_TRUE(spec.attr().ingress);
   EXPECT_FALSE(spec.attr().transfer);
   EXPECT_EQ(spec.port_id(), kVmPort);
-  EXPECT_EQ(ItemTypes(spec), (std::vector<rte_flow_item_type>{RTE_FLOW_ITEM_TYPE_ETH,
-                                                               RTE_FLOW_ITEM_TYPE_IPV4,
-                                                               RTE_FLOW_ITEM_TYPE_TCP}));
+  EXPECT_EQ(ItemTypes(spec),
+            (std::vector<rte_flow_item_type>{RTE_FLOW_ITEM_TYPE_ETH, RTE_FLOW_ITEM_TYPE_IPV4,
+                                             RTE_FLOW_ITEM_TYPE_TCP}));
   EXPECT_EQ(ActionTypes(spec),
             (std::vector<rte_flow_action_type>{
                 RTE_FLOW_ACTION_TYPE_SET_IPV4_SRC, RTE_FLOW_ACTION_TYPE_SET_TP_SRC,
@@ -260,8 +259,8 @@ TEST(TranslateTest, GueEncapComputesTheSoftwareFlowHashSourcePort) {
   EXPECT_EQ(rte_be_to_cpu_32(ip->src_addr), kMuxPa);
   EXPECT_EQ(rte_be_to_cpu_32(ip->dst_addr), kHostPa);
   const auto* udp = reinterpret_cast<const rte_udp_hdr*>(encap->data + 34);
-  EXPECT_EQ(rte_be_to_cpu_16(udp->src_port),
-            packet::GueSourcePort(packet::FlowHash(kClient, kVip, flow::kProtoTcp, kClientPort, 80)));
+  EXPECT_EQ(rte_be_to_cpu_16(udp->src_port), packet::GueSourcePort(packet::FlowHash(
+                                                 kClient, kVip, flow::kProtoTcp, kClientPort, 80)));
   EXPECT_EQ(rte_be_to_cpu_16(udp->dst_port), flow::kDefaultGuePort);
 }
 
@@ -302,7 +301,7 @@ TEST(TranslateTest, PartialModeIsMarkAndQueueOnTheIngressPort) {
   EXPECT_EQ(spec.port_id(), kUplinkPort);
   EXPECT_EQ(ItemTypes(spec)[0], RTE_FLOW_ITEM_TYPE_ETH);  // no represented_port item
   ASSERT_EQ(ActionTypes(spec), (std::vector<rte_flow_action_type>{RTE_FLOW_ACTION_TYPE_MARK,
-                                                                   RTE_FLOW_ACTION_TYPE_QUEUE}));
+                                                                  RTE_FLOW_ACTION_TYPE_QUEUE}));
   EXPECT_EQ(ActionConf<rte_flow_action_mark>(spec, 0)->id, 77u);
   EXPECT_EQ(ActionConf<rte_flow_action_queue>(spec, 1)->index, 3u);
 }
@@ -327,9 +326,8 @@ TEST(TranslateTest, UntranslatableRulesSayWhy) {
   too_many.actions.insert(too_many.actions.begin(), kMaxFlowActions, Action::DecTtl());
   EXPECT_NE(Translate(too_many, Transfer(), &spec).find("more than"), std::string::npos);
 
-  Rule port_without_proto{.id = 10,
-                          .match = {.dst_port = PortMatch::Exact(80)},
-                          .actions = {Action::Drop()}};
+  Rule port_without_proto{
+      .id = 10, .match = {.dst_port = PortMatch::Exact(80)}, .actions = {Action::Drop()}};
   EXPECT_NE(Translate(port_without_proto, Transfer(), &spec).find("proto"), std::string::npos);
 }
 
@@ -401,24 +399,24 @@ std::string Header(const std::string& what) {
 }
 
 TEST(TestpmdGoldenTest, AgentInboundIpip) {
-  ExpectGolden("agent_inbound_ipip.txt",
-               Header("Host agent, inbound IPIP: decap + VIP:80 -> DIP:8080, to the VM's VF.") +
-                   TestpmdRules({AgentRule(AgentRules(), agent::RuleKind::kInboundIpip)},
-                                Transfer()));
+  ExpectGolden(
+      "agent_inbound_ipip.txt",
+      Header("Host agent, inbound IPIP: decap + VIP:80 -> DIP:8080, to the VM's VF.") +
+          TestpmdRules({AgentRule(AgentRules(), agent::RuleKind::kInboundIpip)}, Transfer()));
 }
 
 TEST(TestpmdGoldenTest, AgentInboundGue) {
-  ExpectGolden("agent_inbound_gue.txt",
-               Header("Host agent, inbound GUE: decap (outer IPv4 + UDP) + NAT, to the VM.") +
-                   TestpmdRules({AgentRule(AgentRules(), agent::RuleKind::kInboundGue)},
-                                Transfer()));
+  ExpectGolden(
+      "agent_inbound_gue.txt",
+      Header("Host agent, inbound GUE: decap (outer IPv4 + UDP) + NAT, to the VM.") +
+          TestpmdRules({AgentRule(AgentRules(), agent::RuleKind::kInboundGue)}, Transfer()));
 }
 
 TEST(TestpmdGoldenTest, AgentDsrReturn) {
-  ExpectGolden("agent_dsr_return.txt",
-               Header("Host agent, DSR return: DIP:8080 -> VIP:80, straight to the router.") +
-                   TestpmdRules({AgentRule(AgentRules(), agent::RuleKind::kDsrReturn)},
-                                Transfer()));
+  ExpectGolden(
+      "agent_dsr_return.txt",
+      Header("Host agent, DSR return: DIP:8080 -> VIP:80, straight to the router.") +
+          TestpmdRules({AgentRule(AgentRules(), agent::RuleKind::kDsrReturn)}, Transfer()));
 }
 
 TEST(TestpmdGoldenTest, AgentRulesWithoutEswitch) {
@@ -428,18 +426,17 @@ TEST(TestpmdGoldenTest, AgentRulesWithoutEswitch) {
 }
 
 TEST(TestpmdGoldenTest, MuxEncapIpip) {
-  ExpectGolden("mux_encap_ipip.txt",
-               Header("Mux per-flow rule, IPIP encap to the DIP's host (plain, then aged).") +
-                   TestpmdRules({MuxFlowRule(Tunnel::kIpip, false),
-                                 MuxFlowRule(Tunnel::kIpip, true)},
-                                Transfer()));
+  ExpectGolden(
+      "mux_encap_ipip.txt",
+      Header("Mux per-flow rule, IPIP encap to the DIP's host (plain, then aged).") +
+          TestpmdRules({MuxFlowRule(Tunnel::kIpip, false), MuxFlowRule(Tunnel::kIpip, true)},
+                       Transfer()));
 }
 
 TEST(TestpmdGoldenTest, MuxEncapGue) {
   ExpectGolden("mux_encap_gue.txt",
                Header("Mux per-flow rule, GUE encap; UDP source port = the flow's hash.") +
-                   TestpmdRules({MuxFlowRule(Tunnel::kGue, false),
-                                 MuxFlowRule(Tunnel::kGue, true)},
+                   TestpmdRules({MuxFlowRule(Tunnel::kGue, false), MuxFlowRule(Tunnel::kGue, true)},
                                 Transfer()));
 }
 
@@ -467,15 +464,14 @@ TEST(TestpmdGoldenTest, NotOffloadable) {
   Rule gue_any_client = MuxFlowRule(Tunnel::kGue, false);
   gue_any_client.match.src = Ipv4Match{};
   gue_any_client.match.src_port = PortMatch{};
-  ExpectGolden(
-      "not_offloadable.txt",
-      Header("Rules the NIC cannot express become comments (and go partial/software).") +
-          TestpmdRules({Rule{.id = 9,
-                             .match = {.dst = Ipv4Match::Exact(kVip)},
-                             .actions = {Action::Count(), Action::ToSoftware()},
-                             .name = "slow path"},
-                        gue_any_client},
-                       Transfer()));
+  ExpectGolden("not_offloadable.txt",
+               Header("Rules the NIC cannot express become comments (and go partial/software).") +
+                   TestpmdRules({Rule{.id = 9,
+                                      .match = {.dst = Ipv4Match::Exact(kVip)},
+                                      .actions = {Action::Count(), Action::ToSoftware()},
+                                      .name = "slow path"},
+                                 gue_any_client},
+                                Transfer()));
 }
 
 }  // namespace
