@@ -734,9 +734,11 @@ std::string TestpmdRules(const std::vector<flow::Rule>& rules, const TranslateOp
     out += "# root: send everything to group " + std::to_string(options.group) + "\n";
     out += spec.ToTestpmd();
   }
+  TranslateOptions rule_options = options;
   for (const flow::Rule& rule : rules) {
     out += "# " + flow::ToString(rule) + "\n";
-    std::string error = Translate(rule, options, &spec);
+    std::string error = Translate(rule, rule_options, &spec);
+    ++rule_options.mark_id;
     if (!error.empty()) {
       out += "# not offloadable: " + error + "\n";
       continue;

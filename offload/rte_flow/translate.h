@@ -147,7 +147,7 @@ void BuildJump(const TranslateOptions& options, FlowSpec* out);
 /// Every rule as dpdk-testpmd commands (what `sluicectl get nic-rules --testpmd` prints):
 /// a `#` comment line with the IR rule, then its set/flow create lines; a rule that cannot
 /// be translated gets a `# not offloadable: <why>` comment instead. When options.group > 0
-/// the root JUMP rule comes first.
+/// the root JUMP rule comes first. In kPartial mode rule i gets mark options.mark_id + i.
 std::string TestpmdRules(const std::vector<flow::Rule>& rules, const TranslateOptions& options);
 
 }  // namespace sluice::nic
