@@ -46,7 +46,8 @@ TEST(MuxConfigTest, ParsesTheLabConfig) {
 TEST(MuxConfigTest, ErrorsNameLineAndField) {
   EXPECT_EQ(ErrorOf(Replace(kGood, "  gateway:", "  gatewy:")),
             "mux.yaml:6:3: mux.gatewy: unknown field (expected one of: name, port, address, "
-            "gateway, flow_table_size, flow_idle_timeout_s, maglev_size)");
+            "gateway, flow_table_size, tcp_idle_timeout_s, udp_idle_timeout_s, "
+            "closing_timeout_s, maglev_size, gue_port, fastpath_key)");
   EXPECT_EQ(ErrorOf(Replace(kGood, "weight: 2", "weight: -2")),
             "mux.yaml:12:53: vips[0].backends[0].weight: '-2' is not a whole number");
   EXPECT_EQ(ErrorOf(Replace(kGood, "protocol: tcp", "protocol: sctp")),
@@ -71,6 +72,57 @@ TEST(MuxConfigTest, DuplicateVipIsRejected) {
 )";
   EXPECT_NE(ErrorOf(twice).find("10.200.0.10:80/tcp is configured twice"), std::string::npos)
       << ErrorOf(twice);
+}
+
+TEST(MuxConfigTest, SchedulersEncapsSnatRangesBgpAndKey) {
+  std::string yaml = Replace(kGood, "    protocol: tcp\n", "    protocol: tcp\n    scheduler: source-hash\n");
+  yaml = Replace(yaml, "host: 10.101.0.32 }", "host: 10.101.0.32, encap: gue }");
+  yaml = Replace(yaml, "  gateway: 10.101.0.1\n",
+                 "  gateway: 10.101.0.1\n  fastpath_key: "
+                 "\"000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\"\n");
+  yaml += R"(
+snat_ranges:
+  - { vip: 10.200.0.10, port_start: 20000, port_count: 128, host: 10.101.0.21 }
+  - { vip: 10.200.0.10, protocol: udp, port_start: 20128, port_count: 128, host: 10.101.0.22 }
+bgp:
+  local_as: 65001
+  peer: 10.101.0.1
+  peer_as: 65000
+)";
+  absl::StatusOr<MuxConfig> c = ParseMuxConfig(yaml, "mux.yaml");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->vips[0].scheduler, Scheduler::kSourceHash);
+  EXPECT_EQ(c->vips[0].backends[0].encap, flow::Tunnel::kIpip);
+  EXPECT_EQ(c->vips[0].backends[1].encap, flow::Tunnel::kGue);
+  EXPECT_TRUE(c->fastpath);
+  EXPECT_EQ(c->fastpath_key[31], 0x1f);
+  ASSERT_EQ(c->snat_ranges.size(), 2u);
+  EXPECT_TRUE(c->snat_ranges[0].Contains(0x0ac8000a, 6, 20127));
+  EXPECT_FALSE(c->snat_ranges[0].Contains(0x0ac8000a, 6, 20128));
+  EXPECT_TRUE(c->snat_ranges[1].Contains(0x0ac8000a, 17, 20128));
+  EXPECT_FALSE(c->snat_ranges[1].Contains(0x0ac8000a, 6, 20128));
+  EXPECT_TRUE(c->bgp.enabled);
+  EXPECT_EQ(c->bgp.router_id, c->address.addr);
+  EXPECT_EQ(c->bgp.peer_as, 65000u);
+}
+
+TEST(MuxConfigTest, BadSchedulerOverlappingRangesAndBadKeyAreRejected) {
+  EXPECT_NE(ErrorOf(Replace(kGood, "    protocol: tcp\n", "    protocol: tcp\n    scheduler: random\n"))
+                .find("'random' is not a scheduler"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf(std::string(kGood) + R"(
+snat_ranges:
+  - { vip: 10.200.0.10, port_start: 20000, port_count: 128, host: 10.101.0.21 }
+  - { vip: 10.200.0.10, port_start: 20100, port_count: 64, host: 10.101.0.22 }
+)").find("snat_ranges[1].port_start: overlaps the range 20000..20127 of host 10.101.0.21"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf(Replace(kGood, "  gateway: 10.101.0.1\n",
+                            "  gateway: 10.101.0.1\n  fastpath_key: abc\n"))
+                .find("fastpath_key: must be 64 hex digits"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf(std::string(kGood) + "bgp:\n  local_as: 65001\n  peer: 10.101.0.1\n")
+                .find("bgp.peer_as: required field is missing"),
+            std::string::npos);
 }
 
 TEST(MuxConfigTest, MissingFileSaysSo) {

@@ -2,8 +2,8 @@
 
 namespace sluice::mux {
 
-FlowTable::FlowTable(uint32_t capacity, uint32_t idle_timeout_s)
-    : buckets_(1), idle_timeout_s_(idle_timeout_s) {
+FlowTable::FlowTable(uint32_t capacity, FlowTimeouts timeouts)
+    : buckets_(1), timeouts_(timeouts) {
   while (buckets_ * kWays < capacity) buckets_ <<= 1;
   entries_ = std::make_unique<FlowEntry[]>(static_cast<size_t>(buckets_) * kWays);
 }
@@ -12,7 +12,7 @@ FlowEntry* FlowTable::Find(const FlowKey& key, uint32_t hash, uint32_t now_s) {
   FlowEntry* bucket = &entries_[static_cast<size_t>(hash & (buckets_ - 1)) * kWays];
   for (uint32_t i = 0; i < kWays; ++i) {
     if (bucket[i].key == key && Live(bucket[i], now_s)) {
-      bucket[i].last_seen_s = now_s;
+      if (!(bucket[i].flags & FlowEntry::kClosing)) bucket[i].expires_s = now_s + Timeout(bucket[i]);
       return &bucket[i];
     }
   }
@@ -27,17 +27,26 @@ FlowEntry* FlowTable::Insert(const FlowKey& key, uint32_t hash, uint32_t now_s) 
       victim = &bucket[i];
       break;
     }
-    if (bucket[i].last_seen_s < victim->last_seen_s) victim = &bucket[i];
+    if (bucket[i].expires_s < victim->expires_s) victim = &bucket[i];
   }
   if (Live(*victim, now_s)) evictions.Add();
-  *victim = FlowEntry{.key = key, .last_seen_s = now_s};
+  *victim = FlowEntry{.key = key};
+  victim->expires_s = now_s + Timeout(*victim);
   inserts.Add();
   return victim;
 }
 
+void FlowTable::MarkClosing(FlowEntry* entry, uint32_t now_s) {
+  if (entry->flags & FlowEntry::kClosing) return;
+  entry->flags |= FlowEntry::kClosing;
+  entry->expires_s = now_s + timeouts_.closing_s;
+}
+
 uint64_t FlowTable::CountLive(uint32_t now_s) const {
   uint64_t live = 0;
-  for (size_t i = 0; i < static_cast<size_t>(buckets_) * kWays; ++i) live += Live(entries_[i], now_s);
+  for (size_t i = 0; i < static_cast<size_t>(buckets_) * kWays; ++i) {
+    live += Live(entries_[i], now_s);
+  }
   return live;
 }
 

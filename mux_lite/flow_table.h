@@ -1,7 +1,8 @@
 // The mux's connection table: which backend each 5-tuple was given, so established flows
 // keep their DIP when the Maglev table changes. Fixed memory chosen at start, no allocation
-// or locks on the data path (one table per lcore); set-associative with LRU eviction inside
-// each bucket and an idle timeout.
+// or locks on the data path (one table per lcore); set-associative (8 ways) with eviction
+// of the entry closest to expiry, idle timeouts per protocol and a short linger after a TCP
+// FIN or RST.
 #pragma once
 
 #include <cstdint>
@@ -24,28 +25,41 @@ struct FlowKey {
 static_assert(sizeof(FlowKey) == 16);
 
 struct FlowEntry {
+  static constexpr uint8_t kClosing = 1;     ///< Saw FIN or RST: expires after the linger.
+  static constexpr uint8_t kRedirected = 2;  ///< Fastpath redirect sent.
+
   FlowKey key;
-  uint32_t host_pa = 0;       ///< Where the flow is encapsulated to.
-  uint32_t dip = 0;           ///< The backend chosen (for stats and redirects).
-  uint16_t vip_index = 0;     ///< Index of the VIP in the config snapshot.
-  uint16_t backend_index = 0; ///< Index of the backend within that VIP.
-  uint32_t last_seen_s = 0;   ///< 0 = free slot.
+  uint32_t host_pa = 0;        ///< Where the flow is encapsulated to.
+  uint16_t vip_index = 0;      ///< VIP in the config snapshot the flow was created under.
+  uint16_t backend_index = 0;  ///< Backend within that VIP.
+  uint32_t expires_s = 0;      ///< 0 = free slot.
+  uint8_t flags = 0;
+  uint8_t tunnel = 0;          ///< flow::Tunnel used towards host_pa.
+  uint16_t reserved = 0;
 };
 static_assert(sizeof(FlowEntry) == 32);
+
+struct FlowTimeouts {
+  uint32_t tcp_idle_s = 300;
+  uint32_t udp_idle_s = 30;
+  uint32_t closing_s = 10;  ///< After FIN/RST, so retransmissions and the last ACK still pass.
+};
 
 class FlowTable {
  public:
   static constexpr uint32_t kWays = 8;
 
   /// `capacity` is rounded up to a power-of-two number of 8-way buckets.
-  FlowTable(uint32_t capacity, uint32_t idle_timeout_s);
+  FlowTable(uint32_t capacity, FlowTimeouts timeouts);
 
-  /// The live entry for `key` (refreshing its timestamp), or nullptr.
+  /// The live entry for `key` (its expiry pushed out), or nullptr.
   FlowEntry* Find(const FlowKey& key, uint32_t hash, uint32_t now_s);
-  /// A slot for a new flow: a free or expired one in the bucket, else the least recently
-  /// used (counted as an eviction). The caller fills in the value fields.
+  /// A slot for a new flow: a free or expired one in the bucket, else the one closest to
+  /// expiry (counted as an eviction). The caller fills in the value fields.
   FlowEntry* Insert(const FlowKey& key, uint32_t hash, uint32_t now_s);
-  void Erase(FlowEntry* entry) { entry->last_seen_s = 0; }
+  /// A FIN or RST was seen: the flow lingers for `closing_s`, then its slot is free.
+  void MarkClosing(FlowEntry* entry, uint32_t now_s);
+  void Erase(FlowEntry* entry) { entry->expires_s = 0; }
 
   /// Live flows (walks the table; for stats, not the data path).
   uint64_t CountLive(uint32_t now_s) const;
@@ -56,11 +70,16 @@ class FlowTable {
   Counter evictions;
 
  private:
-  bool Live(const FlowEntry& e, uint32_t now_s) const {
-    return e.last_seen_s != 0 && now_s - e.last_seen_s <= idle_timeout_s_;
+  static bool Live(const FlowEntry& e, uint32_t now_s) {
+    return e.expires_s != 0 && now_s <= e.expires_s;
   }
+  uint32_t Timeout(const FlowEntry& e) const {
+    if (e.flags & FlowEntry::kClosing) return timeouts_.closing_s;
+    return e.key.proto == 17 ? timeouts_.udp_idle_s : timeouts_.tcp_idle_s;
+  }
+
   uint32_t buckets_;
-  uint32_t idle_timeout_s_;
+  FlowTimeouts timeouts_;
   std::unique_ptr<FlowEntry[]> entries_;
 };
 

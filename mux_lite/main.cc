@@ -102,7 +102,7 @@ int Run(int argc, char** argv) {
     return 1;
   }
   std::unique_ptr<MuxDataPath> mux =
-      MuxDataPath::Create(*config, port_id, port::PortMac(port_id), &error);
+      MuxDataPath::Create(*config, port_id, port::PortMac(port_id), pool, &error);
   if (mux == nullptr) {
     fprintf(stderr, "sluice-mux: %s: %s\n", opt.config.c_str(), error.c_str());
     return 1;
@@ -137,7 +137,7 @@ int Run(int argc, char** argv) {
     uint64_t now = now_ns();
     if (now >= next_housekeeping) {
       rte_mbuf* requests[8];
-      uint16_t n = mux->ResolveNextHops(pool, now, requests, 8);
+      uint16_t n = mux->ResolveNextHops(now, requests, 8);
       for (uint16_t i = 0; i < n; ++i) tx.Push(requests[i]);
       if (!ready.load(std::memory_order_relaxed) && mux->NextHopsResolved()) {
         ready.store(true);

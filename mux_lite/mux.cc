@@ -2,40 +2,50 @@
 
 #include <algorithm>
 #include <cstring>
+#include <ctime>
 
 #include <rte_mbuf.h>
 
-#include "offload/packet/parse.h"
+#include "offload/packet/fastpath_redirect.h"
 #include "offload/sw/executor.h"
 
 namespace sluice::mux {
 namespace {
 
 constexpr flow::MacAddr kBroadcast = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
+constexpr uint8_t kTcpFin = 0x01;
+constexpr uint8_t kTcpSyn = 0x02;
+constexpr uint8_t kTcpRst = 0x04;
+constexpr uint8_t kTcpAck = 0x10;
 
 }  // namespace
 
-MuxDataPath::MuxDataPath(const MuxConfig& config, uint16_t port_id, const flow::MacAddr& mac)
+MuxDataPath::MuxDataPath(const MuxConfig& config, uint16_t port_id, const flow::MacAddr& mac,
+                         rte_mempool* pool)
     : config_(config),
       port_id_(port_id),
       mac_(mac),
-      flows_(config.flow_table_size, config.flow_idle_timeout_s),
+      pool_(pool),
+      flows_(config.flow_table_size, config.flow_timeouts),
       arp_(mac, {config.address.addr}, &neighbors_) {}
 
 std::unique_ptr<MuxDataPath> MuxDataPath::Create(const MuxConfig& config, uint16_t port_id,
-                                                 const flow::MacAddr& mac, std::string* error) {
-  std::unique_ptr<MuxDataPath> mux(new MuxDataPath(config, port_id, mac));
+                                                 const flow::MacAddr& mac, rte_mempool* pool,
+                                                 std::string* error) {
+  std::unique_ptr<MuxDataPath> mux(new MuxDataPath(config, port_id, mac, pool));
+  auto need_next_hop = [&mux](uint32_t pa) {
+    uint32_t hop = mux->NextHop(pa);
+    if (std::find(mux->next_hops_.begin(), mux->next_hops_.end(), hop) == mux->next_hops_.end()) {
+      mux->next_hops_.push_back(hop);
+    }
+  };
   for (const VipConfig& vip : config.vips) {
     auto state = std::make_unique<VipState>();
     state->config = vip;
     std::vector<MaglevBackend> backends;
     for (const BackendConfig& b : vip.backends) {
       backends.push_back({.key = flow::FormatIpv4(b.dip), .weight = b.weight});
-      uint32_t hop = mux->NextHop(b.host);
-      if (std::find(mux->next_hops_.begin(), mux->next_hops_.end(), hop) ==
-          mux->next_hops_.end()) {
-        mux->next_hops_.push_back(hop);
-      }
+      need_next_hop(b.host);
     }
     std::string build_error;
     state->has_backends = state->maglev.Build(backends, config.maglev_size, &build_error);
@@ -46,13 +56,66 @@ std::unique_ptr<MuxDataPath> MuxDataPath::Create(const MuxConfig& config, uint16
                build_error;
       return nullptr;
     }
+    state->wrr_current.assign(vip.backends.size(), 0);
     state->backend_packets = std::make_unique<Counter[]>(vip.backends.size());
     state->backend_flows = std::make_unique<Counter[]>(vip.backends.size());
     mux->vip_index_[VipKey(vip.vip, vip.port, vip.proto)] =
         static_cast<uint16_t>(mux->vips_.size());
     mux->vips_.push_back(std::move(state));
   }
+  for (const SnatRangeConfig& range : config.snat_ranges) need_next_hop(range.host);
   return mux;
+}
+
+uint32_t MuxDataPath::PickBackend(VipState& vip, const packet::ParsedPacket& pkt,
+                                  uint32_t hash) {
+  switch (vip.config.scheduler) {
+    case Scheduler::kMaglev:
+      return vip.maglev.Lookup(hash);
+    case Scheduler::kSourceHash:
+      return vip.maglev.Lookup(packet::FlowHash(pkt.src, 0, 0, 0, 0));
+    case Scheduler::kWeightedRoundRobin: {
+      int64_t total = 0;
+      uint32_t best = 0;
+      for (uint32_t i = 0; i < vip.wrr_current.size(); ++i) {
+        int64_t w = vip.config.backends[i].weight;
+        vip.wrr_current[i] += w;
+        total += w;
+        if (vip.wrr_current[i] > vip.wrr_current[best]) best = i;
+      }
+      vip.wrr_current[best] -= total;
+      return best;
+    }
+  }
+  return 0;
+}
+
+const SnatRangeConfig* MuxDataPath::FindSnatRange(uint32_t addr, uint8_t proto,
+                                                  uint16_t port) const {
+  for (const SnatRangeConfig& range : config_.snat_ranges) {
+    if (range.Contains(addr, proto, port)) return &range;
+  }
+  return nullptr;
+}
+
+bool MuxDataPath::Encapsulate(rte_mbuf* m, packet::ParsedPacket* pkt, flow::Tunnel tunnel,
+                              uint32_t host, DropReason* reason) {
+  flow::MacAddr next_hop_mac;
+  if (!neighbors_.Lookup(NextHop(host), &next_hop_mac)) {
+    *reason = DropReason::kNeighborUnresolved;
+    return false;
+  }
+  const flow::Action actions[] = {
+      flow::Action::Encap({.type = tunnel,
+                           .outer_src = config_.address.addr,
+                           .outer_dst = host,
+                           .gue_dst_port = config_.gue_port}),
+      flow::Action::SetMac(mac_, next_hop_mac),
+      flow::Action::Output(port_id_),
+  };
+  sw::Verdict verdict = sw::ApplyActions(m, pkt, actions, std::size(actions));
+  *reason = verdict.reason;
+  return verdict.kind == sw::Verdict::Kind::kOutput;
 }
 
 MuxDataPath::Outcome MuxDataPath::Process(rte_mbuf* m, uint64_t now_ns) {
@@ -66,7 +129,7 @@ MuxDataPath::Outcome MuxDataPath::Process(rte_mbuf* m, uint64_t now_ns) {
   }
   packet::ParsedPacket pkt;
   DropReason reason = DropReason::kMalformed;
-  packet::ParseStatus status = packet::Parse(frame, len, flow::kDefaultGuePort, &pkt, &reason);
+  packet::ParseStatus status = packet::Parse(frame, len, config_.gue_port, &pkt, &reason);
   if (status == packet::ParseStatus::kArp) {
     uint32_t reply_len = 0;
     switch (arp_.Handle(frame, len, now_ns, &reason, &reply_len)) {
@@ -81,9 +144,19 @@ MuxDataPath::Outcome MuxDataPath::Process(rte_mbuf* m, uint64_t now_ns) {
     }
   }
   if (status == packet::ParseStatus::kDrop) return Drop(reason);
+  if (pkt.outer_dst == config_.address.addr) {
+    counters_.local_packets.Add();
+    return Outcome::kFree;
+  }
   if (pkt.tunnel != flow::Tunnel::kNone) return Drop(DropReason::kNoRule);
   auto it = vip_index_.find(VipKey(pkt.dst, pkt.dst_port, pkt.proto));
-  if (it == vip_index_.end()) return Drop(DropReason::kNoRule);
+  if (it == vip_index_.end()) {
+    const SnatRangeConfig* range = FindSnatRange(pkt.dst, pkt.proto, pkt.dst_port);
+    if (range == nullptr) return Drop(DropReason::kNoRule);
+    if (!Encapsulate(m, &pkt, flow::Tunnel::kIpip, range->host, &reason)) return Drop(reason);
+    counters_.snat_return_packets.Add();
+    return Outcome::kTransmit;
+  }
   VipState& vip = *vips_[it->second];
   vip.packets.Add();
   counters_.vip_packets.Add();
@@ -95,42 +168,84 @@ MuxDataPath::Outcome MuxDataPath::Process(rte_mbuf* m, uint64_t now_ns) {
   FlowEntry* flow = flows_.Find(key, hash, now_s);
   if (flow == nullptr) {
     if (!vip.has_backends) return Drop(DropReason::kNoBackend);
-    uint32_t index = vip.maglev.Lookup(hash);
+    uint32_t index = PickBackend(vip, pkt, hash);
     const BackendConfig& backend = vip.config.backends[index];
     flow = flows_.Insert(key, hash, now_s);
     flow->host_pa = backend.host;
-    flow->dip = backend.dip;
     flow->vip_index = it->second;
     flow->backend_index = static_cast<uint16_t>(index);
+    flow->tunnel = static_cast<uint8_t>(backend.encap);
     counters_.new_flows.Add();
     vip.backend_flows[index].Add();
   } else {
     counters_.cached_flow_packets.Add();
+    // The handshake is done once the client acknowledges without SYN: an intra-cloud flow
+    // (its source is a SNAT port range we know) can now go host to host.
+    if (config_.fastpath && pkt.proto == flow::kProtoTcp && (pkt.tcp_flags & kTcpAck) &&
+        !(pkt.tcp_flags & (kTcpSyn | kTcpRst | kTcpFin)) &&
+        !(flow->flags & FlowEntry::kRedirected)) {
+      if (const SnatRangeConfig* source = FindSnatRange(pkt.src, pkt.proto, pkt.src_port)) {
+        flow->flags |= FlowEntry::kRedirected;
+        SendFastpathRedirects(*flow, *source);
+      }
+    }
+  }
+  if (pkt.proto == flow::kProtoTcp && (pkt.tcp_flags & (kTcpFin | kTcpRst))) {
+    if (!(flow->flags & FlowEntry::kClosing)) counters_.closing_flows.Add();
+    flows_.MarkClosing(flow, now_s);
   }
   vip.backend_packets[flow->backend_index].Add();
-
-  flow::MacAddr next_hop_mac;
-  if (!neighbors_.Lookup(NextHop(flow->host_pa), &next_hop_mac)) {
-    return Drop(DropReason::kNeighborUnresolved);
+  if (!Encapsulate(m, &pkt, static_cast<flow::Tunnel>(flow->tunnel), flow->host_pa, &reason)) {
+    return Drop(reason);
   }
-  const flow::Action actions[] = {
-      flow::Action::Encap({.type = flow::Tunnel::kIpip,
-                           .outer_src = config_.address.addr,
-                           .outer_dst = flow->host_pa}),
-      flow::Action::SetMac(mac_, next_hop_mac),
-      flow::Action::Output(port_id_),
-  };
-  sw::Verdict verdict = sw::ApplyActions(m, &pkt, actions, std::size(actions));
-  if (verdict.kind != sw::Verdict::Kind::kOutput) return Drop(verdict.reason);
   return Outcome::kTransmit;
 }
 
-uint16_t MuxDataPath::ResolveNextHops(rte_mempool* pool, uint64_t now_ns, rte_mbuf** out,
-                                      uint16_t max) {
+void MuxDataPath::SendFastpathRedirects(const FlowEntry& flow, const SnatRangeConfig& source) {
+  const VipState& vip = *vips_[flow.vip_index];
+  const BackendConfig& backend = vip.config.backends[flow.backend_index];
+  packet::FastpathRedirect redirect{
+      .flow_src = flow.key.src,
+      .flow_dst = flow.key.dst,
+      .flow_src_port = flow.key.src_port,
+      .flow_dst_port = flow.key.dst_port,
+      .proto = flow.key.proto,
+      .dip = backend.dip,
+      .dst_pa = flow.host_pa,
+      .src_host_pa = source.host,
+      .timestamp_s = static_cast<uint64_t>(time(nullptr)),
+  };
+  for (uint32_t host : {source.host, flow.host_pa}) {
+    flow::MacAddr next_hop_mac;
+    if (control_tx_count_ == std::size(control_tx_) ||
+        !neighbors_.Lookup(NextHop(host), &next_hop_mac)) {
+      counters_.drops[static_cast<size_t>(DropReason::kNeighborUnresolved)].Add();
+      continue;
+    }
+    rte_mbuf* m = rte_pktmbuf_alloc(pool_);
+    if (m == nullptr) continue;
+    uint8_t* frame = reinterpret_cast<uint8_t*>(
+        rte_pktmbuf_append(m, static_cast<uint16_t>(packet::kFastpathRedirectFrameLen)));
+    packet::BuildFastpathRedirectFrame(frame, mac_, next_hop_mac, config_.address.addr, host,
+                                       redirect, config_.fastpath_key);
+    control_tx_[control_tx_count_++] = m;
+    counters_.fastpath_redirects_sent.Add();
+  }
+}
+
+uint16_t MuxDataPath::TakeControlPackets(rte_mbuf** out, uint16_t max) {
+  uint16_t n = std::min(max, control_tx_count_);
+  std::copy_n(control_tx_, n, out);
+  std::copy(control_tx_ + n, control_tx_ + control_tx_count_, control_tx_);
+  control_tx_count_ = static_cast<uint16_t>(control_tx_count_ - n);
+  return n;
+}
+
+uint16_t MuxDataPath::ResolveNextHops(uint64_t now_ns, rte_mbuf** out, uint16_t max) {
   uint16_t n = 0;
   for (uint32_t hop : next_hops_) {
     if (n == max || !neighbors_.ShouldRequest(hop, now_ns)) continue;
-    rte_mbuf* m = rte_pktmbuf_alloc(pool);
+    rte_mbuf* m = rte_pktmbuf_alloc(pool_);
     if (m == nullptr) break;
     uint16_t len = arp_.BuildRequest(rte_pktmbuf_mtod(m, uint8_t*), config_.address.addr, hop);
     m->data_len = len;

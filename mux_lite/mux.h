@@ -13,6 +13,7 @@
 #include "mux_lite/config.h"
 #include "mux_lite/flow_table.h"
 #include "mux_lite/maglev.h"
+#include "offload/packet/parse.h"
 #include "offload/packet/counter.h"
 #include "offload/packet/drop_reason.h"
 #include "offload/port/neighbor.h"
@@ -27,6 +28,7 @@ struct VipState {
   VipConfig config;
   MaglevTable maglev;
   bool has_backends = false;  ///< False when every backend has weight 0 (kNoBackend drops).
+  std::vector<int64_t> wrr_current;  ///< Smooth weighted round robin state.
   Counter packets;
   std::unique_ptr<Counter[]> backend_packets;
   std::unique_ptr<Counter[]> backend_flows;
@@ -35,8 +37,12 @@ struct VipState {
 struct MuxCounters {
   Counter rx_packets;
   Counter vip_packets;
-  Counter new_flows;
-  Counter cached_flow_packets;
+  Counter new_flows;            ///< First packets: scheduler + flow insert (the slow path).
+  Counter cached_flow_packets;  ///< Packets of established flows (flow-table hits).
+  Counter closing_flows;        ///< Flows that saw FIN or RST.
+  Counter snat_return_packets;  ///< Replies to a SNAT port range, sent to the lessee host.
+  Counter fastpath_redirects_sent;
+  Counter local_packets;        ///< Addressed to the mux PA itself (BGP etc.), left to the kernel.
   Counter arp_requests_sent;
   std::array<Counter, kNumDropReasons> drops;
 };
@@ -48,15 +54,22 @@ class MuxDataPath {
 
   /// Builds the VIP tables; on a bad VIP (e.g. a Maglev build error) returns nullptr with
   /// `*error` naming it.
+  /// `pool` supplies the mbufs of the control packets the mux originates (ARP requests,
+  /// Fastpath redirects).
   static std::unique_ptr<MuxDataPath> Create(const MuxConfig& config, uint16_t port_id,
-                                             const flow::MacAddr& mac, std::string* error);
+                                             const flow::MacAddr& mac, rte_mempool* pool,
+                                             std::string* error);
 
   /// Handles one received packet; kTransmit means send `m` out of port_id(), kFree means
   /// it was consumed without error, kDropped means it was counted in drops.
   Outcome Process(rte_mbuf* m, uint64_t now_ns);
 
+  /// Control packets Process originated (Fastpath redirects) waiting to be sent; moves up
+  /// to `max` of them to `out`.
+  uint16_t TakeControlPackets(rte_mbuf** out, uint16_t max);
+
   /// Sends ARP requests for unresolved next hops (paced). Returns packets to transmit.
-  uint16_t ResolveNextHops(rte_mempool* pool, uint64_t now_ns, rte_mbuf** out, uint16_t max);
+  uint16_t ResolveNextHops(uint64_t now_ns, rte_mbuf** out, uint16_t max);
   /// True once every backend host's next hop is resolved.
   bool NextHopsResolved() const;
 
@@ -68,7 +81,13 @@ class MuxDataPath {
   const port::ArpResponder& arp() const { return arp_; }
 
  private:
-  MuxDataPath(const MuxConfig& config, uint16_t port_id, const flow::MacAddr& mac);
+  MuxDataPath(const MuxConfig& config, uint16_t port_id, const flow::MacAddr& mac,
+              rte_mempool* pool);
+  uint32_t PickBackend(VipState& vip, const packet::ParsedPacket& pkt, uint32_t hash);
+  const SnatRangeConfig* FindSnatRange(uint32_t addr, uint8_t proto, uint16_t port) const;
+  void SendFastpathRedirects(const FlowEntry& flow, const SnatRangeConfig& source);
+  bool Encapsulate(rte_mbuf* m, packet::ParsedPacket* pkt, flow::Tunnel tunnel, uint32_t host,
+                   DropReason* reason);
   Outcome Drop(DropReason reason) {
     counters_.drops[static_cast<size_t>(reason)].Add();
     return Outcome::kDropped;
@@ -83,6 +102,9 @@ class MuxDataPath {
   MuxConfig config_;
   uint16_t port_id_;
   flow::MacAddr mac_;
+  rte_mempool* pool_;
+  rte_mbuf* control_tx_[16];
+  uint16_t control_tx_count_ = 0;
   std::vector<std::unique_ptr<VipState>> vips_;
   std::unordered_map<uint64_t, uint16_t> vip_index_;
   std::vector<uint32_t> next_hops_;  ///< Every distinct next hop backends need.

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <rte_mbuf.h>
 
+#include <map>
 #include <set>
 
 #include "offload/sw/fixture_builder.h"
@@ -30,6 +31,9 @@ const uint32_t kHost2 = Ip("10.101.0.32");
 const uint32_t kVip = Ip("10.200.0.10");
 const uint32_t kClient = Ip("10.100.0.2");
 
+const packet::FastpathKey kKey = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16,
+                                  17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32};
+
 MuxConfig LabConfig() {
   MuxConfig c;
   c.name = "mux-test";
@@ -41,6 +45,14 @@ MuxConfig LabConfig() {
                                  {.dip = Ip("10.1.0.2"), .host = kHost2}}});
   c.vips.push_back({.vip = Ip("10.200.0.11"), .port = 80, .proto = 6,
                     .backends = {{.dip = Ip("10.1.0.9"), .host = kHost1, .weight = 0}}});
+  // Intra-cloud VIP whose backend's host decapsulates GUE.
+  c.vips.push_back({.vip = Ip("10.200.0.20"), .port = 80, .proto = 6,
+                    .backends = {{.dip = Ip("10.1.0.3"), .host = kHost2,
+                                  .encap = flow::Tunnel::kGue}}});
+  c.snat_ranges.push_back({.vip = kVip, .proto = 0, .port_start = 20000, .port_count = 128,
+                           .host = kHost1});
+  c.fastpath = true;
+  c.fastpath_key = kKey;
   return c;
 }
 
@@ -52,7 +64,7 @@ class MuxDataPathTest : public ::testing::Test {
                                     RTE_MBUF_DEFAULT_BUF_SIZE, 0);
     ASSERT_NE(pool_, nullptr);
     std::string error;
-    mux_ = MuxDataPath::Create(LabConfig(), 0, kMuxMac, &error);
+    mux_ = MuxDataPath::Create(LabConfig(), 0, kMuxMac, pool_, &error);
     ASSERT_NE(mux_, nullptr) << error;
   }
   void TearDown() override { rte_mempool_free(pool_); }
@@ -71,8 +83,8 @@ class MuxDataPathTest : public ::testing::Test {
 
   void ResolveHosts() {
     rte_mbuf* requests[8];
-    uint16_t n = mux_->ResolveNextHops(pool_, now_ns_, requests, 8);
-    EXPECT_EQ(n, 2);  // one ARP request per backend host
+    uint16_t n = mux_->ResolveNextHops(now_ns_, requests, 8);
+    EXPECT_EQ(n, 2);  // one ARP request per backend (and SNAT) host
     rte_pktmbuf_free_bulk(requests, n);
     for (auto [ip, mac] : {std::pair{kHost1, kHost1Mac}, std::pair{kHost2, kHost2Mac}}) {
       EXPECT_EQ(Run(Eth{.dst = kMuxMac, .src = mac} /
@@ -176,6 +188,140 @@ TEST_F(MuxDataPathTest, BadTrafficIsNamed) {
                 Ipv4{.src = kClient, .dst = kVip, .ihl = 3} / Tcp{.sport = 1, .dport = 80}),
             MuxDataPath::Outcome::kDropped);
   EXPECT_EQ(Drops(DropReason::kMalformed), 1u);
+}
+
+TEST_F(MuxDataPathTest, SnatRepliesGoToTheLesseeHost) {
+  ResolveHosts();
+  std::vector<uint8_t> out;
+  ASSERT_EQ(Run(Eth{.dst = kMuxMac, .src = kRouterMac} /
+                    Ipv4{.src = Ip("10.100.0.2"), .dst = kVip} /
+                    Tcp{.sport = 9000, .dport = 20005} / Payload{"r"},
+                &out),
+            MuxDataPath::Outcome::kTransmit);
+  EXPECT_EQ(fixture::internal::Get32(out, 14 + 16), kHost1);
+  EXPECT_EQ(mux_->counters().snat_return_packets.Get(), 1u);
+  EXPECT_EQ(mux_->counters().new_flows.Get(), 0u);  // stateless
+  // Outside every range: not ours.
+  EXPECT_EQ(Run(Eth{.dst = kMuxMac, .src = kRouterMac} / Ipv4{.src = kClient, .dst = kVip} /
+                Tcp{.sport = 9000, .dport = 30000}),
+            MuxDataPath::Outcome::kDropped);
+  EXPECT_EQ(Drops(DropReason::kNoRule), 1u);
+}
+
+TEST_F(MuxDataPathTest, GueBackendGetsGueWithAFlowHashSourcePort) {
+  ResolveHosts();
+  std::vector<uint8_t> out;
+  ASSERT_EQ(Run(ClientSyn(40000, Ip("10.200.0.20")), &out), MuxDataPath::Outcome::kTransmit);
+  EXPECT_EQ(out[14 + 9], flow::kProtoUdp);
+  uint16_t sport = fixture::internal::Get16(out, 34);
+  EXPECT_GE(sport, 49152);
+  EXPECT_EQ(fixture::internal::Get16(out, 36), flow::kDefaultGuePort);
+  EXPECT_EQ(fixture::VerifyChecksums(out), "");
+}
+
+TEST_F(MuxDataPathTest, IntraCloudFlowIsRedirectedOnceAfterTheHandshake) {
+  ResolveHosts();
+  const uint32_t vip2 = Ip("10.200.0.20");
+  auto from_vm = [&](uint8_t flags) {
+    return Eth{.dst = kMuxMac, .src = kRouterMac} / Ipv4{.src = kVip, .dst = vip2} /
+           Tcp{.sport = 20001, .dport = 80, .flags = flags};
+  };
+  rte_mbuf* ctl[4];
+  ASSERT_EQ(Run(from_vm(fixture::kSyn)), MuxDataPath::Outcome::kTransmit);
+  EXPECT_EQ(mux_->TakeControlPackets(ctl, 4), 0);  // SYN: not yet
+  ASSERT_EQ(Run(from_vm(fixture::kAck)), MuxDataPath::Outcome::kTransmit);
+  uint16_t n = mux_->TakeControlPackets(ctl, 4);
+  ASSERT_EQ(n, 2);  // to the SNAT owner (host1) and to the backend's host (host2)
+  std::set<uint32_t> targets;
+  for (uint16_t i = 0; i < n; ++i) {
+    const uint8_t* d = rte_pktmbuf_mtod(ctl[i], const uint8_t*);
+    std::vector<uint8_t> frame(d, d + rte_pktmbuf_data_len(ctl[i]));
+    targets.insert(fixture::internal::Get32(frame, 14 + 16));
+    packet::FastpathRedirect r;
+    ASSERT_EQ(packet::DecodeFastpathRedirect(frame.data() + 42, frame.size() - 42, kKey, &r),
+              packet::RedirectCheck::kOk);
+    EXPECT_EQ(r.flow_src, kVip);
+    EXPECT_EQ(r.flow_src_port, 20001);
+    EXPECT_EQ(r.dip, Ip("10.1.0.3"));
+    EXPECT_EQ(r.dst_pa, kHost2);
+    EXPECT_EQ(r.src_host_pa, kHost1);
+    rte_pktmbuf_free(ctl[i]);
+  }
+  EXPECT_EQ(targets, (std::set<uint32_t>{kHost1, kHost2}));
+  ASSERT_EQ(Run(from_vm(fixture::kAck)), MuxDataPath::Outcome::kTransmit);
+  EXPECT_EQ(mux_->TakeControlPackets(ctl, 4), 0);  // only once
+  // A client from outside the cloud is never redirected.
+  ASSERT_EQ(Run(ClientSyn(5000)), MuxDataPath::Outcome::kTransmit);
+  fixture::Packet ack = ClientSyn(5000);
+  std::get<Tcp>(ack.layers[2]).flags = fixture::kAck;
+  ASSERT_EQ(Run(ack), MuxDataPath::Outcome::kTransmit);
+  EXPECT_EQ(mux_->TakeControlPackets(ctl, 4), 0);
+  EXPECT_EQ(mux_->counters().fastpath_redirects_sent.Get(), 2u);
+}
+
+TEST_F(MuxDataPathTest, FinOrRstMarksTheFlowClosing) {
+  ResolveHosts();
+  ASSERT_EQ(Run(ClientSyn(7000)), MuxDataPath::Outcome::kTransmit);
+  fixture::Packet fin = ClientSyn(7000);
+  std::get<Tcp>(fin.layers[2]).flags = fixture::kFin | fixture::kAck;
+  ASSERT_EQ(Run(fin), MuxDataPath::Outcome::kTransmit);
+  ASSERT_EQ(Run(fin), MuxDataPath::Outcome::kTransmit);  // retransmission: counted once
+  EXPECT_EQ(mux_->counters().closing_flows.Get(), 1u);
+}
+
+TEST_F(MuxDataPathTest, TrafficToTheMuxItselfIsLeftToTheKernel) {
+  ResolveHosts();
+  EXPECT_EQ(Run(Eth{.dst = kMuxMac, .src = kRouterMac} / Ipv4{.src = Ip("10.101.0.1"), .dst = kMuxPa} /
+                Tcp{.sport = 179, .dport = 40000}),
+            MuxDataPath::Outcome::kFree);
+  EXPECT_EQ(mux_->counters().local_packets.Get(), 1u);
+  EXPECT_EQ(Drops(DropReason::kNoRule), 0u);
+}
+
+TEST(MuxSchedulerTest, WeightedRoundRobinAndSourceHash) {
+  static int n = 0;
+  rte_mempool* pool = rte_pktmbuf_pool_create(("mux_sched_" + std::to_string(n++)).c_str(), 255,
+                                              0, 0, RTE_MBUF_DEFAULT_BUF_SIZE, 0);
+  ASSERT_NE(pool, nullptr);
+  for (Scheduler scheduler : {Scheduler::kWeightedRoundRobin, Scheduler::kSourceHash}) {
+    MuxConfig c = LabConfig();
+    c.vips[0].scheduler = scheduler;
+    c.vips[0].backends[0].weight = 3;
+    std::string error;
+    auto mux = MuxDataPath::Create(c, 0, kMuxMac, pool, &error);
+    ASSERT_NE(mux, nullptr) << error;
+    rte_mbuf* req[4];
+    rte_pktmbuf_free_bulk(req, mux->ResolveNextHops(1, req, 4));
+    for (auto [ip, mac] : {std::pair{kHost1, kHost1Mac}, std::pair{kHost2, kHost2Mac}}) {
+      rte_mbuf* m = testing::MbufFrom(pool, (Eth{.dst = kMuxMac, .src = mac} /
+                                             Arp{.op = 2, .sender_mac = mac, .sender_ip = ip,
+                                                 .target_mac = kMuxMac, .target_ip = kMuxPa})
+                                                .Bytes());
+      mux->Process(m, 1);
+      rte_pktmbuf_free(m);
+    }
+    std::map<uint32_t, int> per_host;
+    for (uint16_t port = 1; port <= 400; ++port) {
+      // Source-hash: 4 clients, 100 connections each; WRR: one client.
+      uint32_t client = scheduler == Scheduler::kSourceHash ? kClient + port % 4 : kClient;
+      rte_mbuf* m = testing::MbufFrom(
+          pool, (Eth{.dst = kMuxMac, .src = kRouterMac} / Ipv4{.src = client, .dst = kVip} /
+                 Tcp{.sport = port, .dport = 80, .flags = fixture::kSyn})
+                    .Bytes());
+      ASSERT_EQ(mux->Process(m, 1), MuxDataPath::Outcome::kTransmit);
+      std::vector<uint8_t> out(rte_pktmbuf_mtod(m, uint8_t*),
+                               rte_pktmbuf_mtod(m, uint8_t*) + rte_pktmbuf_data_len(m));
+      per_host[fixture::internal::Get32(out, 14 + 16)]++;
+      rte_pktmbuf_free(m);
+    }
+    if (scheduler == Scheduler::kWeightedRoundRobin) {
+      EXPECT_EQ(per_host[kHost1], 300);  // exactly 3:1
+      EXPECT_EQ(per_host[kHost2], 100);
+    } else {
+      for (auto [host, count] : per_host) EXPECT_EQ(count % 100, 0) << "a client was split";
+    }
+  }
+  rte_mempool_free(pool);
 }
 
 TEST_F(MuxDataPathTest, ReadyOnlyWhenEveryBackendHostIsResolved) {
