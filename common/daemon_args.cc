@@ -22,6 +22,8 @@ bool ParseDaemonArgs(int argc, char** argv, DaemonOptions* options) {
       options->config = argv[++i];
     } else if (arg == "--stats-socket" && i + 1 < argc) {
       options->stats_socket = argv[++i];
+    } else if (arg == "--run-dir" && i + 1 < argc) {
+      options->run_dir = argv[++i];
     } else {
       fprintf(stderr, "%s: unknown or incomplete option '%s'\n", prog, arg.c_str());
       ok = false;
@@ -33,9 +35,10 @@ bool ParseDaemonArgs(int argc, char** argv, DaemonOptions* options) {
   }
   if (!ok) {
     fprintf(stderr,
-            "usage: %s <EAL args> -- --config FILE [--stats-socket PATH]\n"
+            "usage: %s <EAL args> -- --config FILE [--stats-socket PATH] [--run-dir DIR]\n"
             "  --config FILE        YAML configuration (see deploy/lab/config/)\n"
-            "  --stats-socket PATH  unix socket answering 'stats' with JSON\n",
+            "  --stats-socket PATH  unix socket answering 'stats' with JSON\n"
+            "  --run-dir DIR        where the daemon keeps runtime files (default /run/sluice)\n",
             prog);
   }
   return ok;

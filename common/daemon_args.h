@@ -1,5 +1,5 @@
 // Command line shared by the DPDK daemons: "<prog> <EAL args> -- --config FILE
-// [--stats-socket PATH]".
+// [--stats-socket PATH] [--run-dir DIR]".
 #pragma once
 
 #include <string>
@@ -9,6 +9,7 @@ namespace sluice {
 struct DaemonOptions {
   std::string config;
   std::string stats_socket;
+  std::string run_dir = "/run/sluice";  ///< Files the daemon writes (speaker config, state).
   int eal_argc = 0;  ///< argv[0 .. eal_argc) goes to rte_eal_init.
 };
 

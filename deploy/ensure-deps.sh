@@ -10,7 +10,7 @@ PACKAGES=(
   libdpdk-dev libyaml-cpp-dev libabsl-dev libgtest-dev libgmock-dev nlohmann-json3-dev
   libssl-dev
   # run: DPDK tools, the namespace lab, the demo and the end-to-end tests
-  dpdk iproute2 ethtool curl python3 procps kmod
+  dpdk dpdk-dev iproute2 ethtool curl python3 procps kmod gobgpd bird2
 )
 
 missing=()

@@ -1,11 +1,21 @@
-// sluice-mux: announces nothing yet (BGP is a later step), load-balances VIP traffic with
-// weighted Maglev and encapsulates it to the backends' hosts.
+// sluice-mux: announces its VIPs by BGP, load-balances VIP traffic (weighted Maglev and
+// friends) and encapsulates it to the backends' hosts.
 //
-//   sluice-mux <EAL args> -- --config mux.yaml [--stats-socket /run/sluice/mux.sock]
+//   sluice-mux <EAL args> -- --config mux.yaml [--stats-socket PATH] [--run-dir DIR]
+//
+// The data path polls on the main lcore; a control thread keeps the BGP announcement equal
+// to "ready, polling and not draining". SIGTERM drains (withdraws, then exits); the stats
+// socket also takes "drain" and "resume".
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <csignal>
 #include <cstdio>
 #include <cstring>
+#include <mutex>
+#include <optional>
 #include <string>
+#include <thread>
 
 #include <rte_cycles.h>
 #include <rte_ethdev.h>
@@ -15,6 +25,7 @@
 #include "common/json_writer.h"
 #include "common/net_text.h"
 #include "common/stats_server.h"
+#include "mux_lite/bgp.h"
 #include "mux_lite/config.h"
 #include "mux_lite/mux.h"
 #include "offload/port/eal.h"
@@ -23,22 +34,42 @@
 namespace sluice::mux {
 namespace {
 
-volatile std::sig_atomic_t g_stop = 0;
-void OnSignal(int) { g_stop = 1; }
+volatile std::sig_atomic_t g_terminate = 0;
+void OnSignal(int) { g_terminate = 1; }
 
-std::string StatsJson(const MuxDataPath& mux, const port::TxBuffer& tx, bool ready,
+// What the control thread knows and the stats thread reports.
+struct ControlState {
+  std::atomic<bool> ready{false};
+  std::atomic<bool> draining{false};
+  std::atomic<bool> stop{false};            ///< Tells the data path loop to exit.
+  std::atomic<uint64_t> heartbeat{0};       ///< Bumped by every data-path loop iteration.
+  std::atomic<bool> polling{true};          ///< False when the heartbeat stalled.
+  std::mutex mu;                            ///< Guards the strings below.
+  std::string bgp_session = "disabled";
+  std::string bgp_last_error;
+  std::atomic<uint64_t> bgp_errors{0};
+  std::atomic<uint64_t> bgp_announced{0};
+};
+
+std::string StatsJson(const MuxDataPath& mux, const port::TxBuffer& tx, ControlState& control,
                       uint64_t now_ns) {
   JsonWriter j;
   const MuxCounters& c = mux.counters();
   j.BeginObject()
       .Field("role", "mux")
       .Field("name", mux.config().name)
-      .Field("ready", ready)
+      .Field("ready", control.ready.load())
+      .Field("draining", control.draining.load())
+      .Field("polling", control.polling.load())
       .Field("rx_packets", c.rx_packets.Get())
       .Field("tx_packets", tx.tx_packets.Get())
       .Field("vip_packets", c.vip_packets.Get())
       .Field("new_flows", c.new_flows.Get())
       .Field("cached_flow_packets", c.cached_flow_packets.Get())
+      .Field("closing_flows", c.closing_flows.Get())
+      .Field("snat_return_packets", c.snat_return_packets.Get())
+      .Field("fastpath_redirects_sent", c.fastpath_redirects_sent.Get())
+      .Field("local_packets", c.local_packets.Get())
       .Field("arp_replies_sent", mux.arp().replies_sent.Get())
       .Field("arp_requests_sent", c.arp_requests_sent.Get())
       .Field("flow_table_capacity", mux.flow_table().capacity())
@@ -52,12 +83,23 @@ std::string StatsJson(const MuxDataPath& mux, const port::TxBuffer& tx, bool rea
     j.Field(kDropReasonNames[r], c.drops[r].Get() + extra);
   }
   j.EndObject();
+  {
+    std::lock_guard<std::mutex> lock(control.mu);
+    j.Key("bgp").BeginObject()
+        .Field("enabled", mux.config().bgp.enabled)
+        .Field("session", control.bgp_session)
+        .Field("announced_vips", control.bgp_announced.load())
+        .Field("errors", control.bgp_errors.load())
+        .Field("last_error", control.bgp_last_error)
+        .EndObject();
+  }
   j.Key("vips").BeginArray();
   for (const auto& vip : mux.vips()) {
     j.BeginObject()
         .Field("vip", Ipv4ToString(vip->config.vip))
         .Field("port", vip->config.port)
         .Field("protocol", L4ProtocolName(vip->config.proto))
+        .Field("scheduler", SchedulerName(vip->config.scheduler))
         .Field("packets", vip->packets.Get());
     j.EndObject();
   }
@@ -71,6 +113,7 @@ std::string StatsJson(const MuxDataPath& mux, const port::TxBuffer& tx, bool rea
           .Field("dip", Ipv4ToString(backend.dip))
           .Field("host", Ipv4ToString(backend.host))
           .Field("weight", backend.weight)
+          .Field("encap", backend.encap == flow::Tunnel::kGue ? "gue" : "ipip")
           .Field("packets", vip->backend_packets[b].Get())
           .Field("flows", vip->backend_flows[b].Get())
           .EndObject();
@@ -79,6 +122,48 @@ std::string StatsJson(const MuxDataPath& mux, const port::TxBuffer& tx, bool rea
   j.EndArray();
   j.EndObject();
   return j.str();
+}
+
+// The control loop: BGP announce/withdraw from readiness, drain and data-path liveness;
+// turns SIGTERM into withdraw-then-stop.
+void ControlLoop(ControlState& control, BgpSpeaker* speaker, std::vector<uint32_t> vips,
+                 uint32_t next_hop) {
+  std::optional<VipAnnouncer> announcer;
+  if (speaker != nullptr) announcer.emplace(speaker, std::move(vips), next_hop);
+  uint64_t last_heartbeat = 0;
+  auto last_progress = std::chrono::steady_clock::now();
+  int ticks = 0;
+  while (!control.stop.load()) {
+    auto now = std::chrono::steady_clock::now();
+    uint64_t beat = control.heartbeat.load();
+    if (beat != last_heartbeat) {
+      last_heartbeat = beat;
+      last_progress = now;
+    }
+    bool polling = now - last_progress < std::chrono::seconds(1);
+    if (polling != control.polling.load()) {
+      fprintf(stderr, "sluice-mux: data path %s\n",
+              polling ? "polling again" : "stopped polling: withdrawing VIPs");
+      control.polling.store(polling);
+    }
+    bool terminating = g_terminate != 0;
+    bool serve = control.ready.load() && polling && !control.draining.load() && !terminating;
+    if (announcer) {
+      announcer->Update(serve);
+      std::string session = ticks % 5 == 0 ? speaker->SessionState() : "";
+      std::lock_guard<std::mutex> lock(control.mu);
+      if (!session.empty()) control.bgp_session = session;
+      control.bgp_errors.store(announcer->errors());
+      control.bgp_announced.store(announcer->announced_count());
+      control.bgp_last_error = announcer->last_error();
+    }
+    if (terminating && (!announcer || announcer->announced_count() == 0 || ticks > 50)) {
+      control.stop.store(true);
+      break;
+    }
+    ++ticks;
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
 }
 
 int Run(int argc, char** argv) {
@@ -107,16 +192,38 @@ int Run(int argc, char** argv) {
     fprintf(stderr, "sluice-mux: %s: %s\n", opt.config.c_str(), error.c_str());
     return 1;
   }
+  // Started from the main thread: gobgpd gets SIGTERM when this process dies, so a crashed
+  // mux's BGP session drops and the router withdraws its routes.
+  std::unique_ptr<GobgpSpeaker> speaker;
+  if (config->bgp.enabled) {
+    absl::StatusOr<std::unique_ptr<GobgpSpeaker>> started =
+        GobgpSpeaker::Start(config->bgp, config->name, opt.run_dir);
+    if (!started.ok()) {
+      fprintf(stderr, "sluice-mux: bgp: %s\n", std::string(started.status().message()).c_str());
+      return 1;
+    }
+    speaker = std::move(*started);
+  }
+  std::vector<uint32_t> vip_addresses;
+  for (const VipConfig& vip : config->vips) {
+    if (std::find(vip_addresses.begin(), vip_addresses.end(), vip.vip) == vip_addresses.end()) {
+      vip_addresses.push_back(vip.vip);
+    }
+  }
   port::TxBuffer tx(port_id);
-  std::atomic<bool> ready{false};
+  ControlState control;
   const uint64_t hz = rte_get_tsc_hz();
   auto now_ns = [hz] { return static_cast<uint64_t>(rte_get_tsc_cycles() * (1e9 / hz)); };
 
   StatsServer stats;
   if (!opt.stats_socket.empty()) {
     absl::Status s = stats.Start(opt.stats_socket, [&](const std::string& request) {
+      if (request == "drain" || request == "resume") {
+        control.draining.store(request == "drain");
+        return std::string(request == "drain" ? "{\"draining\":true}" : "{\"draining\":false}");
+      }
       if (request != "stats") return std::string("{\"error\":\"unknown request\"}");
-      return StatsJson(*mux, tx, ready.load(), now_ns());
+      return StatsJson(*mux, tx, control, now_ns());
     });
     if (!s.ok()) {
       fprintf(stderr, "sluice-mux: %s\n", std::string(s.message()).c_str());
@@ -125,6 +232,8 @@ int Run(int argc, char** argv) {
   }
   signal(SIGINT, OnSignal);
   signal(SIGTERM, OnSignal);
+  std::thread control_thread(ControlLoop, std::ref(control), speaker.get(), vip_addresses,
+                             config->address.addr);
   fprintf(stderr, "sluice-mux %s: serving %zu VIP(s) on port %u (%s), PA %s\n",
           config->name.c_str(), config->vips.size(), port_id, config->port.c_str(),
           Ipv4ToString(config->address.addr).c_str());
@@ -133,14 +242,15 @@ int Run(int argc, char** argv) {
   rte_mbuf* pkts[kBurst];
   port::IdleBackoff backoff;
   uint64_t next_housekeeping = 0;
-  while (!g_stop) {
+  while (!control.stop.load(std::memory_order_relaxed)) {
+    control.heartbeat.fetch_add(1, std::memory_order_relaxed);
     uint64_t now = now_ns();
     if (now >= next_housekeeping) {
       rte_mbuf* requests[8];
       uint16_t n = mux->ResolveNextHops(now, requests, 8);
       for (uint16_t i = 0; i < n; ++i) tx.Push(requests[i]);
-      if (!ready.load(std::memory_order_relaxed) && mux->NextHopsResolved()) {
-        ready.store(true);
+      if (!control.ready.load(std::memory_order_relaxed) && mux->NextHopsResolved()) {
+        control.ready.store(true);
         fprintf(stderr, "sluice-mux %s: next hops resolved, ready\n", config->name.c_str());
       }
       next_housekeeping = now + 100'000'000;
@@ -153,6 +263,9 @@ int Run(int argc, char** argv) {
         rte_pktmbuf_free(pkts[i]);
       }
     }
+    rte_mbuf* control_packets[16];
+    uint16_t c = mux->TakeControlPackets(control_packets, 16);
+    for (uint16_t i = 0; i < c; ++i) tx.Push(control_packets[i]);
     tx.Flush();
     if (n == 0) {
       backoff.Idle();
@@ -161,6 +274,8 @@ int Run(int argc, char** argv) {
     }
   }
   fprintf(stderr, "sluice-mux %s: stopping\n", config->name.c_str());
+  control.stop.store(true);
+  control_thread.join();
   stats.Stop();
   port::ClosePort(port_id);
   return 0;

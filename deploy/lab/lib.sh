@@ -104,7 +104,7 @@ lab_stop() {
   local name=$1 pid
   pid=$(lab_pid_of "$name") || return 0
   if lab_pid_alive "$pid" &&
-    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qE 'sluice-|vm_http_server'; then
+    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qE 'sluice-|vm_http_server|bird'; then
     lab_stop_pid "$pid"
   fi
   rm -f "$LAB_RUN/$name.pid"
@@ -152,9 +152,9 @@ lab_veth() {
   ip -n "$ns_a" link set "$if_a" up && ip -n "$ns_b" link set "$if_b" up
 }
 
-# The route that sends VIP traffic to the muxes. Today a static ECMP route; BGP replaces
-# this function later. lab_set_vip_route NEXTHOP... (mux PAs); e.g. after a mux dies,
-# "lab_set_vip_route 10.101.0.12" plays the BGP withdrawal of the other one.
+# The route that sends VIP traffic to the muxes comes from BGP: each mux's gobgpd announces
+# its VIPs to BIRD in sl-router, which installs one ECMP route per VIP (merge paths) into the
+# router's kernel. lab_set_vip_route NEXTHOP... overrides it by hand (for experiments).
 lab_set_vip_route() {
   (($# > 0)) || {
     lab_err "lab_set_vip_route: no next hop"
@@ -165,7 +165,34 @@ lab_set_vip_route() {
   ip -n sl-router route replace "$LAB_VIP/32" "${hops[@]}"
 }
 
-lab_announce_vip() { lab_set_vip_route "${LAB_MUX_PA[mux1]}" "${LAB_MUX_PA[mux2]}"; }
+# The VIP's next hops in the router's kernel, one per line (from BGP).
+lab_vip_nexthops() {
+  ip -n sl-router route show "${1:-$LAB_VIP}/32" 2>/dev/null | grep -oE 'via [0-9.]+' |
+    awk '{print $2}' | sort
+}
+# True when the router's route for the VIP names exactly the given muxes' PAs.
+lab_vip_routed_via() {
+  local want got m
+  want=$(for m in "$@"; do echo "${LAB_MUX_PA[$m]}"; done | sort)
+  got=$(lab_vip_nexthops)
+  [[ "$got" == "$want" ]]
+}
+
+# BIRD in sl-router: passive eBGP sessions with both muxes, ECMP into the kernel.
+lab_start_router_bgp() {
+  local conf=$LAB_RUN/bird.conf m
+  {
+    echo "# Written by deploy/lab/lib.sh: the lab router's BGP speaker."
+    echo "router id 10.101.0.1;"
+    echo "protocol device {}"
+    echo "protocol kernel { ipv4 { import none; export all; }; merge paths yes; }"
+    for m in "${LAB_MUXES[@]}"; do
+      echo "protocol bgp $m { local 10.101.0.1 as 65000; neighbor ${LAB_MUX_PA[$m]} as 65001;"
+      echo "  passive on; hold time 9; ipv4 { import all; export none; }; }"
+    done
+  } >"$conf"
+  lab_start bird sl-router bird -f -c "$conf" -s "$LAB_RUN/bird.ctl"
+}
 
 lab_create_topology() {
   local ns n h vm
@@ -190,6 +217,11 @@ lab_create_topology() {
     lab_veth sl-router "r-$n" "sl-$n" eth0 1600 || return 1
     ip -n sl-router link set "r-$n" master br-ul || return 1
   done
+  # The muxes' BGP sessions run over the kernel stack, so their PAs are on eth0 for the
+  # kernel too (the DPDK app, on the same interface and MAC, leaves that traffic alone).
+  for n in mux1 mux2; do
+    ip -n "sl-$n" addr add "${LAB_MUX_PA[$n]}/24" dev eth0 || return 1
+  done
   ip -n sl-router link set br-ul mtu 1600 up || return 1
   ip -n sl-router addr add 10.101.0.1/24 dev br-ul || return 1
   local ifname
@@ -206,7 +238,7 @@ lab_create_topology() {
     ip -n "sl-$vm" route add default via 10.1.0.254 || return 1
   done
 
-  lab_announce_vip
+  lab_start_router_bgp
 }
 
 # ---------------------------------------------------------------------------------------
@@ -263,7 +295,7 @@ lab_start_daemon() {
   lab_start "$d" "sl-$d" "$LAB_BUILD/bin/sluice-$kind" \
     -l "${LAB_LCORE[$d]}" "${LAB_EAL_MEMORY[@]}" -m 256 --file-prefix "sl-$d" --no-pci \
     --no-telemetry --log-level lib.eal:warning \
-    -- --config "$LAB_CONFIG_DIR/$d.yaml" --stats-socket "$(lab_socket "$d")"
+    -- --config "$LAB_CONFIG_DIR/$d.yaml" --stats-socket "$(lab_socket "$d")" --run-dir "$LAB_RUN"
 }
 
 # Prints the daemon's stats as one JSON object.
@@ -427,7 +459,12 @@ lab_up() {
   fi
   lab_log "starting sluice daemons from $LAB_BUILD/bin"
   lab_start_daemons || return 1
-  lab_log "up: ${LAB_DAEMONS[*]} ready; VIP $LAB_VIP:$LAB_VIP_PORT"
+  if ! lab_poll 30 0.2 lab_vip_routed_via "${LAB_MUXES[@]}"; then
+    lab_err "the router did not learn $LAB_VIP from both muxes by BGP within 30s"
+    birdc -s "$LAB_RUN/bird.ctl" show protocols >&2 2>&1
+    return 1
+  fi
+  lab_log "up: ${LAB_DAEMONS[*]} ready; VIP $LAB_VIP:$LAB_VIP_PORT via BGP from ${LAB_MUXES[*]}"
 }
 
 # Stops every process the lab started (by pid file, then anything still inside a lab
