@@ -10,6 +10,7 @@
 
 #include <cerrno>
 #include <chrono>
+#include <algorithm>
 #include <cstring>
 #include <fstream>
 
@@ -171,7 +172,41 @@ VipAnnouncer::VipAnnouncer(BgpSpeaker* speaker, std::vector<uint32_t> vips, uint
       is_announced_(vips_.size(), false),
       next_hop_(next_hop) {}
 
+void VipAnnouncer::SetVips(const std::vector<uint32_t>& vips) {
+  std::vector<uint32_t> kept;
+  std::vector<bool> kept_state;
+  for (size_t i = 0; i < vips_.size(); ++i) {
+    if (std::find(vips.begin(), vips.end(), vips_[i]) != vips.end()) {
+      kept.push_back(vips_[i]);
+      kept_state.push_back(is_announced_[i]);
+    } else if (is_announced_[i]) {
+      pending_withdraw_.push_back(vips_[i]);
+      --announced_count_;
+    }
+  }
+  for (uint32_t vip : vips) {
+    if (std::find(kept.begin(), kept.end(), vip) == kept.end()) {
+      kept.push_back(vip);
+      kept_state.push_back(false);
+    }
+  }
+  vips_ = std::move(kept);
+  is_announced_ = std::move(kept_state);
+  WithdrawPending();
+}
+
+void VipAnnouncer::WithdrawPending() {
+  std::erase_if(pending_withdraw_, [this](uint32_t vip) {
+    absl::Status s = speaker_->Withdraw(vip);
+    if (s.ok()) return true;
+    ++errors_;
+    last_error_ = std::string(s.message());
+    return false;
+  });
+}
+
 void VipAnnouncer::Update(bool should_announce) {
+  WithdrawPending();
   for (size_t i = 0; i < vips_.size(); ++i) {
     if (is_announced_[i] == should_announce) continue;
     absl::Status s = should_announce ? speaker_->Announce(vips_[i], next_hop_)

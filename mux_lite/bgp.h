@@ -57,6 +57,9 @@ class VipAnnouncer {
 
   /// Called periodically with whether the mux is ready, polling and not draining.
   void Update(bool should_announce);
+  /// After a config reload: VIPs no longer configured are withdrawn, new ones announced at
+  /// the next Update.
+  void SetVips(const std::vector<uint32_t>& vips);
 
   bool announced() const { return announced_count_ == vips_.size() && !vips_.empty(); }
   size_t announced_count() const { return announced_count_; }
@@ -64,9 +67,12 @@ class VipAnnouncer {
   const std::string& last_error() const { return last_error_; }
 
  private:
+  void WithdrawPending();
+
   BgpSpeaker* speaker_;
   std::vector<uint32_t> vips_;
   std::vector<bool> is_announced_;
+  std::vector<uint32_t> pending_withdraw_;  ///< Removed from config, withdrawal not yet done.
   size_t announced_count_ = 0;
   uint32_t next_hop_;
   uint64_t errors_ = 0;

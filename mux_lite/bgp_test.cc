@@ -52,6 +52,21 @@ TEST(VipAnnouncerTest, UnreachableSpeakerIsCountedAndRetried) {
   EXPECT_EQ(speaker.routes.count(1), 1u);
 }
 
+TEST(VipAnnouncerTest, ReloadWithdrawsRemovedVipsAndAnnouncesNewOnes) {
+  FakeSpeaker speaker;
+  VipAnnouncer announcer(&speaker, {1, 2}, 99);
+  announcer.Update(true);
+  speaker.fail = true;
+  announcer.SetVips({2, 3});  // 1 removed: its withdrawal fails and is retried
+  EXPECT_EQ(speaker.routes.count(1), 1u);
+  speaker.fail = false;
+  announcer.Update(true);
+  EXPECT_EQ(speaker.routes, (std::set<uint32_t>{2, 3}));
+  EXPECT_TRUE(announcer.announced());
+  announcer.Update(false);
+  EXPECT_TRUE(speaker.routes.empty());
+}
+
 TEST(RunCommandTest, OutputExitStatusAndTimeout) {
   auto ok = RunCommand({"/bin/echo", "hello"}, 2000);
   ASSERT_TRUE(ok.ok()) << ok.status();

@@ -35,7 +35,17 @@ namespace sluice::mux {
 namespace {
 
 volatile std::sig_atomic_t g_terminate = 0;
+volatile std::sig_atomic_t g_reload = 0;
 void OnSignal(int) { g_terminate = 1; }
+void OnHangup(int) { g_reload = 1; }
+
+std::vector<uint32_t> VipAddresses(const MuxConfig& config) {
+  std::vector<uint32_t> out;
+  for (const VipConfig& vip : config.vips) {
+    if (std::find(out.begin(), out.end(), vip.vip) == out.end()) out.push_back(vip.vip);
+  }
+  return out;
+}
 
 // What the control thread knows and the stats thread reports.
 struct ControlState {
@@ -49,7 +59,32 @@ struct ControlState {
   std::string bgp_last_error;
   std::atomic<uint64_t> bgp_errors{0};
   std::atomic<uint64_t> bgp_announced{0};
+  std::atomic<uint64_t> reloads{0};
+  std::atomic<uint64_t> reload_errors{0};
+  std::string last_reload_error;  ///< Guarded by mu.
 };
+
+// Re-reads the config file and swaps in the new VIP table. On any error the running table
+// stays as it was.
+std::string Reload(MuxDataPath& mux, const std::string& path, ControlState& control,
+                   std::vector<uint32_t>* vips) {
+  absl::StatusOr<MuxConfig> config = LoadMuxConfig(path);
+  std::string error;
+  if (!config.ok()) {
+    error = std::string(config.status().message());
+  } else if (mux.Reload(*config, &error)) {
+    control.reloads.fetch_add(1);
+    *vips = VipAddresses(*config);
+    fprintf(stderr, "sluice-mux: reloaded %s (table generation %lu)\n", path.c_str(),
+            static_cast<unsigned long>(mux.generation()));
+    return "";
+  }
+  control.reload_errors.fetch_add(1);
+  fprintf(stderr, "sluice-mux: reload refused, running config kept: %s\n", error.c_str());
+  std::lock_guard<std::mutex> lock(control.mu);
+  control.last_reload_error = error;
+  return error;
+}
 
 std::string StatsJson(const MuxDataPath& mux, const port::TxBuffer& tx, ControlState& control,
                       uint64_t now_ns) {
@@ -92,44 +127,52 @@ std::string StatsJson(const MuxDataPath& mux, const port::TxBuffer& tx, ControlS
         .Field("errors", control.bgp_errors.load())
         .Field("last_error", control.bgp_last_error)
         .EndObject();
+    j.Key("reload").BeginObject()
+        .Field("reloads", control.reloads.load())
+        .Field("errors", control.reload_errors.load())
+        .Field("last_error", control.last_reload_error)
+        .EndObject();
   }
-  j.Key("vips").BeginArray();
-  for (const auto& vip : mux.vips()) {
-    j.BeginObject()
-        .Field("vip", Ipv4ToString(vip->config.vip))
-        .Field("port", vip->config.port)
-        .Field("protocol", L4ProtocolName(vip->config.proto))
-        .Field("scheduler", SchedulerName(vip->config.scheduler))
-        .Field("packets", vip->packets.Get());
-    j.EndObject();
-  }
-  j.EndArray();
-  j.Key("backends").BeginArray();
-  for (const auto& vip : mux.vips()) {
-    for (size_t b = 0; b < vip->config.backends.size(); ++b) {
-      const BackendConfig& backend = vip->config.backends[b];
+  mux.ReadTable([&j](const VipTable& table) {
+    j.Field("config_generation", table.generation);
+    j.Key("vips").BeginArray();
+    for (const auto& vip : table.vips) {
       j.BeginObject()
-          .Field("vip", Ipv4ToString(vip->config.vip) + ":" + std::to_string(vip->config.port))
-          .Field("dip", Ipv4ToString(backend.dip))
-          .Field("host", Ipv4ToString(backend.host))
-          .Field("weight", backend.weight)
-          .Field("encap", backend.encap == flow::Tunnel::kGue ? "gue" : "ipip")
-          .Field("packets", vip->backend_packets[b].Get())
-          .Field("flows", vip->backend_flows[b].Get())
+          .Field("vip", Ipv4ToString(vip->config.vip))
+          .Field("port", vip->config.port)
+          .Field("protocol", L4ProtocolName(vip->config.proto))
+          .Field("scheduler", SchedulerName(vip->config.scheduler))
+          .Field("packets", vip->packets.Get())
           .EndObject();
     }
-  }
-  j.EndArray();
+    j.EndArray();
+    j.Key("backends").BeginArray();
+    for (const auto& vip : table.vips) {
+      for (size_t b = 0; b < vip->config.backends.size(); ++b) {
+        const BackendConfig& backend = vip->config.backends[b];
+        j.BeginObject()
+            .Field("vip", Ipv4ToString(vip->config.vip) + ":" + std::to_string(vip->config.port))
+            .Field("dip", Ipv4ToString(backend.dip))
+            .Field("host", Ipv4ToString(backend.host))
+            .Field("weight", backend.weight)
+            .Field("encap", backend.encap == flow::Tunnel::kGue ? "gue" : "ipip")
+            .Field("packets", vip->backend_packets[b].Get())
+            .Field("flows", vip->backend_flows[b].Get())
+            .EndObject();
+      }
+    }
+    j.EndArray();
+  });
   j.EndObject();
   return j.str();
 }
 
 // The control loop: BGP announce/withdraw from readiness, drain and data-path liveness;
 // turns SIGTERM into withdraw-then-stop.
-void ControlLoop(ControlState& control, BgpSpeaker* speaker, std::vector<uint32_t> vips,
-                 uint32_t next_hop) {
+void ControlLoop(ControlState& control, MuxDataPath& mux, const std::string& config_path,
+                 BgpSpeaker* speaker, std::vector<uint32_t> vips, uint32_t next_hop) {
   std::optional<VipAnnouncer> announcer;
-  if (speaker != nullptr) announcer.emplace(speaker, std::move(vips), next_hop);
+  if (speaker != nullptr) announcer.emplace(speaker, vips, next_hop);
   uint64_t last_heartbeat = 0;
   auto last_progress = std::chrono::steady_clock::now();
   int ticks = 0;
@@ -146,6 +189,13 @@ void ControlLoop(ControlState& control, BgpSpeaker* speaker, std::vector<uint32_
               polling ? "polling again" : "stopped polling: withdrawing VIPs");
       control.polling.store(polling);
     }
+    if (g_reload) {
+      g_reload = 0;
+      if (Reload(mux, config_path, control, &vips).empty() && announcer) {
+        announcer->SetVips(vips);
+      }
+    }
+    mux.ReclaimRetired();
     bool terminating = g_terminate != 0;
     bool serve = control.ready.load() && polling && !control.draining.load() && !terminating;
     if (announcer) {
@@ -204,12 +254,6 @@ int Run(int argc, char** argv) {
     }
     speaker = std::move(*started);
   }
-  std::vector<uint32_t> vip_addresses;
-  for (const VipConfig& vip : config->vips) {
-    if (std::find(vip_addresses.begin(), vip_addresses.end(), vip.vip) == vip_addresses.end()) {
-      vip_addresses.push_back(vip.vip);
-    }
-  }
   port::TxBuffer tx(port_id);
   ControlState control;
   const uint64_t hz = rte_get_tsc_hz();
@@ -222,6 +266,10 @@ int Run(int argc, char** argv) {
         control.draining.store(request == "drain");
         return std::string(request == "drain" ? "{\"draining\":true}" : "{\"draining\":false}");
       }
+      if (request == "reload") {
+        g_reload = 1;  // done by the control thread, like SIGHUP
+        return std::string("{\"reload\":\"requested\"}");
+      }
       if (request != "stats") return std::string("{\"error\":\"unknown request\"}");
       return StatsJson(*mux, tx, control, now_ns());
     });
@@ -232,8 +280,9 @@ int Run(int argc, char** argv) {
   }
   signal(SIGINT, OnSignal);
   signal(SIGTERM, OnSignal);
-  std::thread control_thread(ControlLoop, std::ref(control), speaker.get(), vip_addresses,
-                             config->address.addr);
+  signal(SIGHUP, OnHangup);
+  std::thread control_thread(ControlLoop, std::ref(control), std::ref(*mux), opt.config,
+                             speaker.get(), VipAddresses(*config), config->address.addr);
   fprintf(stderr, "sluice-mux %s: serving %zu VIP(s) on port %u (%s), PA %s\n",
           config->name.c_str(), config->vips.size(), port_id, config->port.c_str(),
           Ipv4ToString(config->address.addr).c_str());
@@ -267,6 +316,7 @@ int Run(int argc, char** argv) {
     uint16_t c = mux->TakeControlPackets(control_packets, 16);
     for (uint16_t i = 0; i < c; ++i) tx.Push(control_packets[i]);
     tx.Flush();
+    mux->Quiesce();
     if (n == 0) {
       backoff.Idle();
     } else {

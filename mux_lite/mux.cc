@@ -29,14 +29,13 @@ MuxDataPath::MuxDataPath(const MuxConfig& config, uint16_t port_id, const flow::
       flows_(config.flow_table_size, config.flow_timeouts),
       arp_(mac, {config.address.addr}, &neighbors_) {}
 
-std::unique_ptr<MuxDataPath> MuxDataPath::Create(const MuxConfig& config, uint16_t port_id,
-                                                 const flow::MacAddr& mac, rte_mempool* pool,
-                                                 std::string* error) {
-  std::unique_ptr<MuxDataPath> mux(new MuxDataPath(config, port_id, mac, pool));
-  auto need_next_hop = [&mux](uint32_t pa) {
-    uint32_t hop = mux->NextHop(pa);
-    if (std::find(mux->next_hops_.begin(), mux->next_hops_.end(), hop) == mux->next_hops_.end()) {
-      mux->next_hops_.push_back(hop);
+std::unique_ptr<VipTable> VipTable::Build(const MuxConfig& config, std::string* error) {
+  auto table = std::make_unique<VipTable>();
+  auto need_next_hop = [&](uint32_t pa) {
+    uint32_t hop = config.address.Contains(pa) ? pa : config.gateway;
+    if (std::find(table->next_hops.begin(), table->next_hops.end(), hop) ==
+        table->next_hops.end()) {
+      table->next_hops.push_back(hop);
     }
   };
   for (const VipConfig& vip : config.vips) {
@@ -59,12 +58,71 @@ std::unique_ptr<MuxDataPath> MuxDataPath::Create(const MuxConfig& config, uint16
     state->wrr_current.assign(vip.backends.size(), 0);
     state->backend_packets = std::make_unique<Counter[]>(vip.backends.size());
     state->backend_flows = std::make_unique<Counter[]>(vip.backends.size());
-    mux->vip_index_[VipKey(vip.vip, vip.port, vip.proto)] =
-        static_cast<uint16_t>(mux->vips_.size());
-    mux->vips_.push_back(std::move(state));
+    table->index[VipKey(vip.vip, vip.port, vip.proto)] = static_cast<uint16_t>(table->vips.size());
+    table->vips.push_back(std::move(state));
   }
+  table->snat_ranges = config.snat_ranges;
   for (const SnatRangeConfig& range : config.snat_ranges) need_next_hop(range.host);
+  return table;
+}
+
+const SnatRangeConfig* VipTable::FindSnatRange(uint32_t addr, uint8_t proto,
+                                               uint16_t port) const {
+  for (const SnatRangeConfig& range : snat_ranges) {
+    if (range.Contains(addr, proto, port)) return &range;
+  }
+  return nullptr;
+}
+
+std::unique_ptr<MuxDataPath> MuxDataPath::Create(const MuxConfig& config, uint16_t port_id,
+                                                 const flow::MacAddr& mac, rte_mempool* pool,
+                                                 std::string* error) {
+  std::unique_ptr<VipTable> table = VipTable::Build(config, error);
+  if (table == nullptr) return nullptr;
+  std::unique_ptr<MuxDataPath> mux(new MuxDataPath(config, port_id, mac, pool));
+  table->generation = 1;
+  mux->table_.store(table.release());
+  mux->acked_generation_.store(1);
   return mux;
+}
+
+MuxDataPath::~MuxDataPath() { delete table_.load(); }
+
+bool MuxDataPath::Reload(const MuxConfig& config, std::string* error) {
+  const char* changed = nullptr;
+  if (config.name != config_.name) changed = "mux.name";
+  if (config.port != config_.port) changed = "mux.port";
+  if (config.address.addr != config_.address.addr ||
+      config.address.length != config_.address.length) {
+    changed = "mux.address";
+  }
+  if (config.gateway != config_.gateway) changed = "mux.gateway";
+  if (config.flow_table_size != config_.flow_table_size) changed = "mux.flow_table_size";
+  if (config.gue_port != config_.gue_port) changed = "mux.gue_port";
+  if (config.maglev_size != config_.maglev_size) changed = "mux.maglev_size";
+  if (config.bgp.enabled != config_.bgp.enabled || config.bgp.peer != config_.bgp.peer ||
+      config.bgp.local_as != config_.bgp.local_as || config.bgp.peer_as != config_.bgp.peer_as) {
+    changed = "bgp";
+  }
+  if (changed != nullptr) {
+    *error = std::string(changed) + " cannot change while running (restart the mux)";
+    return false;
+  }
+  std::unique_ptr<VipTable> table = VipTable::Build(config, error);
+  if (table == nullptr) return false;
+  std::lock_guard<std::mutex> lock(control_mu_);
+  table->generation = table_.load()->generation + 1;
+  retired_.emplace_back(table_.exchange(table.release(), std::memory_order_acq_rel));
+  return true;
+}
+
+size_t MuxDataPath::ReclaimRetired() {
+  std::lock_guard<std::mutex> lock(control_mu_);
+  uint64_t acked = acked_generation_.load(std::memory_order_acquire);
+  std::erase_if(retired_, [acked](const std::unique_ptr<VipTable>& t) {
+    return t->generation < acked;
+  });
+  return retired_.size();
 }
 
 uint32_t MuxDataPath::PickBackend(VipState& vip, const packet::ParsedPacket& pkt,
@@ -88,14 +146,6 @@ uint32_t MuxDataPath::PickBackend(VipState& vip, const packet::ParsedPacket& pkt
     }
   }
   return 0;
-}
-
-const SnatRangeConfig* MuxDataPath::FindSnatRange(uint32_t addr, uint8_t proto,
-                                                  uint16_t port) const {
-  for (const SnatRangeConfig& range : config_.snat_ranges) {
-    if (range.Contains(addr, proto, port)) return &range;
-  }
-  return nullptr;
 }
 
 bool MuxDataPath::Encapsulate(rte_mbuf* m, packet::ParsedPacket* pkt, flow::Tunnel tunnel,
@@ -149,15 +199,16 @@ MuxDataPath::Outcome MuxDataPath::Process(rte_mbuf* m, uint64_t now_ns) {
     return Outcome::kFree;
   }
   if (pkt.tunnel != flow::Tunnel::kNone) return Drop(DropReason::kNoRule);
-  auto it = vip_index_.find(VipKey(pkt.dst, pkt.dst_port, pkt.proto));
-  if (it == vip_index_.end()) {
-    const SnatRangeConfig* range = FindSnatRange(pkt.dst, pkt.proto, pkt.dst_port);
+  VipTable& table = *table_.load(std::memory_order_acquire);
+  auto it = table.index.find(VipKey(pkt.dst, pkt.dst_port, pkt.proto));
+  if (it == table.index.end()) {
+    const SnatRangeConfig* range = table.FindSnatRange(pkt.dst, pkt.proto, pkt.dst_port);
     if (range == nullptr) return Drop(DropReason::kNoRule);
     if (!Encapsulate(m, &pkt, flow::Tunnel::kIpip, range->host, &reason)) return Drop(reason);
     counters_.snat_return_packets.Add();
     return Outcome::kTransmit;
   }
-  VipState& vip = *vips_[it->second];
+  VipState& vip = *table.vips[it->second];
   vip.packets.Add();
   counters_.vip_packets.Add();
 
@@ -166,6 +217,11 @@ MuxDataPath::Outcome MuxDataPath::Process(rte_mbuf* m, uint64_t now_ns) {
               .dst_port = pkt.dst_port, .proto = pkt.proto};
   uint32_t hash = packet::FlowHash(pkt.src, pkt.dst, pkt.proto, pkt.src_port, pkt.dst_port);
   FlowEntry* flow = flows_.Find(key, hash, now_s);
+  // A flow created under an older table keeps its host (that is the point of the table);
+  // its stats go to the backend at the same position only if that is still the same host.
+  bool indices_valid = flow != nullptr && flow->vip_index == it->second &&
+                       flow->backend_index < vip.config.backends.size() &&
+                       vip.config.backends[flow->backend_index].host == flow->host_pa;
   if (flow == nullptr) {
     if (!vip.has_backends) return Drop(DropReason::kNoBackend);
     uint32_t index = PickBackend(vip, pkt, hash);
@@ -175,6 +231,7 @@ MuxDataPath::Outcome MuxDataPath::Process(rte_mbuf* m, uint64_t now_ns) {
     flow->vip_index = it->second;
     flow->backend_index = static_cast<uint16_t>(index);
     flow->tunnel = static_cast<uint8_t>(backend.encap);
+    indices_valid = true;
     counters_.new_flows.Add();
     vip.backend_flows[index].Add();
   } else {
@@ -183,10 +240,10 @@ MuxDataPath::Outcome MuxDataPath::Process(rte_mbuf* m, uint64_t now_ns) {
     // (its source is a SNAT port range we know) can now go host to host.
     if (config_.fastpath && pkt.proto == flow::kProtoTcp && (pkt.tcp_flags & kTcpAck) &&
         !(pkt.tcp_flags & (kTcpSyn | kTcpRst | kTcpFin)) &&
-        !(flow->flags & FlowEntry::kRedirected)) {
-      if (const SnatRangeConfig* source = FindSnatRange(pkt.src, pkt.proto, pkt.src_port)) {
+        !(flow->flags & FlowEntry::kRedirected) && indices_valid) {
+      if (const SnatRangeConfig* source = table.FindSnatRange(pkt.src, pkt.proto, pkt.src_port)) {
         flow->flags |= FlowEntry::kRedirected;
-        SendFastpathRedirects(*flow, *source);
+        SendFastpathRedirects(table, *flow, *source);
       }
     }
   }
@@ -194,15 +251,16 @@ MuxDataPath::Outcome MuxDataPath::Process(rte_mbuf* m, uint64_t now_ns) {
     if (!(flow->flags & FlowEntry::kClosing)) counters_.closing_flows.Add();
     flows_.MarkClosing(flow, now_s);
   }
-  vip.backend_packets[flow->backend_index].Add();
+  if (indices_valid) vip.backend_packets[flow->backend_index].Add();
   if (!Encapsulate(m, &pkt, static_cast<flow::Tunnel>(flow->tunnel), flow->host_pa, &reason)) {
     return Drop(reason);
   }
   return Outcome::kTransmit;
 }
 
-void MuxDataPath::SendFastpathRedirects(const FlowEntry& flow, const SnatRangeConfig& source) {
-  const VipState& vip = *vips_[flow.vip_index];
+void MuxDataPath::SendFastpathRedirects(const VipTable& table, const FlowEntry& flow,
+                                        const SnatRangeConfig& source) {
+  const VipState& vip = *table.vips[flow.vip_index];
   const BackendConfig& backend = vip.config.backends[flow.backend_index];
   packet::FastpathRedirect redirect{
       .flow_src = flow.key.src,
@@ -243,7 +301,7 @@ uint16_t MuxDataPath::TakeControlPackets(rte_mbuf** out, uint16_t max) {
 
 uint16_t MuxDataPath::ResolveNextHops(uint64_t now_ns, rte_mbuf** out, uint16_t max) {
   uint16_t n = 0;
-  for (uint32_t hop : next_hops_) {
+  for (uint32_t hop : table_.load(std::memory_order_acquire)->next_hops) {
     if (n == max || !neighbors_.ShouldRequest(hop, now_ns)) continue;
     rte_mbuf* m = rte_pktmbuf_alloc(pool_);
     if (m == nullptr) break;
@@ -258,7 +316,8 @@ uint16_t MuxDataPath::ResolveNextHops(uint64_t now_ns, rte_mbuf** out, uint16_t 
 
 bool MuxDataPath::NextHopsResolved() const {
   flow::MacAddr mac;
-  return std::all_of(next_hops_.begin(), next_hops_.end(),
+  const std::vector<uint32_t>& next_hops = table_.load(std::memory_order_acquire)->next_hops;
+  return std::all_of(next_hops.begin(), next_hops.end(),
                      [&](uint32_t hop) { return neighbors_.Lookup(hop, &mac); });
 }
 

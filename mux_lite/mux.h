@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <unordered_map>
 #include <vector>
 
@@ -34,6 +35,21 @@ struct VipState {
   std::unique_ptr<Counter[]> backend_flows;
 };
 
+/// Everything a config change can replace, built off the data path and published whole
+/// (RCU style: the data path acknowledges the generation it uses; an old table is freed
+/// only after the data path has moved past it). Counters start at zero in a new table.
+struct VipTable {
+  std::vector<std::unique_ptr<VipState>> vips;
+  std::unordered_map<uint64_t, uint16_t> index;  ///< VipKey → position in `vips`.
+  std::vector<SnatRangeConfig> snat_ranges;
+  std::vector<uint32_t> next_hops;  ///< Every distinct next hop backends and SNAT hosts need.
+  uint64_t generation = 0;
+
+  /// Builds the table for `config`; nullptr with `*error` naming the VIP on failure.
+  static std::unique_ptr<VipTable> Build(const MuxConfig& config, std::string* error);
+  const SnatRangeConfig* FindSnatRange(uint32_t addr, uint8_t proto, uint16_t port) const;
+};
+
 struct MuxCounters {
   Counter rx_packets;
   Counter vip_packets;
@@ -47,8 +63,13 @@ struct MuxCounters {
   std::array<Counter, kNumDropReasons> drops;
 };
 
+inline uint64_t VipKey(uint32_t vip, uint16_t port, uint8_t proto) {
+  return uint64_t{vip} << 24 | uint64_t{port} << 8 | proto;
+}
+
 class MuxDataPath {
  public:
+  ~MuxDataPath();
   /// What to do with a packet after Process.
   enum class Outcome : uint8_t { kTransmit, kFree, kDropped };
 
@@ -64,6 +85,26 @@ class MuxDataPath {
   /// it was consumed without error, kDropped means it was counted in drops.
   Outcome Process(rte_mbuf* m, uint64_t now_ns);
 
+  /// Replaces the VIPs, backends and SNAT ranges (control thread). The config's other
+  /// fields (address, port, flow table ...) must be unchanged; returns false with `*error`
+  /// naming the first one that differs or the VIP that does not build.
+  bool Reload(const MuxConfig& config, std::string* error);
+  /// Data path, between bursts: records that no packet uses a table older than the current.
+  void Quiesce() {
+    acked_generation_.store(table_.load(std::memory_order_acquire)->generation,
+                            std::memory_order_release);
+  }
+  /// Control thread: frees retired tables the data path has moved past; returns how many
+  /// are still waiting.
+  size_t ReclaimRetired();
+  /// Runs `read` on the current table under the control lock (stats thread).
+  template <typename F>
+  void ReadTable(F read) const {
+    std::lock_guard<std::mutex> lock(control_mu_);
+    read(*table_.load(std::memory_order_acquire));
+  }
+  uint64_t generation() const { return table_.load(std::memory_order_acquire)->generation; }
+
   /// Control packets Process originated (Fastpath redirects) waiting to be sent; moves up
   /// to `max` of them to `out`.
   uint16_t TakeControlPackets(rte_mbuf** out, uint16_t max);
@@ -75,7 +116,6 @@ class MuxDataPath {
 
   const MuxConfig& config() const { return config_; }
   uint16_t port_id() const { return port_id_; }
-  const std::vector<std::unique_ptr<VipState>>& vips() const { return vips_; }
   const MuxCounters& counters() const { return counters_; }
   const FlowTable& flow_table() const { return flows_; }
   const port::ArpResponder& arp() const { return arp_; }
@@ -84,8 +124,8 @@ class MuxDataPath {
   MuxDataPath(const MuxConfig& config, uint16_t port_id, const flow::MacAddr& mac,
               rte_mempool* pool);
   uint32_t PickBackend(VipState& vip, const packet::ParsedPacket& pkt, uint32_t hash);
-  const SnatRangeConfig* FindSnatRange(uint32_t addr, uint8_t proto, uint16_t port) const;
-  void SendFastpathRedirects(const FlowEntry& flow, const SnatRangeConfig& source);
+  void SendFastpathRedirects(const VipTable& table, const FlowEntry& flow,
+                             const SnatRangeConfig& source);
   bool Encapsulate(rte_mbuf* m, packet::ParsedPacket* pkt, flow::Tunnel tunnel, uint32_t host,
                    DropReason* reason);
   Outcome Drop(DropReason reason) {
@@ -95,9 +135,6 @@ class MuxDataPath {
   uint32_t NextHop(uint32_t pa) const {
     return config_.address.Contains(pa) ? pa : config_.gateway;
   }
-  static uint64_t VipKey(uint32_t vip, uint16_t port, uint8_t proto) {
-    return uint64_t{vip} << 24 | uint64_t{port} << 8 | proto;
-  }
 
   MuxConfig config_;
   uint16_t port_id_;
@@ -105,9 +142,10 @@ class MuxDataPath {
   rte_mempool* pool_;
   rte_mbuf* control_tx_[16];
   uint16_t control_tx_count_ = 0;
-  std::vector<std::unique_ptr<VipState>> vips_;
-  std::unordered_map<uint64_t, uint16_t> vip_index_;
-  std::vector<uint32_t> next_hops_;  ///< Every distinct next hop backends need.
+  std::atomic<VipTable*> table_{nullptr};  ///< Owned; published by Reload.
+  std::atomic<uint64_t> acked_generation_{0};
+  mutable std::mutex control_mu_;  ///< Serialises Reload, ReclaimRetired and ReadTable.
+  std::vector<std::unique_ptr<VipTable>> retired_;
   FlowTable flows_;
   port::NeighborTable neighbors_;
   port::ArpResponder arp_;

@@ -324,6 +324,46 @@ TEST(MuxSchedulerTest, WeightedRoundRobinAndSourceHash) {
   rte_mempool_free(pool);
 }
 
+TEST_F(MuxDataPathTest, ReloadSwapsTablesEstablishedFlowsKeepTheirHost) {
+  ResolveHosts();
+  std::vector<uint8_t> out;
+  // Find a flow on host2, then drain host2's backend.
+  uint16_t port = 30000;
+  for (;; ++port) {
+    ASSERT_EQ(Run(ClientSyn(port), &out), MuxDataPath::Outcome::kTransmit);
+    if (fixture::internal::Get32(out, 14 + 16) == kHost2) break;
+  }
+  MuxConfig changed = LabConfig();
+  changed.vips[0].backends[1].weight = 0;
+  std::string error;
+  ASSERT_TRUE(mux_->Reload(changed, &error)) << error;
+  EXPECT_EQ(mux_->generation(), 2u);
+  EXPECT_EQ(mux_->ReclaimRetired(), 1u);  // the data path has not moved past it yet
+  mux_->Quiesce();
+  EXPECT_EQ(mux_->ReclaimRetired(), 0u);
+  ASSERT_EQ(Run(ClientSyn(port), &out), MuxDataPath::Outcome::kTransmit);
+  EXPECT_EQ(fixture::internal::Get32(out, 14 + 16), kHost2);  // established: same host
+  for (uint16_t p = 40000; p < 40050; ++p) {  // new flows: never the drained backend
+    ASSERT_EQ(Run(ClientSyn(p), &out), MuxDataPath::Outcome::kTransmit);
+    EXPECT_EQ(fixture::internal::Get32(out, 14 + 16), kHost1);
+  }
+}
+
+TEST_F(MuxDataPathTest, ReloadRefusesBadOrRestartOnlyChangesAndKeepsRunning) {
+  MuxConfig moved = LabConfig();
+  moved.address.addr = Ip("10.101.0.99");
+  std::string error;
+  EXPECT_FALSE(mux_->Reload(moved, &error));
+  EXPECT_EQ(error, "mux.address cannot change while running (restart the mux)");
+  MuxConfig duplicate = LabConfig();
+  duplicate.vips[0].backends[1].dip = duplicate.vips[0].backends[0].dip;
+  EXPECT_FALSE(mux_->Reload(duplicate, &error));
+  EXPECT_NE(error.find("appears twice"), std::string::npos) << error;
+  EXPECT_EQ(mux_->generation(), 1u);
+  ResolveHosts();
+  EXPECT_EQ(Run(ClientSyn(1)), MuxDataPath::Outcome::kTransmit);
+}
+
 TEST_F(MuxDataPathTest, ReadyOnlyWhenEveryBackendHostIsResolved) {
   EXPECT_FALSE(mux_->NextHopsResolved());
   ResolveHosts();

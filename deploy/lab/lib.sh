@@ -9,12 +9,13 @@
 #   SLUICE_LAB_RUN            run directory for pids, logs, sockets (default /run/sluice-lab)
 #   SLUICE_LAB_NO_DAEMONS=1   lab_up builds the topology and VMs but starts no daemons
 #   SLUICE_LAB_READY_TIMEOUT  seconds lab_wait_ready waits for each daemon (default 30)
+#   SLUICE_LAB_CONFIG_DIR     daemon configs (default deploy/lab/config; tests use copies)
 
 LAB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 LAB_REPO=$(cd "$LAB_DIR/../.." && pwd)
 LAB_BUILD=$(realpath -m "${SLUICE_BUILD:-$LAB_REPO/build}")
 LAB_RUN=${SLUICE_LAB_RUN:-/run/sluice-lab}
-LAB_CONFIG_DIR=$LAB_DIR/config
+LAB_CONFIG_DIR=${SLUICE_LAB_CONFIG_DIR:-$LAB_DIR/config}
 # Debian's python3 (ensure-deps installs it); a python3 on PATH can be a slow wrapper (pyenv).
 LAB_PYTHON=${SLUICE_LAB_PYTHON:-$([[ -x /usr/bin/python3 ]] && echo /usr/bin/python3 || echo python3)}
 
