@@ -27,6 +27,7 @@ static_assert(sizeof(FlowKey) == 16);
 struct FlowEntry {
   static constexpr uint8_t kClosing = 1;     ///< Saw FIN or RST: expires after the linger.
   static constexpr uint8_t kRedirected = 2;  ///< Fastpath redirect sent.
+  static constexpr uint8_t kOffloadOffered = 4;  ///< Handed to the flow offloader.
 
   FlowKey key;
   uint32_t host_pa = 0;        ///< Where the flow is encapsulated to.

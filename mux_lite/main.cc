@@ -27,6 +27,9 @@
 #include "common/stats_server.h"
 #include "mux_lite/bgp.h"
 #include "mux_lite/config.h"
+#include "mux_lite/flow_offload.h"
+#include "offload/rte_flow/executor.h"
+#include "offload/rte_flow/flow_api.h"
 #include "mux_lite/mux.h"
 #include "offload/port/eal.h"
 #include "offload/port/port.h"
@@ -87,7 +90,7 @@ std::string Reload(MuxDataPath& mux, const std::string& path, ControlState& cont
 }
 
 std::string StatsJson(const MuxDataPath& mux, const port::TxBuffer& tx, ControlState& control,
-                      uint64_t now_ns) {
+                      const NicFlowOffloader& offload, uint64_t now_ns) {
   JsonWriter j;
   const MuxCounters& c = mux.counters();
   j.BeginObject()
@@ -126,6 +129,15 @@ std::string StatsJson(const MuxDataPath& mux, const port::TxBuffer& tx, ControlS
         .Field("announced_vips", control.bgp_announced.load())
         .Field("errors", control.bgp_errors.load())
         .Field("last_error", control.bgp_last_error)
+        .EndObject();
+    j.Key("flow_offload").BeginObject()
+        .Field("offered", offload.offered.Get())
+        .Field("nic", offload.placed_nic.Get())
+        .Field("partial", offload.placed_partial.Get())
+        .Field("software", offload.left_in_software.Get())
+        .Field("queue_full", offload.queue_full.Get())
+        .Field("aged_out", offload.aged_out.Get())
+        .Field("last_refusal", offload.last_refusal())
         .EndObject();
     j.Key("reload").BeginObject()
         .Field("reloads", control.reloads.load())
@@ -170,7 +182,8 @@ std::string StatsJson(const MuxDataPath& mux, const port::TxBuffer& tx, ControlS
 // The control loop: BGP announce/withdraw from readiness, drain and data-path liveness;
 // turns SIGTERM into withdraw-then-stop.
 void ControlLoop(ControlState& control, MuxDataPath& mux, const std::string& config_path,
-                 BgpSpeaker* speaker, std::vector<uint32_t> vips, uint32_t next_hop) {
+                 NicFlowOffloader& offload, BgpSpeaker* speaker, std::vector<uint32_t> vips,
+                 uint32_t next_hop) {
   std::optional<VipAnnouncer> announcer;
   if (speaker != nullptr) announcer.emplace(speaker, vips, next_hop);
   uint64_t last_heartbeat = 0;
@@ -196,6 +209,7 @@ void ControlLoop(ControlState& control, MuxDataPath& mux, const std::string& con
       }
     }
     mux.ReclaimRetired();
+    offload.Drain(NicFlowOffloader::kRingSize);
     bool terminating = g_terminate != 0;
     bool serve = control.ready.load() && polling && !control.draining.load() && !terminating;
     if (announcer) {
@@ -254,6 +268,14 @@ int Run(int argc, char** argv) {
     }
     speaker = std::move(*started);
   }
+  // Established flows go to the NIC executor; ports without rte_flow keep them in software.
+  nic::DpdkFlowApi flow_api;
+  nic::NicExecutor nic_executor(&flow_api, {.default_port = port_id,
+                                            .gue_port = config->gue_port});
+  NicFlowOffloader offload(&nic_executor, port_id, config->address.addr,
+                           port::PortMac(port_id), config->gue_port,
+                           config->flow_timeouts.tcp_idle_s);
+  mux->SetOffloadSink(&offload);
   port::TxBuffer tx(port_id);
   ControlState control;
   const uint64_t hz = rte_get_tsc_hz();
@@ -271,7 +293,7 @@ int Run(int argc, char** argv) {
         return std::string("{\"reload\":\"requested\"}");
       }
       if (request != "stats") return std::string("{\"error\":\"unknown request\"}");
-      return StatsJson(*mux, tx, control, now_ns());
+      return StatsJson(*mux, tx, control, offload, now_ns());
     });
     if (!s.ok()) {
       fprintf(stderr, "sluice-mux: %s\n", std::string(s.message()).c_str());
@@ -282,7 +304,8 @@ int Run(int argc, char** argv) {
   signal(SIGTERM, OnSignal);
   signal(SIGHUP, OnHangup);
   std::thread control_thread(ControlLoop, std::ref(control), std::ref(*mux), opt.config,
-                             speaker.get(), VipAddresses(*config), config->address.addr);
+                             std::ref(offload), speaker.get(), VipAddresses(*config),
+                             config->address.addr);
   fprintf(stderr, "sluice-mux %s: serving %zu VIP(s) on port %u (%s), PA %s\n",
           config->name.c_str(), config->vips.size(), port_id, config->port.c_str(),
           Ipv4ToString(config->address.addr).c_str());
@@ -327,6 +350,7 @@ int Run(int argc, char** argv) {
   control.stop.store(true);
   control_thread.join();
   stats.Stop();
+  nic_executor.RemoveAll();
   port::ClosePort(port_id);
   return 0;
 }

@@ -236,6 +236,17 @@ MuxDataPath::Outcome MuxDataPath::Process(rte_mbuf* m, uint64_t now_ns) {
     vip.backend_flows[index].Add();
   } else {
     counters_.cached_flow_packets.Add();
+    flow::MacAddr next_hop_mac;
+    if (offload_ != nullptr && pkt.proto == flow::kProtoTcp && (pkt.tcp_flags & kTcpAck) &&
+        !(pkt.tcp_flags & (kTcpSyn | kTcpRst | kTcpFin)) &&
+        !(flow->flags & FlowEntry::kOffloadOffered) &&
+        neighbors_.Lookup(NextHop(flow->host_pa), &next_hop_mac)) {
+      flow->flags |= FlowEntry::kOffloadOffered;
+      offload_->Offer({.key = flow->key,
+                       .host_pa = flow->host_pa,
+                       .tunnel = static_cast<flow::Tunnel>(flow->tunnel),
+                       .next_hop_mac = next_hop_mac});
+    }
     // The handshake is done once the client acknowledges without SYN: an intra-cloud flow
     // (its source is a SNAT port range we know) can now go host to host.
     if (config_.fastpath && pkt.proto == flow::kProtoTcp && (pkt.tcp_flags & kTcpAck) &&

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "mux_lite/config.h"
+#include "mux_lite/flow_offload.h"
 #include "mux_lite/flow_table.h"
 #include "mux_lite/maglev.h"
 #include "offload/packet/parse.h"
@@ -105,6 +106,9 @@ class MuxDataPath {
   }
   uint64_t generation() const { return table_.load(std::memory_order_acquire)->generation; }
 
+  /// Established flows (handshake done) are offered to `sink` once each (nullptr: none).
+  void SetOffloadSink(FlowOffloadSink* sink) { offload_ = sink; }
+
   /// Control packets Process originated (Fastpath redirects) waiting to be sent; moves up
   /// to `max` of them to `out`.
   uint16_t TakeControlPackets(rte_mbuf** out, uint16_t max);
@@ -140,6 +144,7 @@ class MuxDataPath {
   uint16_t port_id_;
   flow::MacAddr mac_;
   rte_mempool* pool_;
+  FlowOffloadSink* offload_ = nullptr;
   rte_mbuf* control_tx_[16];
   uint16_t control_tx_count_ = 0;
   std::atomic<VipTable*> table_{nullptr};  ///< Owned; published by Reload.

@@ -259,6 +259,33 @@ TEST_F(MuxDataPathTest, IntraCloudFlowIsRedirectedOnceAfterTheHandshake) {
   EXPECT_EQ(mux_->counters().fastpath_redirects_sent.Get(), 2u);
 }
 
+// Records offers (the seam's fake).
+class RecordingSink : public FlowOffloadSink {
+ public:
+  bool Offer(const OffloadRequest& r) override {
+    offers.push_back(r);
+    return true;
+  }
+  std::vector<OffloadRequest> offers;
+};
+
+TEST_F(MuxDataPathTest, EstablishedFlowsAreOfferedForOffloadOnce) {
+  ResolveHosts();
+  RecordingSink sink;
+  mux_->SetOffloadSink(&sink);
+  ASSERT_EQ(Run(ClientSyn(8000)), MuxDataPath::Outcome::kTransmit);
+  EXPECT_TRUE(sink.offers.empty());  // first packet: the slow path only
+  fixture::Packet ack = ClientSyn(8000);
+  std::get<Tcp>(ack.layers[2]).flags = fixture::kAck;
+  ASSERT_EQ(Run(ack), MuxDataPath::Outcome::kTransmit);
+  ASSERT_EQ(Run(ack), MuxDataPath::Outcome::kTransmit);
+  ASSERT_EQ(sink.offers.size(), 1u);
+  EXPECT_EQ(sink.offers[0].key.src_port, 8000);
+  EXPECT_TRUE(sink.offers[0].host_pa == kHost1 || sink.offers[0].host_pa == kHost2);
+  EXPECT_EQ(sink.offers[0].next_hop_mac,
+            sink.offers[0].host_pa == kHost1 ? kHost1Mac : kHost2Mac);
+}
+
 TEST_F(MuxDataPathTest, FinOrRstMarksTheFlowClosing) {
   ResolveHosts();
   ASSERT_EQ(Run(ClientSyn(7000)), MuxDataPath::Outcome::kTransmit);

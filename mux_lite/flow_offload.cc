@@ -1,0 +1,88 @@
+#include "mux_lite/flow_offload.h"
+
+#include "offload/rte_flow/executor.h"
+
+namespace sluice::mux {
+
+NicFlowOffloader::NicFlowOffloader(nic::NicExecutor* nic, uint16_t port, uint32_t mux_pa,
+                                   const flow::MacAddr& mux_mac, uint16_t gue_port,
+                                   uint32_t idle_timeout_s)
+    : nic_(nic),
+      port_(port),
+      mux_pa_(mux_pa),
+      mux_mac_(mux_mac),
+      gue_port_(gue_port),
+      idle_timeout_s_(idle_timeout_s) {
+  const nic::PortCapabilities& caps = nic_->Probe(port_);
+  port_accepts_rules_ = caps.validate_ok;
+  if (!port_accepts_rules_) last_refusal_ = caps.validate_error;
+}
+
+bool NicFlowOffloader::Offer(const OffloadRequest& request) {
+  uint32_t head = head_.load(std::memory_order_relaxed);
+  if (head - tail_.load(std::memory_order_acquire) == kRingSize) {
+    queue_full.Add();
+    return false;
+  }
+  ring_[head % kRingSize] = request;
+  head_.store(head + 1, std::memory_order_release);
+  offered.Add();
+  return true;
+}
+
+flow::Rule NicFlowOffloader::RuleFor(const OffloadRequest& r, uint64_t id) const {
+  return flow::Rule{
+      .id = id,
+      .priority = 10,
+      .match = {.in_port = port_,
+                .src = flow::Ipv4Match::Exact(r.key.src),
+                .dst = flow::Ipv4Match::Exact(r.key.dst),
+                .proto = r.key.proto,
+                .src_port = flow::PortMatch::Exact(r.key.src_port),
+                .dst_port = flow::PortMatch::Exact(r.key.dst_port)},
+      .actions = {flow::Action::Encap({.type = r.tunnel,
+                                       .outer_src = mux_pa_,
+                                       .outer_dst = r.host_pa,
+                                       .gue_dst_port = gue_port_}),
+                  flow::Action::SetMac(mux_mac_, r.next_hop_mac), flow::Action::Count(),
+                  flow::Action::Age(idle_timeout_s_), flow::Action::Output(port_)},
+      .name = "mux-flow " + flow::FormatIpv4(r.key.src) + ":" + std::to_string(r.key.src_port) +
+              " -> " + flow::FormatIpv4(r.key.dst) + ":" + std::to_string(r.key.dst_port)};
+}
+
+size_t NicFlowOffloader::Drain(size_t max) {
+  size_t done = 0;
+  uint32_t tail = tail_.load(std::memory_order_relaxed);
+  while (done < max && tail != head_.load(std::memory_order_acquire)) {
+    OffloadRequest request = ring_[tail % kRingSize];
+    tail_.store(++tail, std::memory_order_release);
+    ++done;
+    if (!port_accepts_rules_) {
+      left_in_software.Add();
+      continue;
+    }
+    uint64_t id = next_id_++;
+    nic::AddResult result = nic_->Add(RuleFor(request, id));
+    if (result.ok && result.placement == nic::Placement::kNic) {
+      placed_nic.Add();
+    } else if (result.ok && result.placement == nic::Placement::kPartial) {
+      placed_partial.Add();
+    } else {
+      // The software flow cache already serves this flow; don't keep a duplicate rule.
+      left_in_software.Add();
+      const nic::RuleStatus* status = nic_->Status(id);
+      std::lock_guard<std::mutex> lock(mu_);
+      last_refusal_ = !result.ok ? result.error : status ? status->full_error : "refused";
+      nic_->Remove(id);
+    }
+  }
+  aged_out.Add(nic_->AgeSweep([](uint64_t) {}));  // the mux's flow table ages on its own
+  return done;
+}
+
+std::string NicFlowOffloader::last_refusal() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return last_refusal_;
+}
+
+}  // namespace sluice::mux

@@ -1,0 +1,80 @@
+// Moving established flows off the mux's CPU: the data path offers each flow once its
+// handshake is done; the control thread turns offers into per-flow encap rules for the NIC
+// executor (offload/rte_flow). On a port that refuses rte_flow rules the flow simply stays
+// in the software flow cache, and that outcome is counted with the port's reason.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <mutex>
+#include <string>
+
+#include "mux_lite/flow_table.h"
+#include "offload/flow/rule.h"
+#include "offload/packet/counter.h"
+
+namespace sluice::nic {
+class NicExecutor;
+}
+
+namespace sluice::mux {
+
+/// One established flow, with everything its NIC rule needs.
+struct OffloadRequest {
+  FlowKey key;
+  uint32_t host_pa = 0;
+  flow::Tunnel tunnel = flow::Tunnel::kIpip;
+  flow::MacAddr next_hop_mac{};
+};
+
+/// The seam between the data path and whatever offloads flows.
+class FlowOffloadSink {
+ public:
+  virtual ~FlowOffloadSink() = default;
+  /// Data path; must not block. False when the request could not be queued.
+  virtual bool Offer(const OffloadRequest& request) = 0;
+};
+
+/// Queues offers in a single-producer/single-consumer ring (data path → control thread) and
+/// hands them to a NicExecutor.
+class NicFlowOffloader : public FlowOffloadSink {
+ public:
+  static constexpr uint32_t kRingSize = 4096;
+
+  /// `idle_timeout_s` becomes the rules' AGE so the NIC forgets idle flows by itself.
+  NicFlowOffloader(nic::NicExecutor* nic, uint16_t port, uint32_t mux_pa,
+                   const flow::MacAddr& mux_mac, uint16_t gue_port, uint32_t idle_timeout_s);
+
+  bool Offer(const OffloadRequest& request) override;
+  /// Control thread: processes up to `max` queued offers and sweeps aged rules.
+  size_t Drain(size_t max);
+
+  /// The per-flow rule: exact 5-tuple on the mux port → encap to the host, set MACs, out.
+  flow::Rule RuleFor(const OffloadRequest& request, uint64_t id) const;
+
+  Counter offered;
+  Counter queue_full;
+  Counter placed_nic;
+  Counter placed_partial;
+  Counter left_in_software;  ///< Refused by the port: served by the software flow cache.
+  Counter aged_out;
+  std::string last_refusal() const;
+
+ private:
+  nic::NicExecutor* nic_;
+  uint16_t port_;
+  uint32_t mux_pa_;
+  flow::MacAddr mux_mac_;
+  uint16_t gue_port_;
+  uint32_t idle_timeout_s_;
+  bool port_accepts_rules_ = false;
+  uint64_t next_id_ = 1;
+  std::array<OffloadRequest, kRingSize> ring_;
+  std::atomic<uint32_t> head_{0};  ///< Written by the data path.
+  std::atomic<uint32_t> tail_{0};  ///< Written by the control thread.
+  mutable std::mutex mu_;
+  std::string last_refusal_;
+};
+
+}  // namespace sluice::mux
