@@ -254,6 +254,12 @@ for ((i = 0; i < rounds; i++)); do
     $((i + 1)) "${est_wall[i]:-?}" "${est_share[i]:-?}" "${tp_io_wall[i]:-n/a}" \
     "${tp_io_share[i]:-?}" "${tp_5t_wall[i]:-n/a}" "${tp_5t_share[i]:-?}" "${newf_wall[i]:-?}"
 done
+low_share=$(printf '%s\n' "${est_share[@]}" "${tp_io_share[@]}" "${tp_5t_share[@]}" |
+  awk 'NF && $1 < 0.9 { n++ } END { print n + 0 }')
+if ((low_share > 0)); then
+  echo "NOTE: $low_share measurement(s) got less than 90 % of their core (other load on this" \
+    "machine); per-CPU-second rates correct for descheduling, not for cache interference."
+fi
 [[ -z "$TESTPMD" ]] && echo "dpdk-testpmd not found (Debian package dpdk): no testpmd baseline"
 echo "DESIGN.md reference (another machine): testpmd io ~25.8 Mpps, 5tswap ~16.8 Mpps."
 echo "Logs: $TMP"
