@@ -1,21 +1,43 @@
 #include "hostagent/agent.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <ctime>
 
 #include <rte_mbuf.h>
 
-#include "offload/packet/parse.h"
+#include "hostagent/reject.h"
+#include "offload/packet/fastpath_redirect.h"
 
 namespace sluice::agent {
 namespace {
 
 constexpr flow::MacAddr kBroadcast = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
+constexpr uint8_t kTcpFin = 0x01;
+constexpr uint8_t kTcpSyn = 0x02;
+constexpr uint8_t kTcpRst = 0x04;
+constexpr uint8_t kTcpAck = 0x10;
+constexpr uint64_t kNsPerS = 1'000'000'000;
+
+bool IsTcpOrUdp(uint8_t proto) { return proto == flow::kProtoTcp || proto == flow::kProtoUdp; }
 
 }  // namespace
 
-AgentDataPath::AgentDataPath(AgentConfig config, const PortMap& ports)
-    : config_(std::move(config)), port_map_(ports) {
+uint64_t SystemWallClock::UnixSeconds() const {
+  timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return static_cast<uint64_t>(ts.tv_sec);
+}
+
+AgentDataPath::AgentDataPath(AgentConfig config, const PortMap& ports,
+                             std::unique_ptr<NatFlowTable> flows, const WallClock* clock)
+    : config_(std::move(config)),
+      port_map_(ports),
+      flows_(flows != nullptr ? std::move(flows)
+                              : NatFlowTable::CreateAnonymous(config_.nat.flow_capacity)),
+      snat_ports_(config_),
+      clock_(clock != nullptr ? clock : &system_clock_) {
   index_of_port_.fill(-1);
   std::vector<uint32_t> uplink_addresses = {config_.address.addr};
   for (const VmConfig& vm : config_.vms) uplink_addresses.push_back(vm.pa);
@@ -31,6 +53,68 @@ AgentDataPath::AgentDataPath(AgentConfig config, const PortMap& ports)
   for (size_t i = 0; i < ports_.size(); ++i) {
     index_of_port_[ports_[i]->port_id & 0xff] = static_cast<int16_t>(i);
   }
+  for (const EndpointConfig& ep : config_.endpoints) {
+    int vm = 0;
+    while (config_.vms[vm].dip != ep.dip) ++vm;  // config validation guarantees a match
+    endpoints_.push_back(LocalEndpoint{.vip = ep.vip,
+                                       .port = ep.port,
+                                       .proto = ep.proto,
+                                       .vm = static_cast<uint8_t>(vm),
+                                       .dip_port = ep.dip_port,
+                                       .shared = SharesDipPort(config_, ep)});
+  }
+  RestoreFlows();
+}
+
+// Flows of a previous run stay if they still fit the config: same VM at the same index,
+// SNAT port still leased to it, inbound endpoint still configured.
+void AgentDataPath::RestoreFlows() {
+  flows_restored_ = flows_->size();
+  flows_->RemoveIf([this](const NatFlow& f) {
+    if (f.vm_index >= config_.vms.size() || config_.vms[f.vm_index].dip != f.dip) return true;
+    if (f.kind == static_cast<uint8_t>(NatFlowKind::kInbound)) {
+      const LocalEndpoint* ep = FindEndpoint(f.vm_index, f.vip, f.vip_port, f.proto);
+      return ep == nullptr || ep->dip_port != f.dip_port;
+    }
+    return !snat_ports_.Claim(f.vm_index, f.proto, f.vip, f.vip_port);
+  });
+  flows_kept_ = flows_->size();
+}
+
+const AgentDataPath::LocalEndpoint* AgentDataPath::FindEndpoint(int vm, uint32_t vip,
+                                                                uint16_t port,
+                                                                uint8_t proto) const {
+  for (const LocalEndpoint& ep : endpoints_) {
+    if (ep.vm == vm && ep.vip == vip && ep.port == port && ep.proto == proto) return &ep;
+  }
+  return nullptr;
+}
+
+const AgentDataPath::LocalEndpoint* AgentDataPath::ReturnEndpoint(int vm, uint8_t proto,
+                                                                  uint16_t dip_port) const {
+  for (const LocalEndpoint& ep : endpoints_) {
+    if (ep.vm == vm && ep.dip_port == dip_port && ep.proto == proto) return &ep;
+  }
+  return nullptr;
+}
+
+int AgentDataPath::VmOfPa(uint32_t pa) const {
+  for (size_t v = 0; v < config_.vms.size(); ++v) {
+    if (config_.vms[v].pa == pa) return static_cast<int>(v);
+  }
+  return -1;
+}
+
+bool AgentDataPath::Drop(rte_mbuf* m, AgentDrop reason) {
+  counters_.drops[static_cast<size_t>(reason)].Add();
+  rte_pktmbuf_free(m);
+  return true;
+}
+
+bool AgentDataPath::Drop(rte_mbuf* m, DropReason reason) {
+  drops_[static_cast<size_t>(reason)].Add();
+  rte_pktmbuf_free(m);
+  return true;
 }
 
 void AgentDataPath::ProcessBurst(size_t port_index, rte_mbuf** pkts, uint16_t n,
@@ -45,13 +129,11 @@ void AgentDataPath::ProcessBurst(size_t port_index, rte_mbuf** pkts, uint16_t n,
     uint32_t len = rte_pktmbuf_data_len(m);
     DropReason reason = DropReason::kTruncated;
     if (len < packet::kEthHeaderLen) {
-      drops_[static_cast<size_t>(reason)].Add();
-      rte_pktmbuf_free(m);
+      Drop(m, reason);
       continue;
     }
     if (memcmp(frame, in.mac.data(), 6) != 0 && memcmp(frame, kBroadcast.data(), 6) != 0) {
-      drops_[static_cast<size_t>(DropReason::kNotForUs)].Add();
-      rte_pktmbuf_free(m);
+      Drop(m, DropReason::kNotForUs);
       continue;
     }
     uint16_t ether_type = static_cast<uint16_t>(frame[12] << 8 | frame[13]);
@@ -71,6 +153,16 @@ void AgentDataPath::ProcessBurst(size_t port_index, rte_mbuf** pkts, uint16_t n,
       }
       rte_pktmbuf_free(m);
       continue;
+    }
+    // The flow layer looks at every IPv4 packet first; what it leaves goes to the static
+    // rules (and a packet Parse rejects goes there too, to be counted by the executor).
+    packet::ParsedPacket pkt;
+    if (m->nb_segs == 1 &&
+        packet::Parse(frame, len, flow::kDefaultGuePort, &pkt, &reason) ==
+            packet::ParseStatus::kIpv4) {
+      const bool consumed =
+          in.vm_index >= 0 ? FromVm(in, m, &pkt, now_ns) : FromUplink(m, &pkt, now_ns);
+      if (consumed) continue;
     }
     to_executor[count++] = m;
   }
@@ -93,8 +185,429 @@ void AgentDataPath::ProcessBurst(size_t port_index, rte_mbuf** pkts, uint16_t n,
   }
 }
 
-void AgentDataPath::Housekeeping(rte_mempool* pool, uint64_t now_ns) {
+bool AgentDataPath::FromVm(AgentPort& in, rte_mbuf* m, packet::ParsedPacket* pkt,
+                           uint64_t now_ns) {
+  const VmConfig& vm = config_.vms[in.vm_index];
+  if (pkt->outer_src != vm.dip || pkt->src != vm.dip) return Drop(m, AgentDrop::kSpoofedSource);
+  if (pkt->tunnel != flow::Tunnel::kNone || !IsTcpOrUdp(pkt->proto)) return false;
+  NatFlow* f =
+      flows_->FindInside(pkt->proto, pkt->src, pkt->src_port, pkt->dst, pkt->dst_port);
+  if (f == nullptr) {
+    if (const LocalEndpoint* ep = ReturnEndpoint(in.vm_index, pkt->proto, pkt->src_port)) {
+      // A reply from a served port: stateless DSR, unless the port serves several VIPs and
+      // the connection is unknown (which VIP would it leave with?).
+      return ep->shared ? Drop(m, AgentDrop::kNatNoFlow) : false;
+    }
+    return NewSnatFlow(in, m, pkt, now_ns);
+  }
+  Track(*f, *pkt, /*from_vm=*/true, now_ns);
+  return TranslateOutbound(*f, m, pkt, now_ns);
+}
+
+bool AgentDataPath::NewSnatFlow(AgentPort& in, rte_mbuf* m, packet::ParsedPacket* pkt,
+                                uint64_t now_ns) {
+  const bool tcp = pkt->proto == flow::kProtoTcp;
+  // Only a SYN opens a TCP flow: a segment of a connection the agent does not know cannot
+  // be given the VIP port the remote knows it by.
+  if (tcp && (pkt->tcp_flags & (kTcpSyn | kTcpAck | kTcpRst)) != kTcpSyn) {
+    return Drop(m, AgentDrop::kNatNoFlow);
+  }
+  if (!ready()) return Drop(m, DropReason::kNeighborUnresolved);
+  const uint8_t vm = static_cast<uint8_t>(in.vm_index);
+  if (!snat_ports_.HasLease(vm, pkt->proto)) return Reject(in, m, *pkt, AgentDrop::kSnatNoLease);
+  uint32_t vip = 0;
+  uint16_t port = 0;
+  if (!snat_ports_.Take(vm, pkt->proto, &vip, &port)) {
+    in.snat_ports_exhausted.Add();
+    return Reject(in, m, *pkt, AgentDrop::kSnatPortsExhausted);
+  }
+  NatFlow* f = flows_->Insert(NatFlow{
+      .dip = pkt->src,
+      .remote = pkt->dst,
+      .vip = vip,
+      .dip_port = pkt->src_port,
+      .remote_port = pkt->dst_port,
+      .vip_port = port,
+      .proto = pkt->proto,
+      .kind = static_cast<uint8_t>(NatFlowKind::kSnat),
+      .vm_index = vm,
+      .state = static_cast<uint8_t>(tcp ? NatFlowState::kTcpSyn : NatFlowState::kUdp),
+      .created_unix_s = static_cast<uint32_t>(clock_->UnixSeconds()),
+      .last_seen_ns = now_ns});
+  if (f == nullptr) {
+    snat_ports_.Release(vm, pkt->proto, vip, port);
+    return Reject(in, m, *pkt, AgentDrop::kFlowTableFull);
+  }
+  counters_.flows_created.Add();
+  return TranslateOutbound(*f, m, pkt, now_ns);
+}
+
+bool AgentDataPath::Reject(AgentPort& in, rte_mbuf* m, const packet::ParsedPacket& pkt,
+                           AgentDrop why) {
+  counters_.drops[static_cast<size_t>(why)].Add();
+  uint8_t reply[kMaxRejectLen];
+  const uint16_t len = BuildReject(rte_pktmbuf_mtod(m, const uint8_t*), pkt, in.mac,
+                                   config_.vms[in.vm_index].gateway, reply);
+  if (len == 0 || len > rte_pktmbuf_data_len(m) + rte_pktmbuf_tailroom(m)) {
+    rte_pktmbuf_free(m);
+    return true;
+  }
+  memcpy(rte_pktmbuf_mtod(m, uint8_t*), reply, len);
+  m->data_len = len;
+  m->pkt_len = len;
+  in.tx.Push(m);
+  counters_.rejects_sent.Add();
+  return true;
+}
+
+bool AgentDataPath::TranslateOutbound(const NatFlow& f, rte_mbuf* m, packet::ParsedPacket* pkt,
+                                      uint64_t now_ns) {
+  if (!ready()) return Drop(m, DropReason::kNeighborUnresolved);
   AgentPort& uplink = *ports_[0];
+  flow::Action actions[8];
+  size_t n = 0;
+  actions[n++] = flow::Action::SetIpv4Src(f.vip);
+  actions[n++] = flow::Action::SetL4Src(f.vip_port);
+  actions[n++] = flow::Action::DecTtl();
+  flow::MacAddr peer_mac;
+  bool fastpath = false;
+  if (f.fastpath_pa != 0) {
+    fastpath = uplink.neighbors.Lookup(f.fastpath_pa, &peer_mac);
+    if (!fastpath) WantNeighbor(f.fastpath_pa, now_ns);  // via the router until resolved
+  }
+  if (fastpath) {
+    const bool snat = f.kind == static_cast<uint8_t>(NatFlowKind::kSnat);
+    actions[n++] = flow::Action::Encap(flow::EncapParams{
+        .type = flow::Tunnel::kIpip,
+        .outer_src = snat ? config_.address.addr : config_.vms[f.vm_index].pa,
+        .outer_dst = f.fastpath_pa});
+    actions[n++] = flow::Action::SetMac(port_map_.uplink_mac, peer_mac);
+  } else {
+    actions[n++] = flow::Action::SetMac(port_map_.uplink_mac, gateway_mac_);
+  }
+  actions[n++] = flow::Action::Count();
+  actions[n++] = flow::Action::Output(port_map_.uplink_port);
+  const sw::Verdict v = sw::ApplyActions(m, pkt, actions, n);
+  if (v.kind != sw::Verdict::Kind::kOutput) return Drop(m, v.reason);
+  if (f.kind == static_cast<uint8_t>(NatFlowKind::kSnat)) {
+    counters_.snat_out_packets.Add();
+  } else {
+    counters_.stateful_return_packets.Add();
+  }
+  if (fastpath) counters_.fastpath_packets.Add();
+  uplink.tx.Push(m);
+  return true;
+}
+
+bool AgentDataPath::TranslateInbound(const NatFlow& f, rte_mbuf* m, packet::ParsedPacket* pkt) {
+  const VmConfig& vm = config_.vms[f.vm_index];
+  const flow::Action actions[] = {
+      flow::Action::Decap(),
+      flow::Action::SetIpv4Dst(f.dip),
+      flow::Action::SetL4Dst(f.dip_port),
+      flow::Action::DecTtl(),
+      flow::Action::SetMac(port_map_.vm_port_macs[f.vm_index], vm.mac),
+      flow::Action::Count(),
+      flow::Action::Output(port_map_.vm_ports[f.vm_index])};
+  const sw::Verdict v = sw::ApplyActions(m, pkt, actions, std::size(actions));
+  if (v.kind != sw::Verdict::Kind::kOutput) return Drop(m, v.reason);
+  counters_.snat_in_packets.Add();
+  ports_[1 + f.vm_index]->tx.Push(m);
+  return true;
+}
+
+bool AgentDataPath::FromUplink(rte_mbuf* m, packet::ParsedPacket* pkt, uint64_t now_ns) {
+  if (pkt->tunnel == flow::Tunnel::kNone) {
+    if (pkt->proto == flow::kProtoUdp && pkt->dst_port == packet::kFastpathUdpPort &&
+        OwnsAddress(pkt->dst)) {
+      HandleRedirect(m, *pkt, now_ns);
+      return true;
+    }
+    return false;
+  }
+  if (!IsTcpOrUdp(pkt->proto)) return false;
+  NatFlow* f =
+      flows_->FindOutside(pkt->proto, pkt->dst, pkt->dst_port, pkt->src, pkt->src_port);
+  if (pkt->outer_dst == config_.address.addr) {
+    // To the host PA: a reply to one of our SNAT ports (from a mux, or a Fastpath peer).
+    if (f != nullptr && f->kind == static_cast<uint8_t>(NatFlowKind::kSnat)) {
+      Track(*f, *pkt, /*from_vm=*/false, now_ns);
+      return TranslateInbound(*f, m, pkt);
+    }
+    if (snat_ports_.IsLeased(pkt->dst, pkt->proto, pkt->dst_port)) {
+      return Drop(m, AgentDrop::kNatNoFlow);
+    }
+    return false;
+  }
+  // To a VM's PA: the static inbound rules translate; the flow layer only keeps state.
+  if (f != nullptr) {
+    if (f->kind == static_cast<uint8_t>(NatFlowKind::kInbound)) {
+      Track(*f, *pkt, /*from_vm=*/false, now_ns);
+    }
+    return false;
+  }
+  const int vm = VmOfPa(pkt->outer_dst);
+  if (vm < 0) return false;
+  const LocalEndpoint* ep = FindEndpoint(vm, pkt->dst, pkt->dst_port, pkt->proto);
+  if (ep == nullptr || !ep->shared) return false;
+  const bool tcp = pkt->proto == flow::kProtoTcp;
+  if (tcp && (pkt->tcp_flags & kTcpRst)) return false;
+  const uint32_t dip = config_.vms[vm].dip;
+  if (flows_->FindInside(pkt->proto, dip, ep->dip_port, pkt->src, pkt->src_port) != nullptr) {
+    return false;  // the VM already uses that 4-tuple for a connection of its own
+  }
+  // Any packet of the connection says which VIP it came to, so a flow can start mid-way
+  // (e.g. after it aged out while idle).
+  NatFlowState state = NatFlowState::kUdp;
+  if (tcp) {
+    state = (pkt->tcp_flags & (kTcpSyn | kTcpAck)) == kTcpSyn ? NatFlowState::kTcpSyn
+                                                              : NatFlowState::kTcpEstablished;
+  }
+  f = flows_->Insert(NatFlow{.dip = dip,
+                             .remote = pkt->src,
+                             .vip = pkt->dst,
+                             .dip_port = ep->dip_port,
+                             .remote_port = pkt->src_port,
+                             .vip_port = pkt->dst_port,
+                             .proto = pkt->proto,
+                             .kind = static_cast<uint8_t>(NatFlowKind::kInbound),
+                             .vm_index = static_cast<uint8_t>(vm),
+                             .state = static_cast<uint8_t>(state),
+                             .created_unix_s = static_cast<uint32_t>(clock_->UnixSeconds()),
+                             .last_seen_ns = now_ns});
+  if (f == nullptr) return Drop(m, AgentDrop::kFlowTableFull);
+  counters_.flows_created.Add();
+  Track(*f, *pkt, /*from_vm=*/false, now_ns);
+  return false;
+}
+
+void AgentDataPath::Track(NatFlow& f, const packet::ParsedPacket& pkt, bool from_vm,
+                          uint64_t now_ns) {
+  f.last_seen_ns = now_ns;
+  if (f.proto != flow::kProtoTcp) return;
+  const uint8_t flags = pkt.tcp_flags;
+  const NatFlowState state = StateOf(f);
+  const bool from_opener = (f.kind == static_cast<uint8_t>(NatFlowKind::kSnat)) == from_vm;
+  if (flags & kTcpRst) {
+    SetState(f, NatFlowState::kClosed);
+    return;
+  }
+  if ((flags & (kTcpSyn | kTcpAck)) == kTcpSyn && from_opener && state == NatFlowState::kClosed) {
+    // The same 4-tuple opens again (TIME_WAIT reuse): same translation, new life.
+    f.fins = 0;
+    SetState(f, NatFlowState::kTcpSyn);
+    return;
+  }
+  if ((flags & (kTcpSyn | kTcpAck)) == (kTcpSyn | kTcpAck) && !from_opener &&
+      state == NatFlowState::kTcpSyn) {
+    SetState(f, NatFlowState::kTcpEstablished);
+  }
+  if (flags & kTcpFin) {
+    f.fins |= from_vm ? NatFlow::kFinFromVm : NatFlow::kFinFromRemote;
+    if (f.fins == (NatFlow::kFinFromVm | NatFlow::kFinFromRemote)) {
+      SetState(f, NatFlowState::kClosed);
+    } else if (StateOf(f) != NatFlowState::kClosed) {
+      SetState(f, NatFlowState::kTcpClosing);
+    }
+  }
+}
+
+void AgentDataPath::HandleRedirect(rte_mbuf* m, const packet::ParsedPacket& pkt,
+                                   uint64_t now_ns) {
+  counters_.fastpath_redirects_received.Add();
+  const uint8_t* frame = rte_pktmbuf_mtod(m, const uint8_t*);
+  const uint8_t* ip = frame + pkt.l3_offset;
+  const uint32_t ip_total = static_cast<uint32_t>(ip[2] << 8 | ip[3]);
+  const uint32_t headers = static_cast<uint32_t>(pkt.l4_offset - pkt.l3_offset) +
+                           packet::kUdpHeaderLen;
+  if (ip_total < headers) {
+    Drop(m, AgentDrop::kFastpathRedirectMalformed);
+    return;
+  }
+  if (!config_.fastpath_key) {
+    Drop(m, AgentDrop::kFastpathRedirectBadAuth);
+    return;
+  }
+  packet::FastpathRedirect r;
+  switch (packet::DecodeFastpathRedirect(frame + pkt.l4_offset + packet::kUdpHeaderLen,
+                                         ip_total - headers, *config_.fastpath_key, &r)) {
+    case packet::RedirectCheck::kOk:
+      break;
+    case packet::RedirectCheck::kMalformed:
+      Drop(m, AgentDrop::kFastpathRedirectMalformed);
+      return;
+    case packet::RedirectCheck::kBadAuth:
+      Drop(m, AgentDrop::kFastpathRedirectBadAuth);
+      return;
+  }
+  const uint64_t now_s = clock_->UnixSeconds();
+  if ((now_s > r.timestamp_s ? now_s - r.timestamp_s : r.timestamp_s - now_s) > kFastpathMaxAgeS) {
+    Drop(m, AgentDrop::kFastpathRedirectStale);
+    return;
+  }
+  if (!config_.address.Contains(r.dst_pa) || !config_.address.Contains(r.src_host_pa) ||
+      !IsTcpOrUdp(r.proto)) {
+    Drop(m, AgentDrop::kFastpathRedirectMalformed);
+    return;
+  }
+  // A redirect older than the flow it names was meant for an earlier flow of that 4-tuple.
+  auto fresh_for = [&r](const NatFlow& f) {
+    return r.timestamp_s + kFastpathClockSkewS >= f.created_unix_s &&
+           StateOf(f) != NatFlowState::kClosed;
+  };
+  bool stale = false;
+  uint32_t peers[2];
+  size_t num_peers = 0;
+  // Source side: we own the SNAT port the flow comes from.
+  if (r.src_host_pa == config_.address.addr && !OwnsAddress(r.dst_pa)) {
+    NatFlow* f = flows_->FindOutside(r.proto, r.flow_src, r.flow_src_port, r.flow_dst,
+                                     r.flow_dst_port);
+    if (f != nullptr && f->kind == static_cast<uint8_t>(NatFlowKind::kSnat)) {
+      if (fresh_for(*f)) {
+        f->fastpath_pa = r.dst_pa;
+        counters_.fastpath_redirects_source.Add();
+        peers[num_peers++] = r.dst_pa;
+      } else {
+        stale = true;
+      }
+    }
+  }
+  // Destination side: the chosen DIP is one of our VMs, reached at its PA.
+  const int vm = VmOfPa(r.dst_pa);
+  if (vm >= 0 && config_.vms[vm].dip == r.dip && r.src_host_pa != config_.address.addr) {
+    const LocalEndpoint* ep = FindEndpoint(vm, r.flow_dst, r.flow_dst_port, r.proto);
+    if (ep != nullptr) {
+      NatFlow* f =
+          flows_->FindInside(r.proto, r.dip, ep->dip_port, r.flow_src, r.flow_src_port);
+      if (f == nullptr) {
+        // A DIP:port serving one VIP keeps no state; now it needs some, to know where the
+        // flow's replies go.
+        const bool tcp = r.proto == flow::kProtoTcp;
+        f = flows_->Insert(NatFlow{
+            .dip = r.dip,
+            .remote = r.flow_src,
+            .vip = r.flow_dst,
+            .dip_port = ep->dip_port,
+            .remote_port = r.flow_src_port,
+            .vip_port = r.flow_dst_port,
+            .proto = r.proto,
+            .kind = static_cast<uint8_t>(NatFlowKind::kInbound),
+            .vm_index = static_cast<uint8_t>(vm),
+            .state = static_cast<uint8_t>(tcp ? NatFlowState::kTcpEstablished
+                                              : NatFlowState::kUdp),
+            .created_unix_s = static_cast<uint32_t>(now_s),
+            .last_seen_ns = now_ns});
+        if (f != nullptr) counters_.flows_created.Add();
+      }
+      if (f != nullptr && f->kind == static_cast<uint8_t>(NatFlowKind::kInbound) &&
+          f->vip == r.flow_dst && f->vip_port == r.flow_dst_port) {
+        if (fresh_for(*f)) {
+          f->fastpath_pa = r.src_host_pa;
+          counters_.fastpath_redirects_destination.Add();
+          peers[num_peers++] = r.src_host_pa;
+        } else {
+          stale = true;
+        }
+      }
+    }
+  }
+  if (num_peers == 0) {
+    Drop(m, stale ? AgentDrop::kFastpathRedirectStale : AgentDrop::kFastpathRedirectNotOurs);
+    return;
+  }
+  // Ask for the peer's MAC at once (the redirect's mbuf becomes the ARP request), so the
+  // flow leaves the mux within a round trip on the underlay.
+  AgentPort& uplink = *ports_[0];
+  bool reused = false;
+  for (size_t i = 0; i < num_peers; ++i) {
+    flow::MacAddr mac;
+    if (uplink.neighbors.Lookup(peers[i], &mac)) continue;
+    if (!reused && uplink.neighbors.ShouldRequest(peers[i], now_ns)) {
+      const uint16_t len = uplink.arp.BuildRequest(rte_pktmbuf_mtod(m, uint8_t*),
+                                                   config_.address.addr, peers[i]);
+      m->data_len = len;
+      m->pkt_len = len;
+      uplink.tx.Push(m);
+      reused = true;
+    } else {
+      WantNeighbor(peers[i], now_ns);
+    }
+  }
+  if (!reused) rte_pktmbuf_free(m);
+}
+
+void AgentDataPath::WantNeighbor(uint32_t ip, uint64_t now_ns) {
+  if (wanted_count_ < wanted_neighbors_.size() &&
+      ports_[0]->neighbors.ShouldRequest(ip, now_ns)) {
+    wanted_neighbors_[wanted_count_++] = ip;
+  }
+}
+
+uint64_t AgentDataPath::IdleTimeoutNs(const NatFlow& f, NatFlowState state) const {
+  const NatConfig& nat = config_.nat;
+  uint64_t s = nat.udp_timeout_s;
+  switch (state) {
+    case NatFlowState::kTcpSyn:
+      s = nat.tcp_syn_timeout_s;
+      break;
+    case NatFlowState::kTcpEstablished:
+      s = nat.tcp_established_timeout_s;
+      break;
+    case NatFlowState::kTcpClosing:
+      s = nat.tcp_closing_timeout_s;
+      break;
+    case NatFlowState::kClosed:
+      // A closed SNAT flow holds its port for the reuse delay (and keeps translating late
+      // packets meanwhile).
+      s = f.kind == static_cast<uint8_t>(NatFlowKind::kSnat)
+              ? std::max(nat.tcp_closed_timeout_s, nat.snat_port_reuse_delay_s)
+              : nat.tcp_closed_timeout_s;
+      break;
+    case NatFlowState::kUdp:
+    case NatFlowState::kFree:
+      break;
+  }
+  return s * kNsPerS;
+}
+
+void AgentDataPath::FreeFlow(NatFlow* f) {
+  if (f->kind == static_cast<uint8_t>(NatFlowKind::kSnat)) {
+    snat_ports_.Release(f->vm_index, f->proto, f->vip, f->vip_port);
+  }
+  flows_->Remove(f);
+  counters_.flows_expired.Add();
+}
+
+void AgentDataPath::AgeFlows(uint64_t now_ns) {
+  const uint32_t capacity = flows_->capacity();
+  const uint32_t budget = std::min<uint32_t>(capacity, std::max<uint32_t>(1024, capacity / 8));
+  flows_->Scan(std::min<uint32_t>(budget, 65536), [&](NatFlow& f) {
+    const NatFlowState state = StateOf(f);
+    const uint64_t idle = now_ns > f.last_seen_ns ? now_ns - f.last_seen_ns : 0;
+    if (idle < IdleTimeoutNs(f, state)) return;
+    if (state != NatFlowState::kClosed && f.kind == static_cast<uint8_t>(NatFlowKind::kSnat)) {
+      // Idled out: the port still waits out its reuse delay.
+      SetState(f, NatFlowState::kClosed);
+      f.last_seen_ns = now_ns;
+      return;
+    }
+    FreeFlow(&f);
+  });
+}
+
+void AgentDataPath::Housekeeping(rte_mempool* pool, uint64_t now_ns) {
+  AgeFlows(now_ns);
+  AgentPort& uplink = *ports_[0];
+  for (size_t i = 0; i < wanted_count_; ++i) {
+    if (rte_mbuf* m = rte_pktmbuf_alloc(pool)) {
+      uint16_t len = uplink.arp.BuildRequest(rte_pktmbuf_mtod(m, uint8_t*),
+                                             config_.address.addr, wanted_neighbors_[i]);
+      m->data_len = len;
+      m->pkt_len = len;
+      uplink.tx.Push(m);
+    }
+  }
+  wanted_count_ = 0;
   flow::MacAddr gateway_mac;
   if (!uplink.neighbors.Lookup(config_.gateway, &gateway_mac)) {
     if (uplink.neighbors.ShouldRequest(config_.gateway, now_ns)) {
@@ -108,10 +621,7 @@ void AgentDataPath::Housekeeping(rte_mempool* pool, uint64_t now_ns) {
     }
     return;
   }
-  if (!ready() || uplink.neighbors.generation() != installed_generation_) {
-    installed_generation_ = uplink.neighbors.generation();
-    InstallRules(gateway_mac);
-  }
+  if (!ready() || gateway_mac != gateway_mac_) InstallRules(gateway_mac);
 }
 
 void AgentDataPath::InstallRules(const flow::MacAddr& gateway_mac) {
@@ -124,6 +634,7 @@ void AgentDataPath::InstallRules(const flow::MacAddr& gateway_mac) {
     return;
   }
   executor_.SetRules(table);
+  gateway_mac_ = gateway_mac;
   installed_rules_.Reset();
   installed_rules_.Add(rules.size());
   ready_.store(true);
@@ -137,6 +648,5 @@ uint64_t AgentDataPath::Drops(DropReason reason) const {
   size_t r = static_cast<size_t>(reason);
   return drops_[r].Get() + executor_.counters().drops[r].Get();
 }
-
 
 }  // namespace sluice::agent

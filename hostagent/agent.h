@@ -1,17 +1,24 @@
-// The host agent's data path: per-port ARP handling in front of the software executor that
-// runs the agent's rules (offload/sw). One instance per lcore.
+// The host agent's data path, one instance per lcore: ARP handling, then the per-flow NAT
+// layer (SNAT, replies of VIPs that share a DIP:port, Fastpath), then the software executor
+// running the agent's static rules (inbound decap + VIP→DIP, stateless DSR return). Every
+// rewrite is a list of IR actions applied by sw::ApplyActions; flow state only chooses the
+// list.
 #pragma once
 
 #include <array>
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <string_view>
 #include <vector>
 
 #include "hostagent/config.h"
+#include "hostagent/nat_flow_table.h"
 #include "hostagent/rules.h"
+#include "hostagent/snat_ports.h"
 #include "offload/packet/counter.h"
 #include "offload/packet/drop_reason.h"
+#include "offload/packet/parse.h"
 #include "offload/port/neighbor.h"
 #include "offload/port/port.h"
 #include "offload/sw/executor.h"
@@ -32,15 +39,83 @@ struct AgentPort {
   port::ArpResponder arp;
   port::TxBuffer tx;
   Counter rx_packets;
+  Counter snat_ports_exhausted;  ///< VM ports: new connections refused for want of a port.
+};
+
+/// Wall-clock time, for the Fastpath redirect's timestamp (a seam: tests use a fake).
+class WallClock {
+ public:
+  virtual ~WallClock() = default;
+  virtual uint64_t UnixSeconds() const = 0;
+};
+
+/// CLOCK_REALTIME.
+class SystemWallClock : public WallClock {
+ public:
+  uint64_t UnixSeconds() const override;
+};
+
+/// Drops that belong to the agent, next to the executor's DropReason ones in the stats.
+enum class AgentDrop : uint8_t {
+  kSpoofedSource = 0,  ///< A VM sent from an address that is not its DIP.
+  kNatNoFlow,          ///< Needs flow state that does not exist: a reply to a leased SNAT
+                       ///< port or from a shared DIP:port, a TCP non-SYN opening a SNAT flow.
+  kSnatPortsExhausted,  ///< No free SNAT port (the VM gets a TCP RST / ICMP unreachable).
+  kSnatNoLease,         ///< The VM has no SNAT lease for the protocol (RST / ICMP too).
+  kFlowTableFull,       ///< No free flow entry (outbound: RST / ICMP; inbound: dropped).
+  kFastpathRedirectMalformed,  ///< Bad length/magic/version, or PAs outside the underlay.
+  kFastpathRedirectBadAuth,    ///< HMAC does not verify (or no fastpath_key configured).
+  kFastpathRedirectStale,      ///< Timestamp > 60 s off, or older than the flow it names.
+  kFastpathRedirectNotOurs,    ///< This host owns neither side of the flow.
+  kCount
+};
+inline constexpr size_t kNumAgentDrops = static_cast<size_t>(AgentDrop::kCount);
+inline constexpr std::array<std::string_view, kNumAgentDrops> kAgentDropNames = {
+    "spoofed_source",
+    "nat_no_flow",
+    "snat_ports_exhausted",
+    "snat_no_lease",
+    "flow_table_full",
+    "fastpath_redirect_malformed",
+    "fastpath_redirect_bad_auth",
+    "fastpath_redirect_stale",
+    "fastpath_redirect_not_ours",
+};
+
+/// A redirect whose timestamp is further than this from the host's clock is refused.
+inline constexpr uint64_t kFastpathMaxAgeS = 60;
+/// Tolerated clock difference between a mux and this host when checking that a redirect is
+/// not older than the flow it names.
+inline constexpr uint64_t kFastpathClockSkewS = 5;
+
+struct AgentCounters {
+  Counter snat_out_packets;         ///< VM → outside with source VIP:leased port.
+  Counter snat_in_packets;          ///< Replies to a leased port, translated back to the VM.
+  Counter stateful_return_packets;  ///< DSR replies translated from flow state.
+  Counter fastpath_packets;         ///< Sent encapsulated straight to a Fastpath peer host.
+  Counter fastpath_redirects_received;
+  Counter fastpath_redirects_source;       ///< Applied as the host owning the SNAT port.
+  Counter fastpath_redirects_destination;  ///< Applied as the host of the chosen DIP.
+  Counter flows_created;
+  Counter flows_expired;
+  Counter rejects_sent;  ///< TCP RSTs / ICMP unreachables sent to VMs.
+  std::array<Counter, kNumAgentDrops> drops;
 };
 
 class AgentDataPath {
  public:
-  AgentDataPath(AgentConfig config, const PortMap& ports);
+  /// `flows`: the NAT flow table, possibly holding the flows of a previous run (flows that
+  /// no longer fit the config are removed, the others keep their SNAT ports); nullptr means
+  /// a fresh table in anonymous memory. `clock` (nullptr: the system clock) must outlive
+  /// the data path.
+  AgentDataPath(AgentConfig config, const PortMap& ports,
+                std::unique_ptr<NatFlowTable> flows = nullptr, const WallClock* clock = nullptr);
 
-  /// Handles `n` packets received on `ports()[port_index]`; queues output on the TX buffers.
+  /// Handles `n` (≤ 64) packets received on `ports()[port_index]`; queues output on the TX
+  /// buffers. `now_ns` is CLOCK_MONOTONIC (flow timestamps survive a restart with it).
   void ProcessBurst(size_t port_index, rte_mbuf** pkts, uint16_t n, uint64_t now_ns);
-  /// Asks for the gateway's MAC while unknown and (re)installs the rules when it changes.
+  /// Resolves the gateway (and Fastpath peers), (re)installs the rules when the gateway's
+  /// MAC changes, and ages a slice of the flow table. Call about every 100 ms.
   void Housekeeping(rte_mempool* pool, uint64_t now_ns);
   void FlushAll();
 
@@ -51,23 +126,75 @@ class AgentDataPath {
   const sw::SoftwareExecutor& executor() const { return executor_; }
   /// Drops counted before the executor (MAC filter, ARP) plus the executor's own.
   uint64_t Drops(DropReason reason) const;
-  /// Packets that took each walk (inbound IPIP, inbound GUE, DSR return).
+  uint64_t Drops(AgentDrop reason) const {
+    return counters_.drops[static_cast<size_t>(reason)].Get();
+  }
+  /// Packets that took each static walk (inbound IPIP, inbound GUE, DSR return).
   uint64_t WalkPackets(RuleKind kind) const { return walk_packets_[static_cast<size_t>(kind)].Get(); }
   /// Number of rules installed in the executor.
   uint64_t installed_rules() const { return installed_rules_.Get(); }
+  const AgentCounters& counters() const { return counters_; }
+  const NatFlowTable& flows() const { return *flows_; }
+  const SnatPortPool& snat_ports() const { return snat_ports_; }
+  /// Flows found in the state file at start, and how many of them were kept.
+  uint32_t flows_restored() const { return flows_restored_; }
+  uint32_t flows_kept() const { return flows_kept_; }
 
  private:
+  /// An endpoint of a local VM as the flow layer sees it.
+  struct LocalEndpoint {
+    uint32_t vip;
+    uint16_t port;
+    uint8_t proto;
+    uint8_t vm;
+    uint16_t dip_port;
+    bool shared;  ///< Its DIP:port answers for several VIP:ports: replies need flow state.
+  };
+
   void InstallRules(const flow::MacAddr& gateway_mac);
+  void RestoreFlows();
+  // Each returns true if it consumed the packet (sent or freed it), false to hand it to the
+  // executor.
+  bool FromVm(AgentPort& in, rte_mbuf* m, packet::ParsedPacket* pkt, uint64_t now_ns);
+  bool FromUplink(rte_mbuf* m, packet::ParsedPacket* pkt, uint64_t now_ns);
+  bool NewSnatFlow(AgentPort& in, rte_mbuf* m, packet::ParsedPacket* pkt, uint64_t now_ns);
+  bool TranslateOutbound(const NatFlow& f, rte_mbuf* m, packet::ParsedPacket* pkt,
+                         uint64_t now_ns);
+  bool TranslateInbound(const NatFlow& f, rte_mbuf* m, packet::ParsedPacket* pkt);
+  bool Reject(AgentPort& in, rte_mbuf* m, const packet::ParsedPacket& pkt, AgentDrop why);
+  void HandleRedirect(rte_mbuf* m, const packet::ParsedPacket& pkt, uint64_t now_ns);
+  void Track(NatFlow& f, const packet::ParsedPacket& pkt, bool from_vm, uint64_t now_ns);
+  void AgeFlows(uint64_t now_ns);
+  uint64_t IdleTimeoutNs(const NatFlow& f, NatFlowState state) const;
+  void FreeFlow(NatFlow* f);
+  bool Drop(rte_mbuf* m, AgentDrop reason);
+  bool Drop(rte_mbuf* m, DropReason reason);
+  /// Queues an ARP request for a Fastpath peer (sent by Housekeeping), paced.
+  void WantNeighbor(uint32_t ip, uint64_t now_ns);
+  const LocalEndpoint* FindEndpoint(int vm, uint32_t vip, uint16_t port, uint8_t proto) const;
+  const LocalEndpoint* ReturnEndpoint(int vm, uint8_t proto, uint16_t dip_port) const;
+  int VmOfPa(uint32_t pa) const;
+  bool OwnsAddress(uint32_t ip) const { return ip == config_.address.addr || VmOfPa(ip) >= 0; }
 
   AgentConfig config_;
   PortMap port_map_;
   std::vector<std::unique_ptr<AgentPort>> ports_;
   std::array<int16_t, 256> index_of_port_;
+  std::vector<LocalEndpoint> endpoints_;
   sw::SoftwareExecutor executor_;
+  std::unique_ptr<NatFlowTable> flows_;
+  SnatPortPool snat_ports_;
+  SystemWallClock system_clock_;
+  const WallClock* clock_;
+  flow::MacAddr gateway_mac_{};
+  std::array<uint32_t, 16> wanted_neighbors_{};
+  size_t wanted_count_ = 0;
+  uint32_t flows_restored_ = 0;
+  uint32_t flows_kept_ = 0;
+  AgentCounters counters_;
   std::array<Counter, kNumDropReasons> drops_;
   std::array<Counter, 3> walk_packets_;
   Counter installed_rules_;
-  uint64_t installed_generation_ = 0;
   std::atomic<bool> ready_{false};
 };
 

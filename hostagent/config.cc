@@ -6,15 +6,45 @@
 
 #include "common/config_reader.h"
 #include "common/strings.h"
+#include "offload/packet/fastpath_redirect.h"
 
 namespace sluice::agent {
 namespace {
 
+constexpr uint64_t kMaxTimeoutS = 7 * 24 * 3600;
+
+void ReadNatConfig(ConfigNode& root, AgentConfig* config) {
+  config->nat.flow_state_file = StrCat("/dev/shm/sluice-", config->name, ".flows");
+  if (!root.Has("nat")) return;
+  ConfigNode n = root.Map("nat");
+  n.AllowOnly({"flow_state_file", "flow_capacity", "tcp_syn_timeout_s",
+               "tcp_established_timeout_s", "tcp_closing_timeout_s", "tcp_closed_timeout_s",
+               "udp_timeout_s", "snat_port_reuse_delay_s"});
+  NatConfig& nat = config->nat;
+  nat.flow_state_file = n.OptionalString("flow_state_file", nat.flow_state_file);
+  if (nat.flow_state_file.empty() || nat.flow_state_file[0] != '/') {
+    n.Fail("flow_state_file", "must be an absolute path");
+  }
+  nat.flow_capacity =
+      static_cast<uint32_t>(n.OptionalUint("flow_capacity", nat.flow_capacity, 16, 1u << 24));
+  auto timeout = [&n](const char* key, uint32_t fallback, uint64_t min) {
+    return static_cast<uint32_t>(n.OptionalUint(key, fallback, min, kMaxTimeoutS));
+  };
+  nat.tcp_syn_timeout_s = timeout("tcp_syn_timeout_s", nat.tcp_syn_timeout_s, 1);
+  nat.tcp_established_timeout_s =
+      timeout("tcp_established_timeout_s", nat.tcp_established_timeout_s, 1);
+  nat.tcp_closing_timeout_s = timeout("tcp_closing_timeout_s", nat.tcp_closing_timeout_s, 1);
+  nat.tcp_closed_timeout_s = timeout("tcp_closed_timeout_s", nat.tcp_closed_timeout_s, 0);
+  nat.udp_timeout_s = timeout("udp_timeout_s", nat.udp_timeout_s, 1);
+  nat.snat_port_reuse_delay_s =
+      timeout("snat_port_reuse_delay_s", nat.snat_port_reuse_delay_s, 0);
+}
+
 absl::StatusOr<AgentConfig> ReadAgentConfig(ConfigNode& root) {
   AgentConfig config;
-  root.AllowOnly({"agent", "vms", "endpoints"});
+  root.AllowOnly({"agent", "vms", "endpoints", "snat_leases", "nat"});
   ConfigNode agent = root.Map("agent");
-  agent.AllowOnly({"name", "uplink", "address", "gateway"});
+  agent.AllowOnly({"name", "uplink", "address", "gateway", "fastpath_key"});
   config.name = agent.String("name");
   config.uplink = agent.String("uplink");
   config.address = agent.Prefix("address");
@@ -23,6 +53,15 @@ absl::StatusOr<AgentConfig> ReadAgentConfig(ConfigNode& root) {
     agent.Fail("gateway", StrCat(Ipv4ToString(config.gateway), " is not inside the uplink prefix ",
                                  Ipv4ToString(config.address.addr), "/", config.address.length));
   }
+  if (agent.Has("fastpath_key")) {
+    packet::FastpathKey key;
+    if (packet::ParseFastpathKey(agent.String("fastpath_key").c_str(), &key)) {
+      config.fastpath_key = key;
+    } else {
+      agent.Fail("fastpath_key", "must be 64 hexadecimal digits (a 32-byte HMAC-SHA256 key)");
+    }
+  }
+  ReadNatConfig(root, &config);
 
   std::set<std::string> names;
   std::set<uint32_t> pas = {config.address.addr};
@@ -49,9 +88,11 @@ absl::StatusOr<AgentConfig> ReadAgentConfig(ConfigNode& root) {
     }
     config.vms.push_back(vm);
   }
+  if (config.vms.size() > 255) root.Fail("vms", "at most 255 VMs per agent");
 
+  // Several VIPs may share one DIP:port; the agent then keeps per-flow NAT state so each
+  // reply leaves with the VIP its connection came in on.
   std::set<std::tuple<uint32_t, uint16_t, uint8_t, uint32_t>> seen;
-  std::map<std::tuple<uint32_t, uint16_t, uint8_t>, uint32_t> return_path;
   for (ConfigNode& e : root.Sequence("endpoints", false)) {
     e.AllowOnly({"vip", "port", "protocol", "dip", "dip_port"});
     EndpointConfig ep;
@@ -67,17 +108,43 @@ absl::StatusOr<AgentConfig> ReadAgentConfig(ConfigNode& root) {
     if (!seen.insert({ep.vip, ep.port, ep.proto, ep.dip}).second) {
       e.Fail("vip", "the same endpoint is configured twice");
     }
-    // Stateless DSR maps DIP:port back to exactly one VIP:port; several VIPs on one DIP:port
-    // need per-flow NAT state, which this agent does not keep yet.
-    auto [it, inserted] = return_path.emplace(std::make_tuple(ep.dip, ep.dip_port, ep.proto),
-                                              ep.vip);
-    if (!inserted && it->second != ep.vip) {
-      e.Fail("dip_port", StrCat(Ipv4ToString(ep.dip), ":", ep.dip_port, " already serves VIP ",
-                                Ipv4ToString(it->second),
-                                "; one DIP:port can answer for one VIP until per-flow NAT "
-                                "state exists"));
-    }
     config.endpoints.push_back(ep);
+  }
+
+  // (vip, proto) -> [first, last] port ranges already leased, to find overlaps.
+  std::map<std::pair<uint32_t, uint8_t>, std::vector<std::pair<uint32_t, uint32_t>>> leased;
+  for (ConfigNode& l : root.Sequence("snat_leases", false)) {
+    l.AllowOnly({"dip", "vip", "protocol", "port_start", "port_count"});
+    SnatLeaseConfig lease;
+    lease.dip = l.Ipv4("dip");
+    lease.vip = l.Ipv4("vip");
+    lease.proto = l.L4Protocol("protocol");
+    lease.port_start = static_cast<uint16_t>(l.Uint("port_start", 1, 65535));
+    lease.port_count = static_cast<uint16_t>(l.Uint("port_count", 1, 65535));
+    if (!l.status().ok()) break;
+    const uint32_t first = lease.port_start;
+    const uint32_t last = first + lease.port_count - 1;
+    if (last > 65535) {
+      l.Fail("port_count", StrCat("ports ", first, "..", last, " run past 65535"));
+    }
+    if (vm_by_dip.count(lease.dip) == 0) {
+      l.Fail("dip", StrCat(Ipv4ToString(lease.dip), " is not the DIP of any VM on this host"));
+    }
+    for (auto [a, b] : leased[{lease.vip, lease.proto}]) {
+      if (first <= b && a <= last) {
+        l.Fail("port_start", StrCat("ports ", first, "..", last, " overlap the lease of ports ", a,
+                                    "..", b, " on ", Ipv4ToString(lease.vip)));
+      }
+    }
+    for (const EndpointConfig& ep : config.endpoints) {
+      if (ep.vip == lease.vip && ep.proto == lease.proto && first <= ep.port && ep.port <= last) {
+        l.Fail("port_start", StrCat("ports ", first, "..", last, " include the endpoint ",
+                                    Ipv4ToString(ep.vip), ":", ep.port, "/",
+                                    L4ProtocolName(ep.proto)));
+      }
+    }
+    leased[{lease.vip, lease.proto}].emplace_back(first, last);
+    config.snat_leases.push_back(lease);
   }
   if (!root.status().ok()) return root.status();
   return config;

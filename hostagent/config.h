@@ -1,9 +1,11 @@
-// What a sluice-agent serves on its hypervisor: the uplink, the local VMs and the VIP
-// endpoints whose DIPs live here.
+// What a sluice-agent serves on its hypervisor: the uplink, the local VMs, the VIP
+// endpoints whose DIPs live here, the SNAT port leases of those VMs, the NAT flow table
+// (timers, state file) and the Fastpath key.
 #pragma once
 
 #include <array>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -29,6 +31,32 @@ struct EndpointConfig {
   uint16_t dip_port = 0;
 };
 
+/// A range of VIP ports leased to one local DIP for SNAT of its outbound connections
+/// (the muxes send replies to VIP:port_start..port_start+port_count-1 to this host).
+struct SnatLeaseConfig {
+  uint32_t dip = 0;
+  uint32_t vip = 0;
+  uint8_t proto = 6;
+  uint16_t port_start = 0;
+  uint16_t port_count = 0;
+};
+
+/// The per-flow NAT table: where it lives, how big it is and when entries age out.
+struct NatConfig {
+  /// File the flow table is mapped from, so a restarted agent keeps its connections.
+  /// Default /dev/shm/sluice-<agent name>.flows; empty in a config built in code means
+  /// anonymous memory (nothing survives a restart).
+  std::string flow_state_file;
+  uint32_t flow_capacity = 65536;
+  uint32_t tcp_syn_timeout_s = 30;           ///< Handshake not completed.
+  uint32_t tcp_established_timeout_s = 300;  ///< Idle established connection.
+  uint32_t tcp_closing_timeout_s = 60;       ///< One side sent FIN.
+  uint32_t tcp_closed_timeout_s = 10;        ///< Both FINs or an RST: late packets still pass.
+  uint32_t udp_timeout_s = 60;               ///< Idle UDP flow.
+  /// A SNAT port is handed out again only this long after its flow closed or idled out.
+  uint32_t snat_port_reuse_delay_s = 60;
+};
+
 struct AgentConfig {
   std::string name;
   std::string uplink;      ///< DPDK devargs of the uplink (SR-IOV PF in production).
@@ -36,6 +64,11 @@ struct AgentConfig {
   uint32_t gateway = 0;    ///< Router for DSR replies.
   std::vector<VmConfig> vms;
   std::vector<EndpointConfig> endpoints;
+  std::vector<SnatLeaseConfig> snat_leases;
+  NatConfig nat;
+  /// HMAC-SHA256 key of Fastpath redirects, shared with the muxes; unset = Fastpath off
+  /// (every redirect is dropped as unauthenticated).
+  std::optional<std::array<uint8_t, 32>> fastpath_key;
 };
 
 /// Reads and checks an agent YAML file; errors name file, line and field.

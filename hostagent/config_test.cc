@@ -61,12 +61,86 @@ TEST(AgentConfigTest, BadInputIsNamed) {
   EXPECT_NE(ErrorOf(Replace(kGood, "vms:", "vmz:")).find("vmz: unknown field"), std::string::npos);
 }
 
-TEST(AgentConfigTest, AmbiguousReturnPathIsRejected) {
+TEST(AgentConfigTest, OneDipPortMayServeSeveralVips) {
   std::string two_vips = std::string(kGood) +
-                         "  - { vip: 10.200.0.11, port: 80, protocol: tcp, dip: 10.1.0.1, "
+                         "  - { vip: 10.200.0.20, port: 80, protocol: tcp, dip: 10.1.0.1, "
                          "dip_port: 8080 }\n";
-  EXPECT_NE(ErrorOf(two_vips).find("already serves VIP 10.200.0.10"), std::string::npos)
-      << ErrorOf(two_vips);
+  absl::StatusOr<AgentConfig> c = ParseAgentConfig(two_vips, "host.yaml");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->endpoints.size(), 2u);
+}
+
+TEST(AgentConfigTest, DefaultsWork) {
+  absl::StatusOr<AgentConfig> c = ParseAgentConfig(kGood, "host.yaml");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->nat.flow_state_file, "/dev/shm/sluice-host1.flows");
+  EXPECT_EQ(c->nat.flow_capacity, 65536u);
+  EXPECT_EQ(c->nat.snat_port_reuse_delay_s, 60u);
+  EXPECT_FALSE(c->fastpath_key.has_value());
+  EXPECT_TRUE(c->snat_leases.empty());
+}
+
+constexpr const char* kLeasesAndNat = R"(snat_leases:
+  - { dip: 10.1.0.1, vip: 10.200.0.10, protocol: tcp, port_start: 20000, port_count: 64 }
+  - { dip: 10.1.0.1, vip: 10.200.0.10, protocol: udp, port_start: 20000, port_count: 64 }
+nat:
+  flow_state_file: /tmp/host1.flows
+  flow_capacity: 1024
+  snat_port_reuse_delay_s: 2
+  udp_timeout_s: 5
+)";
+
+TEST(AgentConfigTest, ParsesLeasesNatAndFastpathKey) {
+  std::string yaml = Replace(kGood, "  gateway: 10.101.0.1\n",
+                             "  gateway: 10.101.0.1\n  fastpath_key: \"5c1ce0f5a1b2c3d4e5f6071829"
+                             "3a4b5c6d7e8f90a1b2c3d4e5f6071829304152\"\n") +
+                     kLeasesAndNat;
+  absl::StatusOr<AgentConfig> c = ParseAgentConfig(yaml, "host.yaml");
+  ASSERT_TRUE(c.ok()) << c.status();
+  ASSERT_EQ(c->snat_leases.size(), 2u);
+  EXPECT_EQ(c->snat_leases[1].proto, 17);
+  EXPECT_EQ(c->snat_leases[0].port_start, 20000);
+  EXPECT_EQ(c->snat_leases[0].port_count, 64);
+  EXPECT_EQ(c->nat.flow_state_file, "/tmp/host1.flows");
+  EXPECT_EQ(c->nat.flow_capacity, 1024u);
+  EXPECT_EQ(c->nat.snat_port_reuse_delay_s, 2u);
+  EXPECT_EQ(c->nat.udp_timeout_s, 5u);
+  EXPECT_EQ(c->nat.tcp_established_timeout_s, 300u);
+  ASSERT_TRUE(c->fastpath_key.has_value());
+  EXPECT_EQ((*c->fastpath_key)[0], 0x5c);
+  EXPECT_EQ((*c->fastpath_key)[31], 0x52);
+}
+
+TEST(AgentConfigTest, BadLeasesAndNatAreNamed) {
+  const std::string base = std::string(kGood) + kLeasesAndNat;
+  EXPECT_NE(ErrorOf(Replace(base, "dip: 10.1.0.1, vip: 10.200.0.10, protocol: tcp",
+                            "dip: 10.1.0.9, vip: 10.200.0.10, protocol: tcp"))
+                .find("snat_leases[0].dip: 10.1.0.9 is not the DIP of any VM"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf(Replace(base, "protocol: udp, port_start: 20000",
+                            "protocol: tcp, port_start: 20063"))
+                .find("snat_leases[1].port_start: ports 20063..20126 overlap the lease of ports "
+                      "20000..20063 on 10.200.0.10"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf(Replace(base, "protocol: tcp, port_start: 20000", "protocol: tcp, port_start: 40"))
+                .find("include the endpoint 10.200.0.10:80/tcp"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf(Replace(base, "protocol: tcp, port_start: 20000", "protocol: tcp, port_start: 65500"))
+                .find("run past 65535"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf(Replace(base, "flow_capacity: 1024", "flow_capacity: 3"))
+                .find("nat.flow_capacity: must be between 16 and"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf(Replace(base, "/tmp/host1.flows", "host1.flows"))
+                .find("nat.flow_state_file: must be an absolute path"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf(Replace(base, "udp_timeout_s", "udp_timeout"))
+                .find("nat.udp_timeout: unknown field"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf(Replace(kGood, "  gateway: 10.101.0.1\n",
+                            "  gateway: 10.101.0.1\n  fastpath_key: abc\n"))
+                .find("agent.fastpath_key: must be 64 hexadecimal digits"),
+            std::string::npos);
 }
 
 }  // namespace

@@ -1,12 +1,14 @@
 // sluice-agent: the host agent. Decapsulates mux traffic for local VMs, rewrites VIP→DIP
-// on the way in and DIP→VIP on the way out (DSR, straight to the router).
+// on the way in and DIP→VIP on the way out (DSR, straight to the router), SNATs the VMs'
+// outbound connections to leased VIP ports, and sends Fastpath flows host to host. Its NAT
+// flow table lives in nat.flow_state_file, so after a crash it restarts with its flows.
 //
 //   sluice-agent <EAL args> -- --config host.yaml [--stats-socket /run/sluice/agent.sock]
 #include <csignal>
 #include <cstdio>
+#include <ctime>
 #include <string>
 
-#include <rte_cycles.h>
 #include <rte_ethdev.h>
 #include <rte_mbuf.h>
 
@@ -14,8 +16,10 @@
 #include "common/json_writer.h"
 #include "common/net_text.h"
 #include "common/stats_server.h"
+#include "common/strings.h"
 #include "hostagent/agent.h"
 #include "hostagent/config.h"
+#include "hostagent/nat_flow_table.h"
 #include "offload/port/eal.h"
 #include "offload/port/port.h"
 
@@ -33,6 +37,7 @@ std::string StatsJson(const AgentDataPath& agent) {
     tx += port->tx.tx_packets.Get();
   }
   const sw::ExecutorCounters& ex = agent.executor().counters();
+  const AgentCounters& c = agent.counters();
   j.BeginObject()
       .Field("role", "agent")
       .Field("name", agent.config().name)
@@ -43,9 +48,31 @@ std::string StatsJson(const AgentDataPath& agent) {
                                     agent.WalkPackets(RuleKind::kInboundGue))
       .Field("inbound_gue_packets", agent.WalkPackets(RuleKind::kInboundGue))
       .Field("dsr_return_packets", agent.WalkPackets(RuleKind::kDsrReturn))
+      .Field("stateful_return_packets", c.stateful_return_packets.Get())
+      .Field("snat_out_packets", c.snat_out_packets.Get())
+      .Field("snat_in_packets", c.snat_in_packets.Get())
+      .Field("fastpath_packets", c.fastpath_packets.Get())
+      .Field("rejects_sent", c.rejects_sent.Get())
       .Field("executor", "software")
       .Field("rules_installed", agent.installed_rules())
       .Field("executor_rx_packets", ex.rx_packets.Get());
+  j.Key("flows")
+      .BeginObject()
+      .Field("state_file", agent.flows().path().empty() ? "(memory)" : agent.flows().path())
+      .Field("capacity", agent.flows().capacity())
+      .Field("active", agent.flows().size())
+      .Field("created", c.flows_created.Get())
+      .Field("expired", c.flows_expired.Get())
+      .Field("restored_at_start", agent.flows_restored())
+      .Field("kept_at_start", agent.flows_kept())
+      .EndObject();
+  j.Key("fastpath")
+      .BeginObject()
+      .Field("enabled", agent.config().fastpath_key.has_value())
+      .Field("redirects_received", c.fastpath_redirects_received.Get())
+      .Field("redirects_applied_source", c.fastpath_redirects_source.Get())
+      .Field("redirects_applied_destination", c.fastpath_redirects_destination.Get())
+      .EndObject();
   j.Key("drops").BeginObject();
   uint64_t tx_full = 0;
   for (const auto& port : agent.ports()) tx_full += port->tx.tx_full_drops.Get();
@@ -53,22 +80,36 @@ std::string StatsJson(const AgentDataPath& agent) {
     uint64_t extra = r == static_cast<size_t>(DropReason::kTxFull) ? tx_full : 0;
     j.Field(kDropReasonNames[r], agent.Drops(static_cast<DropReason>(r)) + extra);
   }
+  for (size_t r = 0; r < kNumAgentDrops; ++r) {
+    j.Field(kAgentDropNames[r], agent.Drops(static_cast<AgentDrop>(r)));
+  }
   j.EndObject();
   j.Key("vms").BeginArray();
   for (const auto& port : agent.ports()) {
     if (port->vm_index < 0) continue;
     const VmConfig& vm = agent.config().vms[port->vm_index];
+    const auto v = static_cast<uint8_t>(port->vm_index);
+    const SnatPortPool& snat = agent.snat_ports();
     j.BeginObject()
         .Field("name", vm.name)
         .Field("dip", Ipv4ToString(vm.dip))
         .Field("pa", Ipv4ToString(vm.pa))
         .Field("rx_packets", port->rx_packets.Get())
         .Field("tx_packets", port->tx.tx_packets.Get())
+        .Field("snat_tcp_ports", StrCat(snat.InUse(v, 6), "/", snat.Leased(v, 6)))
+        .Field("snat_udp_ports", StrCat(snat.InUse(v, 17), "/", snat.Leased(v, 17)))
+        .Field("snat_ports_exhausted", port->snat_ports_exhausted.Get())
         .EndObject();
   }
   j.EndArray();
   j.EndObject();
   return j.str();
+}
+
+uint64_t MonotonicNs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000 + static_cast<uint64_t>(ts.tv_nsec);
 }
 
 int Run(int argc, char** argv) {
@@ -104,7 +145,17 @@ int Run(int argc, char** argv) {
     ports.vm_ports.push_back(id);
     ports.vm_port_macs.push_back(port::PortMac(id));
   }
-  AgentDataPath agent(*config, ports);
+  std::string note;
+  absl::StatusOr<std::unique_ptr<NatFlowTable>> flows =
+      NatFlowTable::OpenFile(config->nat.flow_state_file, config->nat.flow_capacity, &note);
+  if (!flows.ok()) {
+    fprintf(stderr, "sluice-agent: %s\n", std::string(flows.status().message()).c_str());
+    return 1;
+  }
+  AgentDataPath agent(*config, ports, std::move(*flows));
+  fprintf(stderr, "sluice-agent %s: flow state %s: %u flow(s) found, %u kept%s%s\n",
+          config->name.c_str(), config->nat.flow_state_file.c_str(), agent.flows_restored(),
+          agent.flows_kept(), note.empty() ? "" : "; ", note.c_str());
 
   StatsServer stats;
   if (!opt.stats_socket.empty()) {
@@ -123,15 +174,13 @@ int Run(int argc, char** argv) {
           config->vms.size(), config->endpoints.size(),
           Ipv4ToString(config->address.addr).c_str());
 
-  const uint64_t hz = rte_get_tsc_hz();
-  auto now_ns = [hz] { return static_cast<uint64_t>(rte_get_tsc_cycles() * (1e9 / hz)); };
   constexpr uint16_t kBurst = 32;
   rte_mbuf* pkts[kBurst];
   port::IdleBackoff backoff;
   uint64_t next_housekeeping = 0;
   bool announced_ready = false;
   while (!g_stop) {
-    uint64_t now = now_ns();
+    uint64_t now = MonotonicNs();
     if (now >= next_housekeeping) {
       agent.Housekeeping(pool, now);
       next_housekeeping = now + 100'000'000;

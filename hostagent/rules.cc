@@ -5,6 +5,16 @@
 
 namespace sluice::agent {
 
+bool SharesDipPort(const AgentConfig& config, const EndpointConfig& ep) {
+  for (const EndpointConfig& other : config.endpoints) {
+    if (other.dip == ep.dip && other.dip_port == ep.dip_port && other.proto == ep.proto &&
+        (other.vip != ep.vip || other.port != ep.port)) {
+      return true;
+    }
+  }
+  return false;
+}
+
 std::vector<flow::Rule> BuildAgentRules(const AgentConfig& config, const PortMap& ports,
                                         const flow::MacAddr& gateway_mac) {
   std::vector<flow::Rule> rules;
@@ -35,6 +45,7 @@ std::vector<flow::Rule> BuildAgentRules(const AgentConfig& config, const PortMap
                       flow::Action::Count(), flow::Action::Output(ports.vm_ports[v])},
           .name = StrCat("inbound-", ipip ? "ipip " : "gue ", what)});
     }
+    if (SharesDipPort(config, ep)) continue;
     rules.push_back(flow::Rule{
         .id = e * 4 + static_cast<uint64_t>(RuleKind::kDsrReturn),
         .priority = kEndpointPriority,

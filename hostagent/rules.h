@@ -1,6 +1,7 @@
-// The host agent's packet walks as flow-IR rules: inbound (decap + VIP→DIP NAT + deliver
-// to the VM) and DSR return (DIP→VIP NAT + straight to the router). The same rules go to
-// whichever executor the host uses.
+// The host agent's static packet walks as flow-IR rules: inbound (decap + VIP→DIP NAT +
+// deliver to the VM) and DSR return (DIP→VIP NAT + straight to the router). The same rules
+// go to whichever executor the host uses. A DIP:port that answers for several VIP:ports
+// gets no static DSR rule: its replies need per-flow state (the agent's flow layer).
 #pragma once
 
 #include <cstdint>
@@ -24,6 +25,10 @@ inline constexpr uint32_t kEndpointPriority = 100;
 /// Rule ids encode the walk so stats can add them up: id = endpoint index * 4 + kind.
 enum class RuleKind : uint8_t { kInboundIpip = 0, kInboundGue = 1, kDsrReturn = 2 };
 inline RuleKind KindOf(const flow::Rule& r) { return static_cast<RuleKind>(r.id % 4); }
+
+/// True if `ep`'s DIP:port/protocol also serves another VIP:port, so a reply's VIP can only
+/// come from per-flow state.
+bool SharesDipPort(const AgentConfig& config, const EndpointConfig& ep);
 
 /// Builds every rule for `config`. `gateway_mac` is the router's MAC for DSR replies.
 std::vector<flow::Rule> BuildAgentRules(const AgentConfig& config, const PortMap& ports,

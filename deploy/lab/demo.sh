@@ -3,12 +3,14 @@
 #   installs missing packages, builds, brings the namespace lab up, sends 200 HTTP requests
 #   to the VIP from the client namespace (a new connection each), prints how they spread
 #   over the VMs and the mux/agent counters, shows from the counters that the replies
-#   bypassed the muxes (direct server return), and tears the lab down.
+#   bypassed the muxes (direct server return), kills a mux under 100 live connections and
+#   shows none is lost (BGP withdrawal + identical Maglev tables), and tears the lab down.
 #
 #   deploy/lab/demo.sh [--keep]     --keep leaves the lab up (deploy/lab/lab.sh down)
 #
 # Environment: SLUICE_BUILD (build dir, default <repo>/build), DEMO_REQUESTS (default 200),
-# DEMO_PARALLEL (default 8). Exits non-zero if any request failed.
+# DEMO_PARALLEL (default 8), DEMO_FAILOVER (connections, default 100). Exits non-zero if any
+# request failed or a connection was lost.
 set -uo pipefail
 
 keep=0
@@ -16,7 +18,7 @@ for arg in "$@"; do
   case "$arg" in
     --keep) keep=1 ;;
     -h | --help)
-      sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'
+      sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
       exit 0
       ;;
     *)
@@ -136,9 +138,22 @@ else
   echo "  could not read the daemons' stats"
 fi
 
+failover_ok=1
+section "mux failure: ${DEMO_FAILOVER:-100} live connections, kill -9 mux1"
+if ! lab_mux_failover "${DEMO_FAILOVER:-100}"; then
+  echo "  => connections were lost"
+  failover_ok=0
+else
+  echo "  => no connection lost: BGP withdrew mux1, mux2 built the same Maglev table"
+fi
+
 echo
 if ((failed > 0 || ok == 0)); then
   echo "demo: $failed of $REQUESTS requests failed"
+  exit 1
+fi
+if ((!failover_ok)); then
+  echo "demo: connections were lost when a mux died"
   exit 1
 fi
 if ((!dsr_ok)); then

@@ -418,6 +418,49 @@ lab_dump_diagnostics() {
   } >&2
 }
 
+# lab_mux_failover N : N slow downloads through the VIP from sl-client; once all N are
+# established, kill -9 mux1, wait for BGP to withdraw it, wait for every download to end,
+# and print a report. Returns 0 when none was lost, 1 otherwise (or when a step failed).
+lab_mux_failover() {
+  local n=$1 bytes=160000 rate=20000 results=$LAB_RUN/failover_results.txt load_pid killed_ms
+  : >"$results"
+  # shellcheck disable=SC2016  # expanded by the inner bash
+  seq "$n" | lab_ns sl-client xargs -P "$n" -I{} bash -c '
+    curl -s --max-time 90 -o /dev/null -w "%{http_code} %{size_download}\n" "$1" >>"$2" 2>&1 ||
+      echo "curl-exit-$? 0" >>"$2"' _ \
+    "http://$LAB_VIP:$LAB_VIP_PORT/stream?bytes=$bytes&rate=$rate" "$results" &
+  load_pid=$!
+  _lab_all_established() {
+    (($(lab_ns sl-client ss -Htn state established "( dport = :$LAB_VIP_PORT )" | wc -l) >= n))
+  }
+  if ! lab_poll 30 0.2 _lab_all_established; then
+    lab_err "only $(lab_ns sl-client ss -Htn state established | wc -l) of $n connections established"
+    pkill -P "$load_pid" 2>/dev/null
+    return 1
+  fi
+  echo "  $n connections established (new flows so far: mux1 $(lab_stat mux1 new_flows), mux2 $(lab_stat mux2 new_flows))"
+  killed_ms=$(lab_now_ms)
+  lab_kill_daemon mux1 KILL || return 1
+  if ! lab_poll 5 0.05 lab_vip_routed_via mux2; then
+    lab_err "BGP did not withdraw mux1 within 5s"
+    pkill -P "$load_pid" 2>/dev/null
+    return 1
+  fi
+  echo "  killed mux1 (kill -9); BGP withdrew it after $(($(lab_now_ms) - killed_ms)) ms"
+  if ! lab_poll 120 0.5 lab_pid_gone "$load_pid"; then
+    lab_err "downloads still running 120s after the kill"
+    pkill -P "$load_pid" 2>/dev/null
+    return 1
+  fi
+  local ok total
+  ok=$(grep -c "^200 $bytes$" "$results")
+  total=$(wc -l <"$results")
+  echo "  live connections when mux1 died: $n (each $bytes bytes at $rate B/s)"
+  echo "  completed intact: $ok of $total; lost: $((n - ok))"
+  echo "  survivor mux2: vip_packets $(lab_stat mux2 vip_packets), new_flows $(lab_stat mux2 new_flows)"
+  ((total == n && ok == n))
+}
+
 # ---------------------------------------------------------------------------------------
 # Whole lab.
 
