@@ -9,6 +9,13 @@ PACKAGES=(
   cmake ninja-build g++ pkg-config ccache
   libdpdk-dev libyaml-cpp-dev libabsl-dev libgtest-dev libgmock-dev nlohmann-json3-dev
   libssl-dev
+  # control plane (gRPC), libvirt domain XML, fuzzing
+  protobuf-compiler protobuf-compiler-grpc libgrpc++-dev libprotobuf-dev libxml2-dev clang
+  libclang-rt-dev
+  # vswitch backend: Open vSwitch with DPDK (userspace datapath)
+  openvswitch-switch openvswitch-switch-dpdk
+  # packaging
+  debhelper dpkg-dev fakeroot
   # run: DPDK tools, the namespace lab, the demo and the end-to-end tests
   dpdk dpdk-dev iproute2 ethtool curl python3 procps kmod gobgpd bird2
 )

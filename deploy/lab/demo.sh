@@ -61,6 +61,13 @@ else
 fi
 trap 'exit 130' INT TERM
 
+# One lab per machine: wait for an end-to-end test (or another demo) to finish with it.
+exec 9>/run/sluice-lab.lock
+if ! flock -n 9; then
+  echo "demo: the lab is in use (an e2e test or another demo); waiting up to 15 min"
+  flock -w 900 9 || die "the lab stayed in use for 15 min"
+fi
+
 section "lab up"
 lab_up || die "lab up failed (logs in $LAB_RUN)"
 
