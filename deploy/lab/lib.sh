@@ -22,6 +22,9 @@ LAB_PYTHON=${SLUICE_LAB_PYTHON:-$([[ -x /usr/bin/python3 ]] && echo /usr/bin/pyt
 LAB_VIP=10.200.0.10
 LAB_VIP_PORT=80
 LAB_VM_PORT=8080
+LAB_VIP2=10.200.0.20           # served only by host2's VMs (vm3, vm4): the Fastpath walk
+LAB_INTERNET=10.100.0.2        # the "internet" server in sl-client (SNAT walk)
+LAB_INTERNET_PORT=9000
 LAB_NAMESPACES=(sl-client sl-router sl-mux1 sl-mux2 sl-host1 sl-host2 sl-vm1 sl-vm2 sl-vm3 sl-vm4)
 # shellcheck disable=SC2034  # used by the scripts that source this file
 LAB_MUXES=(mux1 mux2)
@@ -250,12 +253,24 @@ lab_vm_serving() {
   [[ "$(lab_ns "sl-$vm" curl -s --max-time 1 "http://10.1.0.$n:$LAB_VM_PORT/")" == "$vm" ]]
 }
 
+lab_internet_serving() {
+  [[ "$(lab_ns sl-client curl -s --max-time 1 "http://$LAB_INTERNET:$LAB_INTERNET_PORT/")" == internet ]]
+}
+
 lab_start_vms() {
   local vm
   for vm in "${LAB_VMS[@]}"; do
     lab_start "$vm" "sl-$vm" "$LAB_PYTHON" -u "$LAB_DIR/vm_http_server.py" --name "$vm" \
       --port "$LAB_VM_PORT"
   done
+  # A server "outside the cloud" for the VMs' outbound (SNAT) connections.
+  lab_start internet sl-client "$LAB_PYTHON" -u "$LAB_DIR/vm_http_server.py" --name internet \
+    --port "$LAB_INTERNET_PORT"
+  if ! lab_poll 10 0.1 lab_internet_serving; then
+    lab_err "the internet server did not answer on $LAB_INTERNET:$LAB_INTERNET_PORT within 10s"
+    tail -n 20 "$LAB_RUN/internet.log" >&2
+    return 1
+  fi
   for vm in "${LAB_VMS[@]}"; do
     if ! lab_poll 10 0.1 lab_vm_serving "$vm"; then
       lab_err "$vm's HTTP server did not answer on 10.1.0.${vm#vm}:$LAB_VM_PORT within 10s"
@@ -490,6 +505,8 @@ lab_up() {
   lab_down quiet
   mkdir -p "$LAB_RUN" || return 1
   rm -f "$LAB_RUN"/*.log
+  # The agents' NAT flow state files (deploy/lab/config/host*.yaml): a new lab starts empty.
+  rm -f /dev/shm/sluice-lab-*.flows
   lab_log "creating namespaces and links"
   lab_create_topology || {
     lab_err "could not build the topology"

@@ -7,6 +7,8 @@ GET /                         answers "<name>\\n"
 GET /stream?bytes=N&rate=R    streams N bytes at about R bytes/s (long downloads for the
                               mux-failure test); the body is lines naming the VM.
 GET /health                   answers "ok\\n"
+GET /peer                     answers "<name> <client address>:<client port>\\n" (what the
+                              server saw: the SNAT test checks the VIP and leased port)
 
 One thread per connection; one log line per request on stderr.
 """
@@ -31,6 +33,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self._reply(200, f"{self.server.vm_name}\n")
         elif url.path == "/health":
             self._reply(200, "ok\n")
+        elif url.path == "/peer":
+            host, port = self.client_address[:2]
+            self._reply(200, f"{self.server.vm_name} {host}:{port}\n")
         elif url.path == "/stream":
             self._stream(urllib.parse.parse_qs(url.query))
         else:

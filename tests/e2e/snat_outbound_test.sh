@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# End-to-end: packet walk 3, SNAT. Each VM opens connections to an "internet" server in
+# sl-client (outside the cloud). Its agent rewrites the source to VIP:port with a port from
+# the VM's lease (deploy/lab/config/host*.yaml); the server must see exactly that. The reply
+# to VIP:port reaches a mux (BGP), which finds the port in its snat_ranges and encapsulates it
+# to the leasing host, whose agent reverses the translation. Checked: every request answered,
+# every source seen by the server is the VIP with a port inside the right VM's lease, a
+# 1 MB download through SNAT arrives intact, and the counters of agents and muxes show the
+# walk (snat_out / snat_in on the agents, snat_return on the muxes, no drops for want of a
+# flow). Needs root; exit 77 (skip) otherwise.
+set -uo pipefail
+# shellcheck source=deploy/lab/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../../deploy/lab/lib.sh"
+
+PER_VM=16
+declare -A LEASE_FIRST=([vm1]=20000 [vm2]=20064 [vm3]=20128 [vm4]=20192)
+LEASE_SIZE=64
+
+fail() {
+  echo "FAIL: $*" >&2
+  lab_dump_diagnostics
+  exit 1
+}
+
+if [[ $EUID -ne 0 ]]; then
+  echo "SKIP: the lab needs root"
+  exit 77
+fi
+trap 'lab_down quiet' EXIT
+trap 'exit 130' INT TERM
+
+lab_up || fail "lab up failed"
+
+url="http://$LAB_INTERNET:$LAB_INTERNET_PORT"
+errors=()
+for vm in "${LAB_VMS[@]}"; do
+  first=${LEASE_FIRST[$vm]}
+  last=$((first + LEASE_SIZE - 1))
+  # shellcheck disable=SC2016  # expanded by the inner bash
+  out=$(seq "$PER_VM" | lab_ns "sl-$vm" xargs -P 4 -I{} bash -c \
+    'curl -s --connect-timeout 3 --max-time 10 "$1/peer" || echo "curl-exit-$?"' _ "$url")
+  ok=0
+  ports=()
+  while read -r name peer; do
+    [[ -z "$name" ]] && continue
+    ip=${peer%:*}
+    port=${peer##*:}
+    if [[ "$name" == internet && "$ip" == "$LAB_VIP" && "$port" =~ ^[0-9]+$ ]] &&
+      ((port >= first && port <= last)); then
+      ok=$((ok + 1))
+      ports+=("$port")
+    else
+      errors+=("$vm: server answered '$name $peer' (want internet $LAB_VIP:$first..$last)")
+    fi
+  done <<<"$out"
+  distinct=$(printf '%s\n' "${ports[@]}" | sort -u | wc -l)
+  echo "  $vm: $ok of $PER_VM answered; the server saw $LAB_VIP with $distinct distinct ports in $first..$last"
+  ((ok == PER_VM)) || errors+=("$vm: only $ok of $PER_VM connections answered")
+done
+
+# A longer transfer: many segments each way through the translation and the mux's return.
+size=$(lab_ns sl-vm3 curl -s --max-time 20 -o /dev/null -w '%{size_download}' \
+  "$url/stream?bytes=1000000")
+echo "  vm3: 1000000-byte download through SNAT received $size bytes"
+[[ "$size" == 1000000 ]] || errors+=("vm3's SNAT download received $size of 1000000 bytes")
+
+snat_out=$(lab_stat_sum snat_out_packets "${LAB_AGENTS[@]}")
+snat_in=$(lab_stat_sum snat_in_packets "${LAB_AGENTS[@]}")
+mux_return=$(lab_stat_sum snat_return_packets "${LAB_MUXES[@]}")
+no_flow=$(lab_stat_sum drops.nat_no_flow "${LAB_AGENTS[@]}")
+exhausted=$(lab_stat_sum drops.snat_ports_exhausted "${LAB_AGENTS[@]}")
+echo "  agents: snat_out_packets $snat_out, snat_in_packets $snat_in, nat_no_flow drops $no_flow, exhausted $exhausted"
+echo "  muxes:  snat_return_packets $mux_return"
+((snat_out > 0 && snat_in > 0)) || errors+=("the agents did not count SNAT traffic")
+((mux_return >= snat_in)) ||
+  errors+=("the muxes returned $mux_return packets but the agents translated $snat_in back")
+((no_flow == 0)) || errors+=("$no_flow packets dropped for want of a NAT flow")
+((exhausted == 0)) || errors+=("$exhausted connections refused: SNAT ports exhausted")
+
+if ((${#errors[@]} > 0)); then
+  printf '  %s\n' "${errors[@]}" >&2
+  fail "${#errors[@]} problem(s)"
+fi
+echo "PASS: SNAT outbound and its replies through the muxes"
