@@ -3,8 +3,10 @@
 #   installs missing packages, builds, brings the namespace lab up, sends 200 HTTP requests
 #   to the VIP from the client namespace (a new connection each), prints how they spread
 #   over the VMs and the mux/agent counters, shows from the counters that the replies
-#   bypassed the muxes (direct server return), kills a mux under 100 live connections and
-#   shows none is lost (BGP withdrawal + identical Maglev tables), and tears the lab down.
+#   bypassed the muxes (direct server return), shows SNAT (VMs connecting out as VIP:port)
+#   and Fastpath (VM to a VIP on another host goes host to host after the handshake), kills
+#   a mux under 100 live connections and shows none is lost (BGP withdrawal + identical
+#   Maglev tables), and tears the lab down.
 #
 #   deploy/lab/demo.sh [--keep]     --keep leaves the lab up (deploy/lab/lab.sh down)
 #
@@ -18,7 +20,7 @@ for arg in "$@"; do
   case "$arg" in
     --keep) keep=1 ;;
     -h | --help)
-      sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
+      sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
       exit 0
       ;;
     *)
@@ -145,6 +147,20 @@ else
   echo "  could not read the daemons' stats"
 fi
 
+walks_ok=1
+section "SNAT: each VM connects out to the internet server ($LAB_INTERNET:$LAB_INTERNET_PORT)"
+for vm in "${LAB_VMS[@]}"; do
+  seen=$(lab_ns "sl-$vm" curl -s --connect-timeout 3 --max-time 5 \
+    "http://$LAB_INTERNET:$LAB_INTERNET_PORT/peer") || walks_ok=0
+  printf '  %-4s (DIP 10.1.0.%s): the server saw the connection come from %s\n' "$vm" "${vm#vm}" \
+    "${seen#internet }"
+done
+echo "  => sources are VIP:port from each VM's leased range; replies went back via a mux's"
+echo "     snat_ranges to the leasing host (mux snat_return_packets: $(lab_stat_sum snat_return_packets "${LAB_MUXES[@]}"))"
+
+section "Fastpath: a VM on host1 downloads from VIP2 ($LAB_VIP2), served on host2"
+lab_fastpath_download 5000000 || walks_ok=0
+
 failover_ok=1
 section "mux failure: ${DEMO_FAILOVER:-100} live connections, kill -9 mux1"
 if ! lab_mux_failover "${DEMO_FAILOVER:-100}"; then
@@ -157,6 +173,10 @@ fi
 echo
 if ((failed > 0 || ok == 0)); then
   echo "demo: $failed of $REQUESTS requests failed"
+  exit 1
+fi
+if ((!walks_ok)); then
+  echo "demo: the SNAT or Fastpath walk failed"
   exit 1
 fi
 if ((!failover_ok)); then

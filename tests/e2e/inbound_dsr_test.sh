@@ -63,6 +63,19 @@ echo "  muxes vip_packets total $vip_total; agents dsr_return_packets total $dsr
 ((vip_total > 0)) || errors+=("muxes' vip_packets total is 0")
 ((dsr_total > 0)) || errors+=("agents' dsr_return_packets total is 0")
 
+# VIP2 is served by vm3/vm4 on the same DIP:port as VIP1: their replies are ambiguous for a
+# stateless rule, so host2 keeps per-flow state and each reply must leave as the VIP the
+# client asked for (curl would not accept it otherwise).
+vip2_ok=0
+for _ in $(seq 20); do
+  body=$(lab_ns sl-client curl -s --connect-timeout 3 --max-time 5 "http://$LAB_VIP2:$LAB_VIP_PORT/")
+  [[ "$body" == vm3 || "$body" == vm4 ]] && vip2_ok=$((vip2_ok + 1))
+done
+stateful=$(lab_stat host2 stateful_return_packets) || fail "cannot read host2 stats"
+echo "  VIP2 ($LAB_VIP2, shares vm3/vm4's DIP:port with VIP1): $vip2_ok of 20 answered; host2 stateful_return_packets $stateful"
+((vip2_ok == 20)) || errors+=("only $vip2_ok of 20 requests to VIP2 answered by vm3/vm4")
+((stateful > 0)) || errors+=("host2 translated no reply from flow state")
+
 if ((${#errors[@]} > 0)); then
   printf '  - %s\n' "${errors[@]}" >&2
   fail "${#errors[@]} check(s) failed"
