@@ -7,57 +7,95 @@
 
 namespace sluice::port {
 
-NeighborTable::Entry* NeighborTable::Find(uint32_t ip) {
-  for (Entry& e : entries_) {
-    if (e.ip == ip) return &e;
+namespace {
+
+uint64_t PackMac(const flow::MacAddr& mac) {
+  uint64_t w = 0;
+  for (uint8_t b : mac) w = w << 8 | b;
+  return w;
+}
+
+flow::MacAddr UnpackMac(uint64_t w) {
+  flow::MacAddr mac;
+  for (int i = 5; i >= 0; --i, w >>= 8) mac[i] = static_cast<uint8_t>(w);
+  return mac;
+}
+
+}  // namespace
+
+NeighborTable::NeighborTable(size_t capacity)
+    : capacity_(capacity == 0 ? 1 : capacity), slots_(new Slot[capacity_]) {}
+
+NeighborTable::Slot* NeighborTable::Find(uint32_t ip) {
+  const size_t used = used_.load(std::memory_order_relaxed);
+  for (size_t i = 0; i < used; ++i) {
+    if (slots_[i].ip.load(std::memory_order_relaxed) == ip) return &slots_[i];
   }
   return nullptr;
 }
 
-NeighborTable::Entry* NeighborTable::Insert(uint32_t ip, uint64_t now_ns) {
-  if (entries_.size() >= capacity_) {
-    auto oldest = std::min_element(entries_.begin(), entries_.end(), [](const Entry& a,
-                                                                          const Entry& b) {
-      return a.updated_ns < b.updated_ns;
-    });
-    *oldest = Entry{.ip = ip, .resolved = false, .mac = {}, .updated_ns = now_ns};
-    ++generation_;
-    return &*oldest;
+NeighborTable::Slot* NeighborTable::Insert(uint32_t ip, uint64_t now_ns) {
+  const size_t used = used_.load(std::memory_order_relaxed);
+  Slot* slot;
+  if (used < capacity_) {
+    slot = &slots_[used];
+  } else {
+    slot = &slots_[0];
+    for (size_t i = 1; i < used; ++i) {
+      if (slots_[i].updated_ns < slot->updated_ns) slot = &slots_[i];
+    }
+    generation_.fetch_add(1, std::memory_order_release);
   }
-  entries_.push_back(Entry{.ip = ip, .resolved = false, .mac = {}, .updated_ns = now_ns});
-  return &entries_.back();
+  // Unresolved first, then the new address: a reader never pairs it with the old MAC.
+  slot->word.store(0, std::memory_order_release);
+  slot->ip.store(ip, std::memory_order_release);
+  slot->updated_ns = now_ns;
+  if (used < capacity_) used_.store(used + 1, std::memory_order_release);
+  return slot;
 }
 
 void NeighborTable::Learn(uint32_t ip, const flow::MacAddr& mac, uint64_t now_ns) {
   if (ip == 0) return;
-  Entry* e = Find(ip);
-  if (e == nullptr) e = Insert(ip, now_ns);
-  if (!e->resolved || e->mac != mac) ++generation_;
-  e->resolved = true;
-  e->mac = mac;
-  e->updated_ns = now_ns;
+  Lock();
+  Slot* slot = Find(ip);
+  if (slot == nullptr) slot = Insert(ip, now_ns);
+  const uint64_t word = PackMac(mac) | kResolved;
+  if (slot->word.load(std::memory_order_relaxed) != word) {
+    slot->word.store(word, std::memory_order_release);
+    generation_.fetch_add(1, std::memory_order_release);
+  }
+  slot->updated_ns = now_ns;
+  Unlock();
 }
 
 bool NeighborTable::Lookup(uint32_t ip, flow::MacAddr* mac) const {
-  for (const Entry& e : entries_) {
-    if (e.ip == ip && e.resolved) {
-      *mac = e.mac;
-      return true;
-    }
+  const size_t used = used_.load(std::memory_order_acquire);
+  for (size_t i = 0; i < used; ++i) {
+    const Slot& slot = slots_[i];
+    if (slot.ip.load(std::memory_order_acquire) != ip) continue;
+    const uint64_t word = slot.word.load(std::memory_order_acquire);
+    // Re-check the address: the slot may have been handed to another one meanwhile.
+    if (!(word & kResolved) || slot.ip.load(std::memory_order_acquire) != ip) return false;
+    *mac = UnpackMac(word);
+    return true;
   }
   return false;
 }
 
 bool NeighborTable::ShouldRequest(uint32_t ip, uint64_t now_ns, uint64_t retry_ns) {
-  Entry* e = Find(ip);
-  if (e == nullptr) {
+  Lock();
+  bool request = false;
+  Slot* slot = Find(ip);
+  if (slot == nullptr) {
     Insert(ip, now_ns);
-    return true;
+    request = true;
+  } else if (!(slot->word.load(std::memory_order_relaxed) & kResolved) &&
+             now_ns - slot->updated_ns >= retry_ns) {
+    slot->updated_ns = now_ns;
+    request = true;
   }
-  if (e->resolved) return false;
-  if (now_ns - e->updated_ns < retry_ns) return false;
-  e->updated_ns = now_ns;
-  return true;
+  Unlock();
+  return request;
 }
 
 bool ArpResponder::Owns(uint32_t ip) const {

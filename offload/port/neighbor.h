@@ -2,7 +2,9 @@
 // for the addresses it owns, learns senders, and says when to ask for an unknown next hop.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "offload/flow/rule.h"
@@ -13,32 +15,48 @@ namespace sluice::port {
 
 /// A small table of IPv4 → MAC. Sized for the next hops of one L2 segment (routers, muxes,
 /// hosts), not for a whole data centre; full tables replace their oldest entry.
+///
+/// Safe to share between lcores: several workers of one port may learn (an ARP reply lands
+/// on whichever RX queue the NIC's hash picks) and all of them look up. Lookup takes no
+/// lock (fixed slots, each entry's MAC and "resolved" bit in one atomic word); Learn and
+/// ShouldRequest, which only run for ARP frames and unresolved next hops, take a spinlock.
 class NeighborTable {
  public:
-  explicit NeighborTable(size_t capacity = 256) : capacity_(capacity) {}
+  explicit NeighborTable(size_t capacity = 256);
+  NeighborTable(const NeighborTable&) = delete;
+  NeighborTable& operator=(const NeighborTable&) = delete;
 
   void Learn(uint32_t ip, const flow::MacAddr& mac, uint64_t now_ns);
   bool Lookup(uint32_t ip, flow::MacAddr* mac) const;
   /// True when `ip` is unresolved and no request for it went out in the last `retry_ns`;
   /// records that one goes out now.
   bool ShouldRequest(uint32_t ip, uint64_t now_ns, uint64_t retry_ns = 1'000'000'000);
-  size_t size() const { return entries_.size(); }
+  size_t size() const { return used_.load(std::memory_order_acquire); }
   /// Bumped on every change of a resolved entry, so users can rebuild what depends on it.
-  uint64_t generation() const { return generation_; }
+  uint64_t generation() const { return generation_.load(std::memory_order_acquire); }
 
  private:
-  struct Entry {
-    uint32_t ip;
-    bool resolved;
-    flow::MacAddr mac;
-    uint64_t updated_ns;
+  /// `word`: MAC in the low 48 bits, kResolved above; 0 while a slot is being (re)written.
+  struct Slot {
+    std::atomic<uint32_t> ip{0};
+    std::atomic<uint64_t> word{0};
+    uint64_t updated_ns = 0;  ///< Only touched under the lock.
   };
-  Entry* Find(uint32_t ip);
-  Entry* Insert(uint32_t ip, uint64_t now_ns);
+  static constexpr uint64_t kResolved = uint64_t{1} << 48;
+
+  Slot* Find(uint32_t ip);
+  Slot* Insert(uint32_t ip, uint64_t now_ns);
+  void Lock() const {
+    while (lock_.test_and_set(std::memory_order_acquire)) {
+    }
+  }
+  void Unlock() const { lock_.clear(std::memory_order_release); }
 
   size_t capacity_;
-  std::vector<Entry> entries_;
-  uint64_t generation_ = 0;
+  std::unique_ptr<Slot[]> slots_;
+  std::atomic<size_t> used_{0};
+  std::atomic<uint64_t> generation_{0};
+  mutable std::atomic_flag lock_ = ATOMIC_FLAG_INIT;
 };
 
 /// What to do with an ARP frame.

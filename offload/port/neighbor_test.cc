@@ -2,6 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <thread>
+#include <vector>
+
 #include "offload/packet/parse.h"
 
 namespace sluice::port {
@@ -37,6 +41,45 @@ TEST(NeighborTableTest, FullTableReplacesOldest) {
   EXPECT_TRUE(table.Lookup(2, &mac));
   EXPECT_TRUE(table.Lookup(3, &mac));
   EXPECT_EQ(table.size(), 2u);
+}
+
+// Workers of one port share the table: one learns (and evicts, the table being small) while
+// others look up. A lookup may miss, but it must never pair an address with another's MAC.
+TEST(NeighborTableTest, ConcurrentLearnAndLookupNeverMixUpEntries) {
+  NeighborTable table(8);
+  auto mac_of = [](uint32_t ip) {
+    return flow::MacAddr{0x02, 0x5c, static_cast<uint8_t>(ip >> 24), static_cast<uint8_t>(ip >> 16),
+                         static_cast<uint8_t>(ip >> 8), static_cast<uint8_t>(ip)};
+  };
+  std::atomic<bool> stop{false};
+  std::atomic<uint64_t> hits{0}, wrong{0};
+  std::vector<std::thread> readers;
+  for (int r = 0; r < 3; ++r) {
+    readers.emplace_back([&, r] {
+      flow::MacAddr mac;
+      for (uint32_t i = 0; !stop.load(std::memory_order_relaxed); ++i) {
+        const uint32_t ip = kRouterIp + (i * 7 + r) % 16;
+        if (!table.Lookup(ip, &mac)) continue;
+        hits.fetch_add(1, std::memory_order_relaxed);
+        if (mac != mac_of(ip)) wrong.fetch_add(1, std::memory_order_relaxed);
+      }
+    });
+  }
+  std::thread writer([&] {
+    for (uint64_t i = 0; i < 200'000; ++i) {
+      const uint32_t ip = kRouterIp + static_cast<uint32_t>(i % 16);  // 16 addresses, 8 slots
+      table.Learn(ip, mac_of(ip), i);
+      table.ShouldRequest(ip + 100, i);
+    }
+  });
+  writer.join();
+  // Let the readers see the final table too before stopping them.
+  for (uint32_t ip = kRouterIp; ip < kRouterIp + 8; ++ip) table.Learn(ip, mac_of(ip), 1u << 30);
+  while (hits.load() < 1000) std::this_thread::yield();
+  stop.store(true);
+  for (auto& t : readers) t.join();
+  EXPECT_EQ(wrong.load(), 0u);
+  EXPECT_LE(table.size(), 8u);
 }
 
 TEST(ArpResponderTest, AnswersRequestsForOwnedAddressAndLearnsSender) {
