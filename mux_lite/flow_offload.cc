@@ -1,12 +1,14 @@
 #include "mux_lite/flow_offload.h"
 
+#include <algorithm>
+
 #include "offload/rte_flow/executor.h"
 
 namespace sluice::mux {
 
 NicFlowOffloader::NicFlowOffloader(nic::NicExecutor* nic, uint16_t port, uint32_t mux_pa,
                                    const flow::MacAddr& mux_mac, uint16_t gue_port,
-                                   uint32_t idle_timeout_s)
+                                   uint32_t idle_timeout_s, size_t workers)
     : nic_(nic),
       port_(port),
       mux_pa_(mux_pa),
@@ -16,18 +18,39 @@ NicFlowOffloader::NicFlowOffloader(nic::NicExecutor* nic, uint16_t port, uint32_
   const nic::PortCapabilities& caps = nic_->Probe(port_);
   port_accepts_rules_ = caps.validate_ok;
   if (!port_accepts_rules_) last_refusal_ = caps.validate_error;
+  for (size_t i = 0; i < std::max<size_t>(workers, 1); ++i) rings_.push_back(std::make_unique<Ring>());
 }
 
-bool NicFlowOffloader::Offer(const OffloadRequest& request) {
+bool NicFlowOffloader::Ring::Offer(const OffloadRequest& request) {
   uint32_t head = head_.load(std::memory_order_relaxed);
   if (head - tail_.load(std::memory_order_acquire) == kRingSize) {
     queue_full.Add();
     return false;
   }
-  ring_[head % kRingSize] = request;
+  slots_[head % kRingSize] = request;
   head_.store(head + 1, std::memory_order_release);
   offered.Add();
   return true;
+}
+
+bool NicFlowOffloader::Ring::Take(OffloadRequest* request) {
+  uint32_t tail = tail_.load(std::memory_order_relaxed);
+  if (tail == head_.load(std::memory_order_acquire)) return false;
+  *request = slots_[tail % kRingSize];
+  tail_.store(tail + 1, std::memory_order_release);
+  return true;
+}
+
+uint64_t NicFlowOffloader::offered() const {
+  uint64_t n = 0;
+  for (const auto& r : rings_) n += r->offered.Get();
+  return n;
+}
+
+uint64_t NicFlowOffloader::queue_full() const {
+  uint64_t n = 0;
+  for (const auto& r : rings_) n += r->queue_full.Get();
+  return n;
 }
 
 flow::Rule NicFlowOffloader::RuleFor(const OffloadRequest& r, uint64_t id) const {
@@ -50,30 +73,38 @@ flow::Rule NicFlowOffloader::RuleFor(const OffloadRequest& r, uint64_t id) const
               " -> " + flow::FormatIpv4(r.key.dst) + ":" + std::to_string(r.key.dst_port)};
 }
 
+void NicFlowOffloader::Place(const OffloadRequest& request) {
+  if (!port_accepts_rules_) {
+    left_in_software.Add();
+    return;
+  }
+  uint64_t id = next_id_++;
+  nic::AddResult result = nic_->Add(RuleFor(request, id));
+  if (result.ok && result.placement == nic::Placement::kNic) {
+    placed_nic.Add();
+  } else if (result.ok && result.placement == nic::Placement::kPartial) {
+    placed_partial.Add();
+  } else {
+    // The software flow cache already serves this flow; don't keep a duplicate rule.
+    left_in_software.Add();
+    const nic::RuleStatus* status = nic_->Status(id);
+    std::lock_guard<std::mutex> lock(mu_);
+    last_refusal_ = !result.ok ? result.error : status ? status->full_error : "refused";
+    nic_->Remove(id);
+  }
+}
+
 size_t NicFlowOffloader::Drain(size_t max) {
   size_t done = 0;
-  uint32_t tail = tail_.load(std::memory_order_relaxed);
-  while (done < max && tail != head_.load(std::memory_order_acquire)) {
-    OffloadRequest request = ring_[tail % kRingSize];
-    tail_.store(++tail, std::memory_order_release);
-    ++done;
-    if (!port_accepts_rules_) {
-      left_in_software.Add();
-      continue;
-    }
-    uint64_t id = next_id_++;
-    nic::AddResult result = nic_->Add(RuleFor(request, id));
-    if (result.ok && result.placement == nic::Placement::kNic) {
-      placed_nic.Add();
-    } else if (result.ok && result.placement == nic::Placement::kPartial) {
-      placed_partial.Add();
-    } else {
-      // The software flow cache already serves this flow; don't keep a duplicate rule.
-      left_in_software.Add();
-      const nic::RuleStatus* status = nic_->Status(id);
-      std::lock_guard<std::mutex> lock(mu_);
-      last_refusal_ = !result.ok ? result.error : status ? status->full_error : "refused";
-      nic_->Remove(id);
+  OffloadRequest request;
+  // Round robin over the workers' rings so a busy worker cannot starve the others.
+  for (bool took = true; took && done < max;) {
+    took = false;
+    for (auto& ring : rings_) {
+      if (done == max || !ring->Take(&request)) continue;
+      took = true;
+      ++done;
+      Place(request);
     }
   }
   aged_out.Add(nic_->AgeSweep([](uint64_t) {}));  // the mux's flow table ages on its own

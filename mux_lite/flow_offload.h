@@ -7,8 +7,10 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "mux_lite/flow_table.h"
 #include "offload/flow/rule.h"
@@ -36,25 +38,32 @@ class FlowOffloadSink {
   virtual bool Offer(const OffloadRequest& request) = 0;
 };
 
-/// Queues offers in a single-producer/single-consumer ring (data path → control thread) and
-/// hands them to a NicExecutor.
+/// Queues offers in single-producer/single-consumer rings, one per worker lcore (data path →
+/// control thread), and hands them to a NicExecutor.
 class NicFlowOffloader : public FlowOffloadSink {
  public:
   static constexpr uint32_t kRingSize = 4096;
 
   /// `idle_timeout_s` becomes the rules' AGE so the NIC forgets idle flows by itself.
+  /// `workers`: how many data-path lcores offer flows (each through its own Sink).
   NicFlowOffloader(nic::NicExecutor* nic, uint16_t port, uint32_t mux_pa,
-                   const flow::MacAddr& mux_mac, uint16_t gue_port, uint32_t idle_timeout_s);
+                   const flow::MacAddr& mux_mac, uint16_t gue_port, uint32_t idle_timeout_s,
+                   size_t workers = 1);
 
-  bool Offer(const OffloadRequest& request) override;
-  /// Control thread: processes up to `max` queued offers and sweeps aged rules.
+  /// Worker 0's ring (the single-worker case).
+  bool Offer(const OffloadRequest& request) override { return rings_[0]->Offer(request); }
+  /// The sink worker `worker` offers through; valid for the offloader's lifetime.
+  FlowOffloadSink* Sink(size_t worker) { return rings_[worker].get(); }
+  /// Control thread: processes up to `max` queued offers of every worker and sweeps aged
+  /// rules; returns how many offers it processed.
   size_t Drain(size_t max);
 
   /// The per-flow rule: exact 5-tuple on the mux port → encap to the host, set MACs, out.
   flow::Rule RuleFor(const OffloadRequest& request, uint64_t id) const;
 
-  Counter offered;
-  Counter queue_full;
+  /// Totals over the workers.
+  uint64_t offered() const;
+  uint64_t queue_full() const;
   Counter placed_nic;
   Counter placed_partial;
   Counter left_in_software;  ///< Refused by the port: served by the software flow cache.
@@ -62,6 +71,22 @@ class NicFlowOffloader : public FlowOffloadSink {
   std::string last_refusal() const;
 
  private:
+  class Ring : public FlowOffloadSink {
+   public:
+    bool Offer(const OffloadRequest& request) override;
+    bool Take(OffloadRequest* request);
+    Counter offered;
+    Counter queue_full;
+
+   private:
+    std::array<OffloadRequest, kRingSize> slots_;
+    std::atomic<uint32_t> head_{0};  ///< Written by the worker.
+    std::atomic<uint32_t> tail_{0};  ///< Written by the control thread.
+  };
+
+  /// Turns one offer into a NIC rule, or counts why it stays in software.
+  void Place(const OffloadRequest& request);
+
   nic::NicExecutor* nic_;
   uint16_t port_;
   uint32_t mux_pa_;
@@ -70,9 +95,7 @@ class NicFlowOffloader : public FlowOffloadSink {
   uint32_t idle_timeout_s_;
   bool port_accepts_rules_ = false;
   uint64_t next_id_ = 1;
-  std::array<OffloadRequest, kRingSize> ring_;
-  std::atomic<uint32_t> head_{0};  ///< Written by the data path.
-  std::atomic<uint32_t> tail_{0};  ///< Written by the control thread.
+  std::vector<std::unique_ptr<Ring>> rings_;
   mutable std::mutex mu_;
   std::string last_refusal_;
 };

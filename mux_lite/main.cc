@@ -131,11 +131,11 @@ std::string StatsJson(const MuxDataPath& mux, const port::TxBuffer& tx, ControlS
         .Field("last_error", control.bgp_last_error)
         .EndObject();
     j.Key("flow_offload").BeginObject()
-        .Field("offered", offload.offered.Get())
+        .Field("offered", offload.offered())
         .Field("nic", offload.placed_nic.Get())
         .Field("partial", offload.placed_partial.Get())
         .Field("software", offload.left_in_software.Get())
-        .Field("queue_full", offload.queue_full.Get())
+        .Field("queue_full", offload.queue_full())
         .Field("aged_out", offload.aged_out.Get())
         .Field("last_refusal", offload.last_refusal())
         .EndObject();

@@ -21,12 +21,14 @@ constexpr uint8_t kTcpAck = 0x10;
 }  // namespace
 
 MuxDataPath::MuxDataPath(const MuxConfig& config, uint16_t port_id, const flow::MacAddr& mac,
-                         rte_mempool* pool)
+                         rte_mempool* pool, port::NeighborTable* neighbors)
     : config_(config),
       port_id_(port_id),
       mac_(mac),
       pool_(pool),
       flows_(config.flow_table_size, config.flow_timeouts),
+      own_neighbors_(neighbors == nullptr ? std::make_unique<port::NeighborTable>() : nullptr),
+      neighbors_(neighbors == nullptr ? *own_neighbors_ : *neighbors),
       arp_(mac, {config.address.addr}, &neighbors_) {}
 
 std::unique_ptr<VipTable> VipTable::Build(const MuxConfig& config, std::string* error) {
@@ -76,10 +78,11 @@ const SnatRangeConfig* VipTable::FindSnatRange(uint32_t addr, uint8_t proto,
 
 std::unique_ptr<MuxDataPath> MuxDataPath::Create(const MuxConfig& config, uint16_t port_id,
                                                  const flow::MacAddr& mac, rte_mempool* pool,
-                                                 std::string* error) {
+                                                 std::string* error,
+                                                 port::NeighborTable* neighbors) {
   std::unique_ptr<VipTable> table = VipTable::Build(config, error);
   if (table == nullptr) return nullptr;
-  std::unique_ptr<MuxDataPath> mux(new MuxDataPath(config, port_id, mac, pool));
+  std::unique_ptr<MuxDataPath> mux(new MuxDataPath(config, port_id, mac, pool, neighbors));
   table->generation = 1;
   mux->table_.store(table.release());
   mux->acked_generation_.store(1);

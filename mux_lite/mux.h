@@ -1,6 +1,7 @@
 // The mux data path: for packets to a VIP, pick a backend (flow table, else weighted
 // Maglev), encapsulate to the backend's host, send. Answers ARP for its own PA.
-// One instance per lcore; nothing here is shared between lcores.
+// One instance per worker lcore (its own RX/TX queue, flow table, VIP tables and counters);
+// the only thing workers of a port share is the neighbour table, which is built for it.
 #pragma once
 
 #include <array>
@@ -78,9 +79,12 @@ class MuxDataPath {
   /// `*error` naming it.
   /// `pool` supplies the mbufs of the control packets the mux originates (ARP requests,
   /// Fastpath redirects).
+  /// `neighbors`: the port's neighbour table shared by all its workers (any worker may
+  /// receive the ARP reply another one asked for); nullptr gives the instance its own.
   static std::unique_ptr<MuxDataPath> Create(const MuxConfig& config, uint16_t port_id,
                                              const flow::MacAddr& mac, rte_mempool* pool,
-                                             std::string* error);
+                                             std::string* error,
+                                             port::NeighborTable* neighbors = nullptr);
 
   /// Handles one received packet; kTransmit means send `m` out of port_id(), kFree means
   /// it was consumed without error, kDropped means it was counted in drops.
@@ -126,7 +130,7 @@ class MuxDataPath {
 
  private:
   MuxDataPath(const MuxConfig& config, uint16_t port_id, const flow::MacAddr& mac,
-              rte_mempool* pool);
+              rte_mempool* pool, port::NeighborTable* neighbors);
   uint32_t PickBackend(VipState& vip, const packet::ParsedPacket& pkt, uint32_t hash);
   void SendFastpathRedirects(const VipTable& table, const FlowEntry& flow,
                              const SnatRangeConfig& source);
@@ -152,7 +156,8 @@ class MuxDataPath {
   mutable std::mutex control_mu_;  ///< Serialises Reload, ReclaimRetired and ReadTable.
   std::vector<std::unique_ptr<VipTable>> retired_;
   FlowTable flows_;
-  port::NeighborTable neighbors_;
+  std::unique_ptr<port::NeighborTable> own_neighbors_;  ///< When not given a shared one.
+  port::NeighborTable& neighbors_;
   port::ArpResponder arp_;
   MuxCounters counters_;
 };

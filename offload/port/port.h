@@ -14,9 +14,12 @@ struct rte_mempool;
 namespace sluice::port {
 
 /// Probes `devargs` (e.g. "net_af_packet0,iface=eth0" or a PCI address "0000:3b:00.0"),
-/// configures one RX and one TX queue on it and starts it. Returns false with `*error` set.
+/// configures `queues` RX and TX queue pairs on it and starts it. With more than one queue
+/// the port spreads received packets by RSS over IPv4 addresses and TCP/UDP ports (whatever
+/// subset of that the port can hash), so each worker lcore sees whole flows. Returns false
+/// with `*error` set, e.g. when the port has fewer queues (net_af_packet: add qpairs=N).
 bool OpenPort(const std::string& devargs, rte_mempool* pool, uint16_t* port_id,
-              std::string* error);
+              std::string* error, uint16_t queues = 1);
 
 /// The port's MAC address.
 flow::MacAddr PortMac(uint16_t port_id);
@@ -24,12 +27,12 @@ flow::MacAddr PortMac(uint16_t port_id);
 /// Stops and closes a port opened by OpenPort.
 void ClosePort(uint16_t port_id);
 
-/// Packets waiting to be sent on one port's TX queue 0. Packets the port refuses are freed
-/// and counted (DropReason::kTxFull).
+/// Packets waiting to be sent on one TX queue of a port (one per worker lcore). Packets the
+/// port refuses are freed and counted (DropReason::kTxFull).
 class TxBuffer {
  public:
   static constexpr uint16_t kCapacity = 64;
-  explicit TxBuffer(uint16_t port_id = 0) : port_id_(port_id) {}
+  explicit TxBuffer(uint16_t port_id = 0, uint16_t queue = 0) : port_id_(port_id), queue_(queue) {}
 
   void Push(rte_mbuf* m) {
     if (count_ == kCapacity) Flush();
@@ -39,11 +42,13 @@ class TxBuffer {
   uint16_t Flush();
 
   uint16_t port_id() const { return port_id_; }
+  uint16_t queue() const { return queue_; }
   Counter tx_packets;
   Counter tx_full_drops;
 
  private:
   uint16_t port_id_;
+  uint16_t queue_;
   uint16_t count_ = 0;
   rte_mbuf* pkts_[kCapacity];
 };
