@@ -60,7 +60,8 @@ absl::StatusOr<MuxConfig> ReadMuxConfig(ConfigNode& root) {
   MuxConfig config;
   root.AllowOnly({"mux", "vips", "snat_ranges", "bgp"});
   ConfigNode mux = root.Map("mux");
-  mux.AllowOnly({"name", "port", "address", "gateway", "flow_table_size", "tcp_idle_timeout_s",
+  mux.AllowOnly({"name", "port", "address", "gateway", "flow_table_size", "workers",
+                 "tcp_idle_timeout_s",
                  "udp_idle_timeout_s", "closing_timeout_s", "maglev_size", "gue_port",
                  "fastpath_key"});
   config.name = mux.String("name");
@@ -70,6 +71,7 @@ absl::StatusOr<MuxConfig> ReadMuxConfig(ConfigNode& root) {
   config.flow_table_size =
       static_cast<uint32_t>(mux.OptionalUint("flow_table_size", config.flow_table_size, 8,
                                              1u << 28));
+  config.workers = static_cast<uint16_t>(mux.OptionalUint("workers", config.workers, 1, 64));
   FlowTimeouts& t = config.flow_timeouts;
   t.tcp_idle_s = static_cast<uint32_t>(mux.OptionalUint("tcp_idle_timeout_s", t.tcp_idle_s, 1,
                                                         86400));

@@ -70,7 +70,9 @@ struct MuxConfig {
   std::string port;            ///< DPDK devargs of the underlay port.
   Ipv4Prefix address;          ///< This mux's PA and the underlay prefix.
   uint32_t gateway = 0;        ///< Next hop for PAs outside the prefix.
-  uint32_t flow_table_size = 1u << 20;
+  uint32_t flow_table_size = 1u << 20;  ///< Flows per worker.
+  /// Data-path lcores, each with its own RX/TX queue (RSS), flow table and VIP tables.
+  uint16_t workers = 1;
   FlowTimeouts flow_timeouts;
   uint32_t maglev_size = kDefaultMaglevSize;
   uint16_t gue_port = flow::kDefaultGuePort;

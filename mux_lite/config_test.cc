@@ -46,7 +46,7 @@ TEST(MuxConfigTest, ParsesTheLabConfig) {
 TEST(MuxConfigTest, ErrorsNameLineAndField) {
   EXPECT_EQ(ErrorOf(Replace(kGood, "  gateway:", "  gatewy:")),
             "mux.yaml:6:3: mux.gatewy: unknown field (expected one of: name, port, address, "
-            "gateway, flow_table_size, tcp_idle_timeout_s, udp_idle_timeout_s, "
+            "gateway, flow_table_size, workers, tcp_idle_timeout_s, udp_idle_timeout_s, "
             "closing_timeout_s, maglev_size, gue_port, fastpath_key)");
   EXPECT_EQ(ErrorOf(Replace(kGood, "weight: 2", "weight: -2")),
             "mux.yaml:12:53: vips[0].backends[0].weight: '-2' is not a whole number");
@@ -59,6 +59,9 @@ TEST(MuxConfigTest, ErrorsNameLineAndField) {
             std::string::npos);
   EXPECT_NE(ErrorOf(Replace(kGood, "  name: mux1\n", "  name: mux1\n  maglev_size: 65536\n"))
                 .find("65536 is not a prime"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf(Replace(kGood, "  name: mux1\n", "  name: mux1\n  workers: 0\n"))
+                .find("mux.workers"),
             std::string::npos);
   EXPECT_NE(ErrorOf("mux: [1\n").find("YAML syntax error"), std::string::npos);
 }

@@ -3,8 +3,9 @@
 //
 //   sluice-mux <EAL args> -- --config mux.yaml [--stats-socket PATH] [--run-dir DIR]
 //
-// The data path polls on the main lcore; a control thread keeps the BGP announcement equal
-// to "ready, polling and not draining". SIGTERM drains (withdraws, then exits); the stats
+// The data path polls on mux.workers lcores (the main lcore and EAL workers), each on its
+// own RSS queue; a control thread keeps the BGP announcement equal to "ready, every worker
+// polling and not draining". SIGTERM drains (withdraws, then exits); the stats
 // socket also takes "drain" and "resume".
 #include <atomic>
 #include <chrono>
@@ -19,6 +20,8 @@
 
 #include <rte_cycles.h>
 #include <rte_ethdev.h>
+#include <rte_launch.h>
+#include <rte_lcore.h>
 #include <rte_mbuf.h>
 
 #include "common/daemon_args.h"
@@ -31,6 +34,7 @@
 #include "offload/rte_flow/executor.h"
 #include "offload/rte_flow/flow_api.h"
 #include "mux_lite/mux.h"
+#include "mux_lite/workers.h"
 #include "offload/port/eal.h"
 #include "offload/port/port.h"
 
@@ -54,9 +58,8 @@ std::vector<uint32_t> VipAddresses(const MuxConfig& config) {
 struct ControlState {
   std::atomic<bool> ready{false};
   std::atomic<bool> draining{false};
-  std::atomic<bool> stop{false};            ///< Tells the data path loop to exit.
-  std::atomic<uint64_t> heartbeat{0};       ///< Bumped by every data-path loop iteration.
-  std::atomic<bool> polling{true};          ///< False when the heartbeat stalled.
+  std::atomic<bool> stop{false};            ///< Tells the data path loops to exit.
+  std::atomic<bool> polling{true};          ///< False when a worker's heartbeat stalled.
   std::mutex mu;                            ///< Guards the strings below.
   std::string bgp_session = "disabled";
   std::string bgp_last_error;
@@ -69,7 +72,7 @@ struct ControlState {
 
 // Re-reads the config file and swaps in the new VIP table. On any error the running table
 // stays as it was.
-std::string Reload(MuxDataPath& mux, const std::string& path, ControlState& control,
+std::string Reload(MuxWorkers& mux, const std::string& path, ControlState& control,
                    std::vector<uint32_t>* vips) {
   absl::StatusOr<MuxConfig> config = LoadMuxConfig(path);
   std::string error;
@@ -89,10 +92,12 @@ std::string Reload(MuxDataPath& mux, const std::string& path, ControlState& cont
   return error;
 }
 
-std::string StatsJson(const MuxDataPath& mux, const port::TxBuffer& tx, ControlState& control,
+std::string StatsJson(const MuxWorkers& mux, ControlState& control,
                       const NicFlowOffloader& offload, uint64_t now_ns) {
   JsonWriter j;
-  const MuxCounters& c = mux.counters();
+  MuxTotals totals;
+  mux.Totals(now_ns, &totals);
+  const MuxCounters& c = totals.counters;
   j.BeginObject()
       .Field("role", "mux")
       .Field("name", mux.config().name)
@@ -100,7 +105,7 @@ std::string StatsJson(const MuxDataPath& mux, const port::TxBuffer& tx, ControlS
       .Field("draining", control.draining.load())
       .Field("polling", control.polling.load())
       .Field("rx_packets", c.rx_packets.Get())
-      .Field("tx_packets", tx.tx_packets.Get())
+      .Field("tx_packets", totals.tx_packets)
       .Field("vip_packets", c.vip_packets.Get())
       .Field("new_flows", c.new_flows.Get())
       .Field("cached_flow_packets", c.cached_flow_packets.Get())
@@ -108,16 +113,19 @@ std::string StatsJson(const MuxDataPath& mux, const port::TxBuffer& tx, ControlS
       .Field("snat_return_packets", c.snat_return_packets.Get())
       .Field("fastpath_redirects_sent", c.fastpath_redirects_sent.Get())
       .Field("local_packets", c.local_packets.Get())
-      .Field("arp_replies_sent", mux.arp().replies_sent.Get())
+      .Field("arp_replies_sent", totals.arp_replies_sent)
       .Field("arp_requests_sent", c.arp_requests_sent.Get())
-      .Field("flow_table_capacity", mux.flow_table().capacity())
-      .Field("flow_table_live", mux.flow_table().CountLive(
-                                    static_cast<uint32_t>(now_ns / 1'000'000'000) + 1))
-      .Field("flow_table_evictions", mux.flow_table().evictions.Get())
-      .Field("bytes_per_flow", FlowTable::BytesPerFlow());
+      .Field("flow_table_capacity", totals.flow_table_capacity)
+      .Field("flow_table_live", totals.flow_table_live)
+      .Field("flow_table_evictions", totals.flow_table_evictions)
+      .Field("bytes_per_flow", FlowTable::BytesPerFlow())
+      .Field("workers", static_cast<uint64_t>(mux.size()));
+  j.Key("worker_rx_packets").BeginArray();
+  for (uint64_t n : totals.worker_packets) j.Uint(n);
+  j.EndArray();
   j.Key("drops").BeginObject();
   for (size_t r = 0; r < kNumDropReasons; ++r) {
-    uint64_t extra = r == static_cast<size_t>(DropReason::kTxFull) ? tx.tx_full_drops.Get() : 0;
+    uint64_t extra = r == static_cast<size_t>(DropReason::kTxFull) ? totals.tx_full_drops : 0;
     j.Field(kDropReasonNames[r], c.drops[r].Get() + extra);
   }
   j.EndObject();
@@ -145,31 +153,54 @@ std::string StatsJson(const MuxDataPath& mux, const port::TxBuffer& tx, ControlS
         .Field("last_error", control.last_reload_error)
         .EndObject();
   }
-  mux.ReadTable([&j](const VipTable& table) {
+  // Per-VIP and per-backend counters summed over the workers whose table is the current
+  // generation (during a reload a worker may still be on the previous one for a moment).
+  std::vector<uint64_t> vip_packets, backend_packets, backend_flows;
+  const uint64_t generation = mux.generation();
+  for (size_t w = 0; w < mux.size(); ++w) {
+    mux.ReadTable(w, [&](const VipTable& table) {
+      if (table.generation != generation) return;
+      vip_packets.resize(table.vips.size());
+      size_t b_index = 0;
+      for (size_t v = 0; v < table.vips.size(); ++v) {
+        vip_packets[v] += table.vips[v]->packets.Get();
+        for (size_t b = 0; b < table.vips[v]->config.backends.size(); ++b, ++b_index) {
+          backend_packets.resize(b_index + 1);
+          backend_flows.resize(b_index + 1);
+          backend_packets[b_index] += table.vips[v]->backend_packets[b].Get();
+          backend_flows[b_index] += table.vips[v]->backend_flows[b].Get();
+        }
+      }
+    });
+  }
+  mux.ReadTable(0, [&](const VipTable& table) {
     j.Field("config_generation", table.generation);
     j.Key("vips").BeginArray();
-    for (const auto& vip : table.vips) {
+    for (size_t v = 0; v < table.vips.size(); ++v) {
+      const auto& vip = table.vips[v];
       j.BeginObject()
           .Field("vip", Ipv4ToString(vip->config.vip))
           .Field("port", vip->config.port)
           .Field("protocol", L4ProtocolName(vip->config.proto))
           .Field("scheduler", SchedulerName(vip->config.scheduler))
-          .Field("packets", vip->packets.Get())
+          .Field("packets", v < vip_packets.size() ? vip_packets[v] : 0)
           .EndObject();
     }
     j.EndArray();
     j.Key("backends").BeginArray();
+    size_t b_index = 0;
     for (const auto& vip : table.vips) {
-      for (size_t b = 0; b < vip->config.backends.size(); ++b) {
+      for (size_t b = 0; b < vip->config.backends.size(); ++b, ++b_index) {
         const BackendConfig& backend = vip->config.backends[b];
+        const bool known = b_index < backend_packets.size();
         j.BeginObject()
             .Field("vip", Ipv4ToString(vip->config.vip) + ":" + std::to_string(vip->config.port))
             .Field("dip", Ipv4ToString(backend.dip))
             .Field("host", Ipv4ToString(backend.host))
             .Field("weight", backend.weight)
             .Field("encap", backend.encap == flow::Tunnel::kGue ? "gue" : "ipip")
-            .Field("packets", vip->backend_packets[b].Get())
-            .Field("flows", vip->backend_flows[b].Get())
+            .Field("packets", known ? backend_packets[b_index] : 0)
+            .Field("flows", known ? backend_flows[b_index] : 0)
             .EndObject();
       }
     }
@@ -181,22 +212,27 @@ std::string StatsJson(const MuxDataPath& mux, const port::TxBuffer& tx, ControlS
 
 // The control loop: BGP announce/withdraw from readiness, drain and data-path liveness;
 // turns SIGTERM into withdraw-then-stop.
-void ControlLoop(ControlState& control, MuxDataPath& mux, const std::string& config_path,
+void ControlLoop(ControlState& control, MuxWorkers& mux, const std::string& config_path,
                  NicFlowOffloader& offload, BgpSpeaker* speaker, std::vector<uint32_t> vips,
                  uint32_t next_hop) {
   std::optional<VipAnnouncer> announcer;
   if (speaker != nullptr) announcer.emplace(speaker, vips, next_hop);
-  uint64_t last_heartbeat = 0;
-  auto last_progress = std::chrono::steady_clock::now();
+  // A worker that stops advancing stops its share of flows: withdraw the whole mux.
+  std::vector<uint64_t> last_heartbeat(mux.size(), 0);
+  std::vector<std::chrono::steady_clock::time_point> last_progress(
+      mux.size(), std::chrono::steady_clock::now());
   int ticks = 0;
   while (!control.stop.load()) {
     auto now = std::chrono::steady_clock::now();
-    uint64_t beat = control.heartbeat.load();
-    if (beat != last_heartbeat) {
-      last_heartbeat = beat;
-      last_progress = now;
+    bool polling = true;
+    for (size_t w = 0; w < mux.size(); ++w) {
+      const uint64_t beat = mux.heartbeat(w);
+      if (beat != last_heartbeat[w]) {
+        last_heartbeat[w] = beat;
+        last_progress[w] = now;
+      }
+      polling = polling && now - last_progress[w] < std::chrono::seconds(1);
     }
-    bool polling = now - last_progress < std::chrono::seconds(1);
     if (polling != control.polling.load()) {
       fprintf(stderr, "sluice-mux: data path %s\n",
               polling ? "polling again" : "stopped polling: withdrawing VIPs");
@@ -246,12 +282,27 @@ int Run(int argc, char** argv) {
   }
   rte_mempool* pool = port::CreatePacketPool("mux_pool", 8191, &error);
   uint16_t port_id = 0;
-  if (pool == nullptr || !port::OpenPort(config->port, pool, &port_id, &error)) {
+  if (rte_lcore_count() < config->workers) {
+    fprintf(stderr,
+            "sluice-mux: mux.workers is %u but the EAL has %u lcore(s): give -l one lcore per "
+            "worker\n",
+            config->workers, rte_lcore_count());
+    return 1;
+  }
+  if (pool == nullptr ||
+      !port::OpenPort(config->port, pool, &port_id, &error, config->workers)) {
     fprintf(stderr, "sluice-mux: %s\n", error.c_str());
     return 1;
   }
-  std::unique_ptr<MuxDataPath> mux =
-      MuxDataPath::Create(*config, port_id, port::PortMac(port_id), pool, &error);
+  // Established flows go to the NIC executor; ports without rte_flow keep them in software.
+  nic::DpdkFlowApi flow_api;
+  nic::NicExecutor nic_executor(&flow_api, {.default_port = port_id,
+                                            .gue_port = config->gue_port});
+  NicFlowOffloader offload(&nic_executor, port_id, config->address.addr,
+                           port::PortMac(port_id), config->gue_port,
+                           config->flow_timeouts.tcp_idle_s, config->workers);
+  std::unique_ptr<MuxWorkers> mux =
+      MuxWorkers::Create(*config, port_id, port::PortMac(port_id), pool, &offload, &error);
   if (mux == nullptr) {
     fprintf(stderr, "sluice-mux: %s: %s\n", opt.config.c_str(), error.c_str());
     return 1;
@@ -268,15 +319,6 @@ int Run(int argc, char** argv) {
     }
     speaker = std::move(*started);
   }
-  // Established flows go to the NIC executor; ports without rte_flow keep them in software.
-  nic::DpdkFlowApi flow_api;
-  nic::NicExecutor nic_executor(&flow_api, {.default_port = port_id,
-                                            .gue_port = config->gue_port});
-  NicFlowOffloader offload(&nic_executor, port_id, config->address.addr,
-                           port::PortMac(port_id), config->gue_port,
-                           config->flow_timeouts.tcp_idle_s);
-  mux->SetOffloadSink(&offload);
-  port::TxBuffer tx(port_id);
   ControlState control;
   const uint64_t hz = rte_get_tsc_hz();
   auto now_ns = [hz] { return static_cast<uint64_t>(rte_get_tsc_cycles() * (1e9 / hz)); };
@@ -293,7 +335,7 @@ int Run(int argc, char** argv) {
         return std::string("{\"reload\":\"requested\"}");
       }
       if (request != "stats") return std::string("{\"error\":\"unknown request\"}");
-      return StatsJson(*mux, tx, control, offload, now_ns());
+      return StatsJson(*mux, control, offload, now_ns());
     });
     if (!s.ok()) {
       fprintf(stderr, "sluice-mux: %s\n", std::string(s.message()).c_str());
@@ -306,46 +348,41 @@ int Run(int argc, char** argv) {
   std::thread control_thread(ControlLoop, std::ref(control), std::ref(*mux), opt.config,
                              std::ref(offload), speaker.get(), VipAddresses(*config),
                              config->address.addr);
-  fprintf(stderr, "sluice-mux %s: serving %zu VIP(s) on port %u (%s), PA %s\n",
+  fprintf(stderr, "sluice-mux %s: serving %zu VIP(s) on port %u (%s), PA %s, %zu worker(s)\n",
           config->name.c_str(), config->vips.size(), port_id, config->port.c_str(),
-          Ipv4ToString(config->address.addr).c_str());
+          Ipv4ToString(config->address.addr).c_str(), mux->size());
 
-  constexpr uint16_t kBurst = 32;
-  rte_mbuf* pkts[kBurst];
-  port::IdleBackoff backoff;
-  uint64_t next_housekeeping = 0;
-  while (!control.stop.load(std::memory_order_relaxed)) {
-    control.heartbeat.fetch_add(1, std::memory_order_relaxed);
-    uint64_t now = now_ns();
-    if (now >= next_housekeeping) {
-      rte_mbuf* requests[8];
-      uint16_t n = mux->ResolveNextHops(now, requests, 8);
-      for (uint16_t i = 0; i < n; ++i) tx.Push(requests[i]);
-      if (!control.ready.load(std::memory_order_relaxed) && mux->NextHopsResolved()) {
-        control.ready.store(true);
-        fprintf(stderr, "sluice-mux %s: next hops resolved, ready\n", config->name.c_str());
-      }
-      next_housekeeping = now + 100'000'000;
+  // Worker i > 0 on the i-th EAL worker lcore, worker 0 on this (the main) lcore.
+  struct LaunchArg {
+    MuxWorkers* workers;
+    size_t index;
+    ControlState* control;
+  };
+  std::vector<LaunchArg> args(mux->size());
+  std::vector<unsigned> launched;
+  unsigned lcore = 0;
+  size_t next = 1;
+  RTE_LCORE_FOREACH_WORKER(lcore) {
+    if (next == mux->size()) break;
+    args[next] = {mux.get(), next, &control};
+    int rc = rte_eal_remote_launch(
+        [](void* p) {
+          auto* a = static_cast<LaunchArg*>(p);
+          a->workers->Run(a->index, a->control->stop, &a->control->ready);
+          return 0;
+        },
+        &args[next], lcore);
+    if (rc != 0) {
+      fprintf(stderr, "sluice-mux: cannot launch worker %zu on lcore %u: %s\n", next, lcore,
+              strerror(-rc));
+      control.stop.store(true);
+      break;
     }
-    uint16_t n = rte_eth_rx_burst(port_id, 0, pkts, kBurst);
-    for (uint16_t i = 0; i < n; ++i) {
-      if (mux->Process(pkts[i], now) == MuxDataPath::Outcome::kTransmit) {
-        tx.Push(pkts[i]);
-      } else {
-        rte_pktmbuf_free(pkts[i]);
-      }
-    }
-    rte_mbuf* control_packets[16];
-    uint16_t c = mux->TakeControlPackets(control_packets, 16);
-    for (uint16_t i = 0; i < c; ++i) tx.Push(control_packets[i]);
-    tx.Flush();
-    mux->Quiesce();
-    if (n == 0) {
-      backoff.Idle();
-    } else {
-      backoff.Busy();
-    }
+    launched.push_back(lcore);
+    ++next;
   }
+  mux->Run(0, control.stop, &control.ready);
+  for (unsigned l : launched) rte_eal_wait_lcore(l);
   fprintf(stderr, "sluice-mux %s: stopping\n", config->name.c_str());
   control.stop.store(true);
   control_thread.join();

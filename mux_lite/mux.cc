@@ -101,6 +101,7 @@ bool MuxDataPath::Reload(const MuxConfig& config, std::string* error) {
   }
   if (config.gateway != config_.gateway) changed = "mux.gateway";
   if (config.flow_table_size != config_.flow_table_size) changed = "mux.flow_table_size";
+  if (config.workers != config_.workers) changed = "mux.workers";
   if (config.gue_port != config_.gue_port) changed = "mux.gue_port";
   if (config.maglev_size != config_.maglev_size) changed = "mux.maglev_size";
   if (config.bgp.enabled != config_.bgp.enabled || config.bgp.peer != config_.bgp.peer ||

@@ -1,4 +1,5 @@
 #include "mux_lite/mux.h"
+#include "mux_lite/workers.h"
 
 #include <gtest/gtest.h>
 #include <rte_mbuf.h>
@@ -395,6 +396,65 @@ TEST_F(MuxDataPathTest, ReadyOnlyWhenEveryBackendHostIsResolved) {
   EXPECT_FALSE(mux_->NextHopsResolved());
   ResolveHosts();
   EXPECT_TRUE(mux_->NextHopsResolved());
+}
+
+// Workers of one port: each has its own flow table and counters, but an ARP reply that
+// lands on one worker's queue resolves the next hop for all, a reload reaches every worker
+// at once, and every worker sends a flow to the same backend (same Maglev table).
+TEST_F(MuxDataPathTest, WorkersShareNeighboursAndTablesButNotFlows) {
+  MuxConfig config = LabConfig();
+  config.workers = 3;
+  std::string error;
+  std::unique_ptr<MuxWorkers> workers =
+      MuxWorkers::Create(config, 0, kMuxMac, pool_, nullptr, &error);
+  ASSERT_NE(workers, nullptr) << error;
+  ASSERT_EQ(workers->size(), 3u);
+  auto run = [&](size_t w, const fixture::Packet& p, std::vector<uint8_t>* out = nullptr) {
+    rte_mbuf* m = testing::MbufFrom(pool_, p.Bytes());
+    MuxDataPath::Outcome outcome = workers->worker(w).Process(m, now_ns_);
+    if (out != nullptr) {
+      const uint8_t* d = rte_pktmbuf_mtod(m, const uint8_t*);
+      out->assign(d, d + rte_pktmbuf_data_len(m));
+    }
+    rte_pktmbuf_free(m);
+    return outcome;
+  };
+  // Worker 0 asks; the replies arrive on worker 2's queue.
+  rte_mbuf* requests[8];
+  rte_pktmbuf_free_bulk(requests, workers->worker(0).ResolveNextHops(now_ns_, requests, 8));
+  for (auto [ip, mac] : {std::pair{kHost1, kHost1Mac}, std::pair{kHost2, kHost2Mac}}) {
+    EXPECT_EQ(run(2, Eth{.dst = kMuxMac, .src = mac} /
+                         Arp{.op = 2, .sender_mac = mac, .sender_ip = ip, .target_mac = kMuxMac,
+                             .target_ip = kMuxPa}),
+              MuxDataPath::Outcome::kFree);
+  }
+  EXPECT_TRUE(workers->worker(0).NextHopsResolved());
+  EXPECT_TRUE(workers->worker(1).NextHopsResolved());
+
+  // The same SYN through any worker goes to the same host.
+  std::vector<uint8_t> first, out;
+  ASSERT_EQ(run(0, ClientSyn(40000), &first), MuxDataPath::Outcome::kTransmit);
+  for (size_t w = 1; w < 3; ++w) {
+    ASSERT_EQ(run(w, ClientSyn(40000), &out), MuxDataPath::Outcome::kTransmit) << w;
+    EXPECT_EQ(out, first) << "worker " << w;
+  }
+  for (size_t w = 0; w < 3; ++w) {
+    EXPECT_EQ(workers->worker(w).counters().new_flows.Get(), 1u) << "own flow table, worker " << w;
+  }
+  MuxTotals totals;
+  workers->Totals(now_ns_, &totals);
+  EXPECT_EQ(totals.counters.new_flows.Get(), 3u);
+  EXPECT_EQ(totals.flow_table_capacity, 3 * workers->worker(0).flow_table().capacity());
+  ASSERT_EQ(totals.worker_packets.size(), 3u);
+
+  // A reload reaches every worker; a change of the worker count needs a restart.
+  config.vips.pop_back();
+  ASSERT_TRUE(workers->Reload(config, &error)) << error;
+  for (size_t w = 0; w < 3; ++w) EXPECT_EQ(workers->worker(w).generation(), 2u);
+  config.workers = 2;
+  EXPECT_FALSE(workers->Reload(config, &error));
+  EXPECT_NE(error.find("mux.workers"), std::string::npos) << error;
+  for (size_t w = 0; w < 3; ++w) EXPECT_EQ(workers->worker(w).generation(), 2u);
 }
 
 }  // namespace

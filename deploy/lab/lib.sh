@@ -35,7 +35,9 @@ LAB_VMS=(vm1 vm2 vm3 vm4)
 declare -A LAB_MUX_PA=([mux1]=10.101.0.11 [mux2]=10.101.0.12)
 declare -A LAB_VM_HOST=([vm1]=host1 [vm2]=host1 [vm3]=host2 [vm4]=host2)
 # DPDK lcore per daemon: spread over the machine's two cores.
-declare -A LAB_LCORE=([mux1]=0 [host1]=0 [mux2]=1 [host2]=1)
+# mux1 runs two data-path workers (mux.workers: 2, two af_packet queue pairs spread by the
+# kernel's fanout hash), mux2 one: the same flows must land on the same VMs either way.
+declare -A LAB_LCORE=([mux1]=0,1 [host1]=0 [mux2]=1 [host2]=1)
 
 lab_log() { echo "lab: $*" >&2; }
 lab_err() { echo "lab: error: $*" >&2; }
