@@ -40,6 +40,55 @@ void ReadNatConfig(ConfigNode& root, AgentConfig* config) {
       timeout("snat_port_reuse_delay_s", nat.snat_port_reuse_delay_s, 0);
 }
 
+/// An endpoint's optional `health:` map (HealthCheckConfig; see hostagent/README.md).
+std::optional<HealthCheckConfig> ReadHealthCheck(ConfigNode& e, const EndpointConfig& ep) {
+  if (!e.Has("health")) return std::nullopt;
+  ConfigNode h = e.Map("health");
+  h.AllowOnly({"type", "port", "path", "host", "expect_status", "interval_ms", "timeout_ms",
+               "rise", "fall", "jitter_ms", "netns"});
+  HealthCheckConfig c;
+  const std::string type = h.String("type");
+  if (type == "tcp") {
+    c.type = HealthProbeType::kTcp;
+  } else if (type == "http") {
+    c.type = HealthProbeType::kHttp;
+  } else if (type == "mysql") {
+    c.type = HealthProbeType::kMysql;
+  } else if (h.status().ok()) {
+    h.Fail("type", StrCat("'", type, "' is not a health check type (tcp, http or mysql)"));
+  }
+  c.address = ep.dip;
+  c.port = static_cast<uint16_t>(h.OptionalUint("port", ep.dip_port, 1, 65535));
+  if (c.type == HealthProbeType::kHttp) {
+    c.http_path = h.OptionalString("path", c.http_path);
+    c.http_host = h.OptionalString("host", "");
+    c.http_expected_status =
+        static_cast<uint16_t>(h.OptionalUint("expect_status", c.http_expected_status, 100, 599));
+    if (c.http_path.empty() || c.http_path[0] != '/') h.Fail("path", "must start with '/'");
+    auto printable = [](const std::string& text) {
+      for (char ch : text) {
+        if (static_cast<unsigned char>(ch) <= ' ' || ch == 0x7f) return false;
+      }
+      return true;
+    };
+    if (!printable(c.http_path)) h.Fail("path", "must not contain spaces or control characters");
+    if (!printable(c.http_host)) h.Fail("host", "must not contain spaces or control characters");
+  } else {
+    for (const char* key : {"path", "host", "expect_status"}) {
+      if (h.Has(key)) h.Fail(key, "only for type: http");
+    }
+  }
+  c.interval = std::chrono::milliseconds(h.OptionalUint("interval_ms", 2000, 10, 3600 * 1000));
+  c.timeout = std::chrono::milliseconds(h.OptionalUint("timeout_ms", 1000, 1, 600 * 1000));
+  c.rise = static_cast<uint32_t>(h.OptionalUint("rise", c.rise, 1, 1000));
+  c.fall = static_cast<uint32_t>(h.OptionalUint("fall", c.fall, 1, 1000));
+  c.jitter = std::chrono::milliseconds(h.OptionalUint("jitter_ms", 0, 0, 1800 * 1000));
+  if (c.jitter * 2 > c.interval) h.Fail("jitter_ms", "must be at most interval_ms / 2");
+  c.netns = h.OptionalString("netns", "");
+  if (!c.netns.empty() && c.netns[0] != '/') h.Fail("netns", "must be an absolute path");
+  return c;
+}
+
 absl::StatusOr<AgentConfig> ReadAgentConfig(ConfigNode& root) {
   AgentConfig config;
   root.AllowOnly({"agent", "vms", "endpoints", "snat_leases", "nat"});
@@ -94,13 +143,14 @@ absl::StatusOr<AgentConfig> ReadAgentConfig(ConfigNode& root) {
   // reply leaves with the VIP its connection came in on.
   std::set<std::tuple<uint32_t, uint16_t, uint8_t, uint32_t>> seen;
   for (ConfigNode& e : root.Sequence("endpoints", false)) {
-    e.AllowOnly({"vip", "port", "protocol", "dip", "dip_port"});
+    e.AllowOnly({"vip", "port", "protocol", "dip", "dip_port", "health"});
     EndpointConfig ep;
     ep.vip = e.Ipv4("vip");
     ep.port = static_cast<uint16_t>(e.Uint("port", 1, 65535));
     ep.proto = e.L4Protocol("protocol");
     ep.dip = e.Ipv4("dip");
     ep.dip_port = static_cast<uint16_t>(e.OptionalUint("dip_port", ep.port, 1, 65535));
+    ep.health = ReadHealthCheck(e, ep);
     if (!e.status().ok()) break;
     if (vm_by_dip.count(ep.dip) == 0) {
       e.Fail("dip", StrCat(Ipv4ToString(ep.dip), " is not the DIP of any VM on this host"));

@@ -11,6 +11,7 @@
 
 #include "absl/status/statusor.h"
 #include "common/net_text.h"
+#include "hostagent/health.h"
 
 namespace sluice::agent {
 
@@ -29,6 +30,8 @@ struct EndpointConfig {
   uint8_t proto = 6;
   uint32_t dip = 0;
   uint16_t dip_port = 0;
+  /// `health:` of the endpoint; its address is the DIP, its port defaults to dip_port.
+  std::optional<HealthCheckConfig> health;
 };
 
 /// A range of VIP ports leased to one local DIP for SNAT of its outbound connections

@@ -1,0 +1,111 @@
+// Health checks of the local DIPs: TCP connect, HTTP GET with an expected status, MySQL
+// handshake greeting. One thread multiplexes every check with epoll; each check has its
+// interval (± jitter), timeout and rise/fall counts, and a state change is reported through a
+// callback (the agent pushes it to the muxes, which take sick DIPs out of Maglev).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "absl/status/statusor.h"
+
+namespace sluice::agent {
+
+enum class HealthProbeType { kTcp, kHttp, kMysql };
+
+/// "tcp" | "http" | "mysql".
+std::string_view HealthProbeTypeName(HealthProbeType type);
+absl::StatusOr<HealthProbeType> ParseHealthProbeType(std::string_view text);
+
+struct HealthCheckConfig {
+  HealthProbeType type = HealthProbeType::kTcp;
+  uint32_t address = 0;  ///< IPv4, host order.
+  uint16_t port = 0;
+  std::string http_path = "/";
+  std::string http_host;  ///< Host header; empty = "address:port".
+  uint16_t http_expected_status = 200;
+  std::chrono::milliseconds interval{2000};  ///< From one probe's start to the next's.
+  std::chrono::milliseconds timeout{1000};   ///< Connect + request + answer.
+  uint32_t rise = 2;  ///< Consecutive successes that make a check healthy.
+  uint32_t fall = 3;  ///< Consecutive failures that make it unhealthy.
+  /// Every interval is lengthened or shortened by a random amount up to this, and the first
+  /// probe waits a random 0..jitter, so checks started together spread out.
+  std::chrono::milliseconds jitter{0};
+  /// Network namespace file (e.g. /run/netns/vm1) the probe socket is created in; empty = the
+  /// agent's own. Needs CAP_SYS_ADMIN.
+  std::string netns;
+};
+
+/// Checks ranges and text fields (ports, counts, path without CR/LF, jitter ≤ interval/2).
+absl::Status ValidateHealthCheck(const HealthCheckConfig& config);
+
+enum class HealthState { kUnknown, kHealthy, kUnhealthy };
+std::string_view HealthStateName(HealthState state);
+
+using HealthCheckId = uint64_t;
+
+struct HealthChange {
+  HealthCheckId id = 0;
+  HealthState previous = HealthState::kUnknown;
+  HealthState state = HealthState::kUnknown;
+  /// The probe that tipped it, e.g. "http 10.1.0.1:8080/: status 500, expected 200 (3 in a row)".
+  std::string reason;
+  uint64_t probes = 0;  ///< Probes run by this check so far, this one included.
+};
+
+struct HealthStatus {
+  HealthState state = HealthState::kUnknown;
+  uint32_t consecutive_ok = 0;
+  uint32_t consecutive_failed = 0;
+  uint64_t probes = 0;
+  std::string last_result;  ///< "" before the first probe.
+};
+
+/// How a probe's answer so far is judged.
+enum class ProbeVerdict { kNeedMore, kOk, kFail };
+
+/// Judges the bytes an HTTP server sent so far against the expected status.
+ProbeVerdict JudgeHttpResponse(std::string_view received, uint16_t expected_status,
+                               std::string* detail);
+/// Judges a MySQL server's initial handshake packet (protocol 10, a server version string).
+ProbeVerdict JudgeMysqlGreeting(std::string_view received, std::string* detail);
+
+/// interval + a uniform offset in [-jitter, +jitter] picked by `random`, never below 1 ms.
+std::chrono::milliseconds JitteredInterval(std::chrono::milliseconds interval,
+                                           std::chrono::milliseconds jitter, uint64_t random);
+
+class HealthChecker {
+ public:
+  /// Called on the checker thread for every state change (kUnknown → the first verdict
+  /// included). It may call Add/Remove/Status; it should not block.
+  using OnChange = std::function<void(const HealthChange&)>;
+
+  /// Starts the checker thread.
+  static absl::StatusOr<std::unique_ptr<HealthChecker>> Create(OnChange on_change);
+  /// Stops the thread; no callback runs after this returns.
+  ~HealthChecker();
+
+  /// Starts checking; the first probe runs within `jitter`. INVALID_ARGUMENT on a bad config,
+  /// NOT_FOUND if the netns file cannot be opened.
+  absl::StatusOr<HealthCheckId> Add(const HealthCheckConfig& config);
+  /// Stops a check: a probe in flight is abandoned and no callback follows, except one that
+  /// was already running when Remove was called. False if the id is unknown.
+  bool Remove(HealthCheckId id);
+  std::optional<HealthStatus> Status(HealthCheckId id) const;
+  size_t size() const;
+
+  HealthChecker(const HealthChecker&) = delete;
+  HealthChecker& operator=(const HealthChecker&) = delete;
+
+ private:
+  struct Loop;
+  explicit HealthChecker(std::unique_ptr<Loop> loop);
+  std::unique_ptr<Loop> loop_;
+};
+
+}  // namespace sluice::agent
