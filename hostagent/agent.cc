@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <cstring>
 #include <ctime>
+#include <tuple>
 
 #include <rte_mbuf.h>
 
@@ -53,17 +54,170 @@ AgentDataPath::AgentDataPath(AgentConfig config, const PortMap& ports,
   for (size_t i = 0; i < ports_.size(); ++i) {
     index_of_port_[ports_[i]->port_id & 0xff] = static_cast<int16_t>(i);
   }
-  for (const EndpointConfig& ep : config_.endpoints) {
-    int vm = 0;
-    while (config_.vms[vm].dip != ep.dip) ++vm;  // config validation guarantees a match
-    endpoints_.push_back(LocalEndpoint{.vip = ep.vip,
-                                       .port = ep.port,
-                                       .proto = ep.proto,
-                                       .vm = static_cast<uint8_t>(vm),
-                                       .dip_port = ep.dip_port,
-                                       .shared = SharesDipPort(config_, ep)});
-  }
+  endpoints_ = BuildLocalEndpoints(config_);
+  published_config_ = config_;
+  current_snapshot_ = std::make_unique<ConfigSnapshot>(AgentConfig{});
+  current_snapshot_->generation = 1;
+  published_.store(current_snapshot_.get());
   RestoreFlows();
+}
+
+std::vector<AgentDataPath::LocalEndpoint> AgentDataPath::BuildLocalEndpoints(
+    const AgentConfig& config) const {
+  std::vector<LocalEndpoint> out;
+  for (const EndpointConfig& ep : config.endpoints) {
+    int vm = 0;
+    while (config.vms[vm].dip != ep.dip) ++vm;  // validated by the config reader / PublishConfig
+    out.push_back(LocalEndpoint{.vip = ep.vip,
+                                .port = ep.port,
+                                .proto = ep.proto,
+                                .vm = static_cast<uint8_t>(vm),
+                                .dip_port = ep.dip_port,
+                                .shared = SharesDipPort(config, ep)});
+  }
+  return out;
+}
+
+namespace {
+
+uint64_t MacBits(const flow::MacAddr& mac) {
+  uint64_t bits = 0;
+  for (uint8_t b : mac) bits = bits << 8 | b;
+  return bits;
+}
+
+flow::MacAddr MacOfBits(uint64_t bits) {
+  flow::MacAddr mac;
+  for (int i = 5; i >= 0; --i, bits >>= 8) mac[i] = static_cast<uint8_t>(bits);
+  return mac;
+}
+
+}  // namespace
+
+bool AgentDataPath::PublishConfig(const AgentConfig& next, std::string* error) {
+  std::lock_guard<std::mutex> lock(control_mu_);
+  const AgentConfig& now = published_config_;
+  const char* changed = nullptr;
+  if (next.name != now.name) changed = "agent.name";
+  if (next.uplink != now.uplink) changed = "agent.uplink";
+  if (next.address.addr != now.address.addr || next.address.length != now.address.length) {
+    changed = "agent.address";
+  }
+  if (next.gateway != now.gateway) changed = "agent.gateway";
+  if (next.fastpath_key != now.fastpath_key) changed = "agent.fastpath_key";
+  const NatConfig& a = next.nat;
+  const NatConfig& b = now.nat;
+  if (a.flow_state_file != b.flow_state_file || a.flow_capacity != b.flow_capacity ||
+      a.tcp_syn_timeout_s != b.tcp_syn_timeout_s ||
+      a.tcp_established_timeout_s != b.tcp_established_timeout_s ||
+      a.tcp_closing_timeout_s != b.tcp_closing_timeout_s ||
+      a.tcp_closed_timeout_s != b.tcp_closed_timeout_s || a.udp_timeout_s != b.udp_timeout_s ||
+      a.snat_port_reuse_delay_s != b.snat_port_reuse_delay_s) {
+    changed = "nat";
+  }
+  bool vms_equal = next.vms.size() == now.vms.size();
+  for (size_t v = 0; vms_equal && v < now.vms.size(); ++v) {
+    const VmConfig& x = next.vms[v];
+    const VmConfig& y = now.vms[v];
+    vms_equal = x.name == y.name && x.port == y.port && x.mac == y.mac && x.dip == y.dip &&
+                x.pa == y.pa && x.gateway == y.gateway;
+  }
+  if (!vms_equal) changed = "vms";
+  if (changed != nullptr) {
+    *error = std::string(changed) + " cannot change while running (restart the agent)";
+    return false;
+  }
+  auto has_vm = [&next](uint32_t dip) {
+    return std::any_of(next.vms.begin(), next.vms.end(),
+                       [dip](const VmConfig& vm) { return vm.dip == dip; });
+  };
+  for (size_t i = 0; i < next.endpoints.size(); ++i) {
+    if (!has_vm(next.endpoints[i].dip)) {
+      *error = "endpoints[" + std::to_string(i) + "].dip: " +
+               flow::FormatIpv4(next.endpoints[i].dip) + " is not the DIP of any VM on this host";
+      return false;
+    }
+  }
+  for (size_t i = 0; i < next.snat_leases.size(); ++i) {
+    if (!has_vm(next.snat_leases[i].dip)) {
+      *error = "snat_leases[" + std::to_string(i) + "].dip: " +
+               flow::FormatIpv4(next.snat_leases[i].dip) +
+               " is not the DIP of any VM on this host";
+      return false;
+    }
+  }
+  auto snapshot = std::make_unique<ConfigSnapshot>(next);
+  snapshot->endpoints = next.endpoints;
+  snapshot->snat_leases = next.snat_leases;
+  snapshot->local_endpoints = BuildLocalEndpoints(next);
+  auto lease_key = [](const SnatLeaseConfig& l) {
+    return std::tuple(l.dip, l.vip, l.proto, l.port_start, l.port_count);
+  };
+  snapshot->leases_changed = next.snat_leases.size() != now.snat_leases.size() ||
+                             !std::equal(next.snat_leases.begin(), next.snat_leases.end(),
+                                         now.snat_leases.begin(),
+                                         [&](const SnatLeaseConfig& x, const SnatLeaseConfig& y) {
+                                           return lease_key(x) == lease_key(y);
+                                         });
+  // Rules for the gateway MAC the data path uses now; if it changes meanwhile, the data path
+  // builds them itself when adopting.
+  const uint64_t mac_bits = gateway_mac_bits_.load(std::memory_order_acquire);
+  if (mac_bits != 0) {
+    std::vector<flow::Rule> rules = BuildAgentRules(next, port_map_, MacOfBits(mac_bits));
+    snapshot->rule_count = rules.size();
+    snapshot->rules = sw::RuleTable::Build(std::move(rules), error);
+    if (snapshot->rules == nullptr) return false;
+    snapshot->rules_gateway_mac = mac_bits;
+  }
+  snapshot->generation = current_snapshot_->generation + 1;
+  published_config_ = next;
+  ConfigSnapshot* raw = snapshot.get();
+  retired_.push_back(std::move(current_snapshot_));
+  current_snapshot_ = std::move(snapshot);
+  published_.store(raw, std::memory_order_release);
+  return true;
+}
+
+void AgentDataPath::AdoptConfig() {
+  ConfigSnapshot* s = published_.load(std::memory_order_acquire);
+  if (s->generation == acked_generation_.load(std::memory_order_relaxed)) return;
+  // Swap, not copy: the snapshot leaves with the old tables and is freed off the data path.
+  std::swap(endpoints_, s->local_endpoints);
+  std::swap(config_.endpoints, s->endpoints);
+  std::swap(config_.snat_leases, s->snat_leases);
+  if (s->leases_changed) {
+    std::swap(snat_ports_, s->snat_ports);
+    // Live SNAT flows keep their ports where the new leases still give them to the same VM;
+    // a flow whose port is no longer leased keeps translating until it ends.
+    flows_->Scan(flows_->capacity(), [this](NatFlow& f) {
+      if (f.kind == static_cast<uint8_t>(NatFlowKind::kSnat)) {
+        snat_ports_.Claim(f.vm_index, f.proto, f.vip, f.vip_port);
+      }
+    });
+  }
+  if (ready()) {
+    if (s->rules != nullptr && s->rules_gateway_mac == MacBits(gateway_mac_)) {
+      executor_.SetRules(s->rules);
+      installed_rules_.Reset();
+      installed_rules_.Add(s->rule_count);
+    } else {
+      InstallRules(gateway_mac_);
+    }
+  }
+  acked_generation_.store(s->generation, std::memory_order_release);
+}
+
+size_t AgentDataPath::ReclaimRetired() {
+  std::lock_guard<std::mutex> lock(control_mu_);
+  const uint64_t acked = acked_generation_.load(std::memory_order_acquire);
+  std::erase_if(retired_, [acked](const std::unique_ptr<ConfigSnapshot>& s) {
+    return s->generation < acked;
+  });
+  return retired_.size();
+}
+
+uint64_t AgentDataPath::published_generation() const {
+  return published_.load(std::memory_order_acquire)->generation;
 }
 
 // Flows of a previous run stay if they still fit the config: same VM at the same index,
@@ -595,7 +749,41 @@ void AgentDataPath::AgeFlows(uint64_t now_ns) {
   });
 }
 
+bool AgentDataPath::CopyFlows(size_t limit, uint32_t dip, std::chrono::milliseconds timeout,
+                              std::vector<NatFlow>* flows, uint64_t* total) {
+  std::lock_guard<std::mutex> one_at_a_time(copy_request_mu_);
+  std::unique_lock<std::mutex> lock(copy_mu_);
+  copy_limit_ = limit;
+  copy_dip_ = dip;
+  copy_flows_.clear();
+  copy_flows_.reserve(std::min<size_t>(limit, flows_->capacity()));
+  copy_pending_.store(true, std::memory_order_release);
+  if (!copy_done_.wait_for(lock, timeout, [this] { return !copy_pending_.load(); })) {
+    copy_pending_.store(false);
+    return false;
+  }
+  *flows = std::move(copy_flows_);
+  *total = copy_total_;
+  return true;
+}
+
+void AgentDataPath::ServeFlowCopy() {
+  {
+    std::lock_guard<std::mutex> lock(copy_mu_);
+    if (!copy_pending_.load()) return;  // the caller gave up
+    copy_total_ = flows_->size();
+    flows_->Scan(flows_->capacity(), [this](NatFlow& f) {
+      if (copy_flows_.size() < copy_limit_ && (copy_dip_ == 0 || f.dip == copy_dip_)) {
+        copy_flows_.push_back(f);
+      }
+    });
+    copy_pending_.store(false, std::memory_order_release);
+  }
+  copy_done_.notify_all();
+}
+
 void AgentDataPath::Housekeeping(rte_mempool* pool, uint64_t now_ns) {
+  if (copy_pending_.load(std::memory_order_acquire)) ServeFlowCopy();
   AgeFlows(now_ns);
   AgentPort& uplink = *ports_[0];
   for (size_t i = 0; i < wanted_count_; ++i) {
@@ -635,6 +823,7 @@ void AgentDataPath::InstallRules(const flow::MacAddr& gateway_mac) {
   }
   executor_.SetRules(table);
   gateway_mac_ = gateway_mac;
+  gateway_mac_bits_.store(MacBits(gateway_mac), std::memory_order_release);
   installed_rules_.Reset();
   installed_rules_.Add(rules.size());
   ready_.store(true);

@@ -7,8 +7,12 @@
 
 #include <array>
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <memory>
+#include <mutex>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -111,6 +115,29 @@ class AgentDataPath {
   AgentDataPath(AgentConfig config, const PortMap& ports,
                 std::unique_ptr<NatFlowTable> flows = nullptr, const WallClock* clock = nullptr);
 
+  /// Control thread: replaces the VIP endpoints and SNAT leases while packets flow. Every
+  /// other field of `next` (name, uplink, address, gateway, VMs, NAT, Fastpath key) must
+  /// equal the running config's; on a difference or an endpoint/lease that names no local VM
+  /// returns false with `*error` naming it, and nothing changes. Otherwise builds an
+  /// immutable snapshot off the data path (endpoint table, SNAT port pool, executor rules)
+  /// and publishes it; the data path adopts it at its next AdoptConfig().
+  bool PublishConfig(const AgentConfig& next, std::string* error);
+  /// Data path, between bursts: switches to the newest published snapshot, if any (swaps
+  /// tables, no allocation; SNAT ports of live flows move to the new pool), and acknowledges
+  /// it. Cheap when nothing is pending (one atomic load).
+  void AdoptConfig();
+  /// Control thread: frees snapshots the data path has moved past; returns how many wait.
+  size_t ReclaimRetired();
+  /// Generation of the newest published config (1 at start) and of the one in use.
+  uint64_t published_generation() const;
+  uint64_t adopted_generation() const { return acked_generation_.load(std::memory_order_acquire); }
+
+  /// Control thread: a copy of up to `limit` flows (of `dip` only, unless 0) and the number
+  /// of flows in the table, made by the data path at its next Housekeeping (the table is
+  /// the data path's alone). False if the data path did not answer within `timeout`.
+  bool CopyFlows(size_t limit, uint32_t dip, std::chrono::milliseconds timeout,
+                 std::vector<NatFlow>* flows, uint64_t* total);
+
   /// Handles `n` (≤ 64) packets received on `ports()[port_index]`; queues output on the TX
   /// buffers. `now_ns` is CLOCK_MONOTONIC (flow timestamps survive a restart with it).
   void ProcessBurst(size_t port_index, rte_mbuf** pkts, uint16_t n, uint64_t now_ns);
@@ -150,6 +177,22 @@ class AgentDataPath {
     uint16_t dip_port;
     bool shared;  ///< Its DIP:port answers for several VIP:ports: replies need flow state.
   };
+
+  /// What PublishConfig hands to the data path. Adopting swaps its tables with the data
+  /// path's, so afterwards it holds the previous ones until the control thread frees it.
+  struct ConfigSnapshot {
+    explicit ConfigSnapshot(const AgentConfig& config) : snat_ports(config) {}
+    uint64_t generation = 0;
+    std::vector<EndpointConfig> endpoints;
+    std::vector<SnatLeaseConfig> snat_leases;
+    std::vector<LocalEndpoint> local_endpoints;
+    SnatPortPool snat_ports;
+    bool leases_changed = false;
+    std::shared_ptr<const sw::RuleTable> rules;  ///< Built for `rules_gateway_mac`, or null.
+    uint64_t rules_gateway_mac = 0;
+    size_t rule_count = 0;
+  };
+  std::vector<LocalEndpoint> BuildLocalEndpoints(const AgentConfig& config) const;
 
   void InstallRules(const flow::MacAddr& gateway_mac);
   void RestoreFlows();
@@ -196,6 +239,24 @@ class AgentDataPath {
   std::array<Counter, 3> walk_packets_;
   Counter installed_rules_;
   std::atomic<bool> ready_{false};
+  // Runtime config changes (PublishConfig / AdoptConfig / ReclaimRetired).
+  mutable std::mutex control_mu_;  ///< Serialises PublishConfig and ReclaimRetired.
+  AgentConfig published_config_;   ///< Guarded by control_mu_: what the newest snapshot holds.
+  std::atomic<ConfigSnapshot*> published_{nullptr};  ///< Owned via retired_/current_snapshot_.
+  std::unique_ptr<ConfigSnapshot> current_snapshot_;  ///< The one published_ points to.
+  std::vector<std::unique_ptr<ConfigSnapshot>> retired_;
+  std::atomic<uint64_t> acked_generation_{1};
+  std::atomic<uint64_t> gateway_mac_bits_{0};  ///< gateway_mac_ for the control thread; 0 = none.
+  // CopyFlows: one request at a time, answered in Housekeeping.
+  void ServeFlowCopy();
+  std::mutex copy_request_mu_;  ///< One CopyFlows caller at a time.
+  std::mutex copy_mu_;          ///< Guards the copy_* fields below.
+  std::condition_variable copy_done_;
+  std::atomic<bool> copy_pending_{false};
+  size_t copy_limit_ = 0;
+  uint32_t copy_dip_ = 0;
+  std::vector<NatFlow> copy_flows_;
+  uint64_t copy_total_ = 0;
 };
 
 }  // namespace sluice::agent

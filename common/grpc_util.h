@@ -1,0 +1,53 @@
+// gRPC glue shared by the daemons' services and sluicectl: absl::Status → grpc::Status,
+// checked reading of request fields (each error names the field by its path in the
+// request), and starting a server on a unix socket (default) and optionally TCP.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "sluice/v1/common.pb.h"
+
+namespace sluice {
+
+grpc::Status ToGrpcStatus(const absl::Status& status);
+absl::Status FromGrpcStatus(const grpc::Status& status);
+
+/// INVALID_ARGUMENT "<field>: <message>".
+absl::Status FieldError(const std::string& field, const std::string& message);
+
+/// "10.0.0.1" (not 0.0.0.0, not multicast/broadcast) → host-order address.
+absl::StatusOr<uint32_t> Ipv4Field(const std::string& text, const std::string& field);
+/// A port 1..65535 (`allow_zero`: 0 too).
+absl::StatusOr<uint16_t> PortField(uint32_t value, const std::string& field,
+                                   bool allow_zero = false);
+/// TCP or UDP (`allow_unspecified`: also UNSPECIFIED, returned as 0).
+absl::StatusOr<uint8_t> ProtocolField(int value, const std::string& field,
+                                      bool allow_unspecified = false);
+v1::L4Protocol ProtocolToProto(uint8_t proto);
+/// "10.200.0.10:80/tcp".
+std::string EndpointKey(uint32_t vip, uint16_t port, uint8_t proto);
+
+/// Where a daemon serves gRPC.
+struct GrpcServerOptions {
+  std::string unix_socket;  ///< Path; "" = none. A stale socket file is replaced.
+  std::string tcp_listen;   ///< "host:port"; "" = none.
+  /// Permissions of the unix socket (who may call: owner and group by default).
+  uint32_t socket_mode = 0660;
+};
+
+/// Starts a server with `services` (which must outlive it). FAILED_PRECONDITION when
+/// neither address is set or a bind fails.
+absl::StatusOr<std::unique_ptr<grpc::Server>> StartGrpcServer(
+    const GrpcServerOptions& options, const std::vector<grpc::Service*>& services);
+
+/// A channel to "unix:/path", "/path" (taken as a unix socket) or "host:port".
+std::shared_ptr<grpc::Channel> DialSluice(const std::string& target);
+
+}  // namespace sluice

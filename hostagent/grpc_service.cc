@@ -1,0 +1,592 @@
+#include "hostagent/grpc_service.h"
+
+#include <algorithm>
+#include <cctype>
+#include <ctime>
+#include <map>
+#include <thread>
+#include <tuple>
+
+#include "common/grpc_util.h"
+#include "common/net_text.h"
+#include "common/strings.h"
+
+namespace sluice::agent {
+namespace {
+
+using google::protobuf::RepeatedPtrField;
+
+constexpr size_t kDefaultFlowLimit = 1000;
+constexpr size_t kMaxFlowLimit = 100000;
+
+std::string EndpointText(const EndpointConfig& ep) {
+  return StrCat(EndpointKey(ep.vip, ep.port, ep.proto), "->", Ipv4ToString(ep.dip), ":",
+                ep.dip_port);
+}
+
+std::string LeaseText(const SnatLeaseConfig& l) {
+  return StrCat("snat ", EndpointKey(l.vip, l.port_start, l.proto), "+", l.port_count, "->",
+                Ipv4ToString(l.dip));
+}
+
+// Keys before → after, as a ChangeSummary (endpoints and leases are sets: no "changed").
+void Diff(const AgentConfig& before, const AgentConfig& after, v1::ChangeSummary* out) {
+  std::set<std::string> old_keys, new_keys;
+  for (const EndpointConfig& ep : before.endpoints) old_keys.insert(EndpointText(ep));
+  for (const SnatLeaseConfig& l : before.snat_leases) old_keys.insert(LeaseText(l));
+  for (const EndpointConfig& ep : after.endpoints) new_keys.insert(EndpointText(ep));
+  for (const SnatLeaseConfig& l : after.snat_leases) new_keys.insert(LeaseText(l));
+  uint32_t unchanged = 0;
+  for (const std::string& k : new_keys) {
+    if (old_keys.count(k) == 0) {
+      out->add_added(k);
+    } else {
+      ++unchanged;
+    }
+  }
+  for (const std::string& k : old_keys) {
+    if (new_keys.count(k) == 0) out->add_removed(k);
+  }
+  out->set_unchanged(unchanged);
+}
+
+bool ValidVmName(const std::string& name) {
+  if (name.empty() || name.size() > 64) return false;
+  return std::all_of(name.begin(), name.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == ':' ||
+           c == '-' || c == '/';
+  });
+}
+
+const char* FlowStateName(NatFlowState s) {
+  switch (s) {
+    case NatFlowState::kTcpSyn:
+      return "syn";
+    case NatFlowState::kTcpEstablished:
+      return "established";
+    case NatFlowState::kTcpClosing:
+      return "closing";
+    case NatFlowState::kClosed:
+      return "closed";
+    case NatFlowState::kUdp:
+      return "udp";
+    case NatFlowState::kFree:
+      break;
+  }
+  return "free";
+}
+
+uint64_t MonotonicNs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000 + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+}  // namespace
+
+absl::StatusOr<EndpointConfig> EndpointFromProto(const v1::Endpoint& ep,
+                                                 const std::string& field) {
+  EndpointConfig out;
+  absl::StatusOr<uint32_t> vip = Ipv4Field(ep.vip(), field + ".vip");
+  if (!vip.ok()) return vip.status();
+  out.vip = *vip;
+  absl::StatusOr<uint16_t> port = PortField(ep.port(), field + ".port");
+  if (!port.ok()) return port.status();
+  out.port = *port;
+  absl::StatusOr<uint8_t> proto = ProtocolField(ep.protocol(), field + ".protocol");
+  if (!proto.ok()) return proto.status();
+  out.proto = *proto;
+  absl::StatusOr<uint32_t> dip = Ipv4Field(ep.dip(), field + ".dip");
+  if (!dip.ok()) return dip.status();
+  out.dip = *dip;
+  absl::StatusOr<uint16_t> dip_port = PortField(ep.dip_port(), field + ".dip_port", true);
+  if (!dip_port.ok()) return dip_port.status();
+  out.dip_port = *dip_port == 0 ? out.port : *dip_port;
+  return out;
+}
+
+absl::StatusOr<SnatLeaseConfig> SnatLeaseFromProto(const v1::SnatLease& lease,
+                                                   const std::string& field) {
+  SnatLeaseConfig out;
+  absl::StatusOr<uint32_t> dip = Ipv4Field(lease.dip(), field + ".dip");
+  if (!dip.ok()) return dip.status();
+  out.dip = *dip;
+  absl::StatusOr<uint32_t> vip = Ipv4Field(lease.vip(), field + ".vip");
+  if (!vip.ok()) return vip.status();
+  out.vip = *vip;
+  absl::StatusOr<uint8_t> proto = ProtocolField(lease.protocol(), field + ".protocol");
+  if (!proto.ok()) return proto.status();
+  out.proto = *proto;
+  absl::StatusOr<uint16_t> start = PortField(lease.port_start(), field + ".port_start");
+  if (!start.ok()) return start.status();
+  out.port_start = *start;
+  if (lease.port_count() == 0 || lease.port_count() > 65535) {
+    return FieldError(field + ".port_count",
+                      StrCat(lease.port_count(), " is out of range (1..65535)"));
+  }
+  if (lease.port_start() + lease.port_count() > 65536) {
+    return FieldError(field + ".port_count",
+                      StrCat("ports ", lease.port_start(), "..",
+                             lease.port_start() + lease.port_count() - 1, " run past 65535"));
+  }
+  out.port_count = static_cast<uint16_t>(lease.port_count());
+  return out;
+}
+
+void EndpointToProto(const EndpointConfig& ep, v1::Endpoint* out) {
+  out->set_vip(Ipv4ToString(ep.vip));
+  out->set_port(ep.port);
+  out->set_protocol(ProtocolToProto(ep.proto));
+  out->set_dip(Ipv4ToString(ep.dip));
+  out->set_dip_port(ep.dip_port);
+}
+
+void SnatLeaseToProto(const SnatLeaseConfig& lease, v1::SnatLease* out) {
+  out->set_dip(Ipv4ToString(lease.dip));
+  out->set_vip(Ipv4ToString(lease.vip));
+  out->set_protocol(ProtocolToProto(lease.proto));
+  out->set_port_start(lease.port_start);
+  out->set_port_count(lease.port_count);
+}
+
+absl::Status CheckEndpointsAndLeases(const AgentConfig& config,
+                                     const std::vector<std::string>& endpoint_fields,
+                                     const std::vector<std::string>& lease_fields) {
+  std::set<uint32_t> dips;
+  for (const VmConfig& vm : config.vms) dips.insert(vm.dip);
+  std::map<std::tuple<uint32_t, uint16_t, uint8_t, uint32_t>, size_t> seen;
+  for (size_t i = 0; i < config.endpoints.size(); ++i) {
+    const EndpointConfig& ep = config.endpoints[i];
+    if (dips.count(ep.dip) == 0) {
+      return absl::NotFoundError(StrCat(endpoint_fields[i], ".dip: ", Ipv4ToString(ep.dip),
+                                        " is not the DIP of any VM on this host"));
+    }
+    auto [it, inserted] = seen.emplace(std::tuple(ep.vip, ep.port, ep.proto, ep.dip), i);
+    if (!inserted) {
+      return FieldError(endpoint_fields[i], StrCat(EndpointText(ep), " is the same endpoint as ",
+                                                   endpoint_fields[it->second]));
+    }
+  }
+  for (size_t i = 0; i < config.snat_leases.size(); ++i) {
+    const SnatLeaseConfig& l = config.snat_leases[i];
+    const uint32_t first = l.port_start;
+    const uint32_t last = first + l.port_count - 1;
+    if (dips.count(l.dip) == 0) {
+      return absl::NotFoundError(StrCat(lease_fields[i], ".dip: ", Ipv4ToString(l.dip),
+                                        " is not the DIP of any VM on this host"));
+    }
+    for (size_t j = 0; j < i; ++j) {
+      const SnatLeaseConfig& o = config.snat_leases[j];
+      const uint32_t o_last = uint32_t{o.port_start} + o.port_count - 1;
+      if (o.vip == l.vip && o.proto == l.proto && first <= o_last && o.port_start <= last) {
+        return FieldError(lease_fields[i] + ".port_start",
+                          StrCat("ports ", first, "..", last, " overlap ", lease_fields[j],
+                                 " (ports ", o.port_start, "..", o_last, " of ",
+                                 Ipv4ToString(o.dip), ")"));
+      }
+    }
+    for (const EndpointConfig& ep : config.endpoints) {
+      if (ep.vip == l.vip && ep.proto == l.proto && first <= ep.port && ep.port <= last) {
+        return FieldError(lease_fields[i] + ".port_start",
+                          StrCat("ports ", first, "..", last, " include the endpoint ",
+                                 EndpointKey(ep.vip, ep.port, ep.proto)));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+AgentService::AgentService(AgentRuntime* runtime, const AgentConfig& boot)
+    : runtime_(runtime), running_(boot) {}
+
+AgentConfig AgentService::running() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return running_;
+}
+
+absl::Status AgentService::Apply(const AgentConfig& next,
+                                 const std::vector<std::string>& endpoint_fields,
+                                 const std::vector<std::string>& lease_fields,
+                                 uint64_t expected_generation, bool dry_run,
+                                 v1::ChangeSummary* changes) {
+  runtime_->ReclaimRetired();
+  const uint64_t generation = runtime_->generation();
+  if (expected_generation != 0 && expected_generation != generation) {
+    return absl::FailedPreconditionError(
+        StrCat("expected_generation: the config is at generation ", generation, ", not ",
+               expected_generation, " (changed by someone else; read it again)"));
+  }
+  absl::Status checked = CheckEndpointsAndLeases(next, endpoint_fields, lease_fields);
+  if (!checked.ok()) return checked;
+  Diff(running_, next, changes);
+  changes->set_config_generation(generation);
+  if (dry_run || (changes->added_size() == 0 && changes->removed_size() == 0)) {
+    return absl::OkStatus();
+  }
+  std::string error;
+  if (!runtime_->PublishConfig(next, &error)) return absl::FailedPreconditionError(error);
+  running_ = next;
+  changes->set_config_generation(runtime_->generation());
+  return absl::OkStatus();
+}
+
+grpc::Status AgentService::SetEndpoints(grpc::ServerContext*,
+                                        const v1::SetEndpointsRequest* request,
+                                        v1::ChangeSummary* response) {
+  std::vector<EndpointConfig> endpoints;
+  std::vector<std::string> fields;
+  for (int i = 0; i < request->endpoints_size(); ++i) {
+    fields.push_back(StrCat("endpoints[", i, "]"));
+    absl::StatusOr<EndpointConfig> ep = EndpointFromProto(request->endpoints(i), fields.back());
+    if (!ep.ok()) return ToGrpcStatus(ep.status());
+    endpoints.push_back(*ep);
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  for (size_t i = 0; i < endpoints.size(); ++i) {
+    for (const VmConfig& vm : running_.vms) {
+      if (vm.dip == endpoints[i].dip && detached_.count(vm.name) != 0) {
+        return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                            StrCat(fields[i], ".dip: ", Ipv4ToString(vm.dip), " is VM '",
+                                   vm.name, "', which is detached (AttachVm it first)"));
+      }
+    }
+  }
+  AgentConfig next = running_;
+  next.endpoints = std::move(endpoints);
+  std::vector<std::string> lease_fields;
+  for (const SnatLeaseConfig& l : next.snat_leases) lease_fields.push_back("(running) " + LeaseText(l));
+  return ToGrpcStatus(Apply(next, fields, lease_fields, request->expected_generation(),
+                            request->dry_run(), response));
+}
+
+grpc::Status AgentService::SetSnatLeases(grpc::ServerContext*,
+                                         const v1::SetSnatLeasesRequest* request,
+                                         v1::ChangeSummary* response) {
+  std::vector<SnatLeaseConfig> leases;
+  std::vector<std::string> fields;
+  for (int i = 0; i < request->leases_size(); ++i) {
+    fields.push_back(StrCat("leases[", i, "]"));
+    absl::StatusOr<SnatLeaseConfig> l = SnatLeaseFromProto(request->leases(i), fields.back());
+    if (!l.ok()) return ToGrpcStatus(l.status());
+    leases.push_back(*l);
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  for (size_t i = 0; i < leases.size(); ++i) {
+    for (const VmConfig& vm : running_.vms) {
+      if (vm.dip == leases[i].dip && detached_.count(vm.name) != 0) {
+        return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                            StrCat(fields[i], ".dip: ", Ipv4ToString(vm.dip), " is VM '",
+                                   vm.name, "', which is detached (AttachVm it first)"));
+      }
+    }
+  }
+  AgentConfig next = running_;
+  next.snat_leases = std::move(leases);
+  std::vector<std::string> endpoint_fields;
+  for (const EndpointConfig& ep : next.endpoints) {
+    endpoint_fields.push_back("(running) " + EndpointText(ep));
+  }
+  return ToGrpcStatus(Apply(next, endpoint_fields, fields, request->expected_generation(),
+                            request->dry_run(), response));
+}
+
+grpc::Status AgentService::AttachVm(grpc::ServerContext*, const v1::AttachVmRequest* request,
+                                    v1::AttachVmResponse* response) {
+  if (!request->has_vm()) return ToGrpcStatus(FieldError("vm", "required"));
+  const v1::VmAttachment& vm = request->vm();
+  if (!ValidVmName(vm.name())) {
+    return ToGrpcStatus(FieldError(
+        "vm.name", StrCat("'", vm.name(), "' is not a VM name (1..64 of A-Z a-z 0-9 . _ : - /)")));
+  }
+  if (vm.mac().empty()) return ToGrpcStatus(FieldError("vm.mac", "required"));
+  absl::StatusOr<std::array<uint8_t, 6>> mac = ParseMac(vm.mac());
+  if (!mac.ok()) {
+    return ToGrpcStatus(FieldError("vm.mac", StrCat("'", vm.mac(), "' is not a MAC address")));
+  }
+  absl::StatusOr<uint32_t> dip = Ipv4Field(vm.dip(), "vm.dip");
+  if (!dip.ok()) return ToGrpcStatus(dip.status());
+  std::optional<uint32_t> pa, gateway;
+  if (!vm.pa().empty()) {
+    absl::StatusOr<uint32_t> v = Ipv4Field(vm.pa(), "vm.pa");
+    if (!v.ok()) return ToGrpcStatus(v.status());
+    pa = *v;
+  }
+  if (!vm.gateway().empty()) {
+    absl::StatusOr<uint32_t> v = Ipv4Field(vm.gateway(), "vm.gateway");
+    if (!v.ok()) return ToGrpcStatus(v.status());
+    gateway = *v;
+  }
+  std::vector<EndpointConfig> endpoints;
+  std::vector<std::string> new_endpoint_fields;
+  for (int i = 0; i < vm.endpoints_size(); ++i) {
+    const std::string field = StrCat("vm.endpoints[", i, "]");
+    v1::Endpoint ep = vm.endpoints(i);
+    if (ep.dip().empty()) ep.set_dip(vm.dip());
+    absl::StatusOr<EndpointConfig> parsed = EndpointFromProto(ep, field);
+    if (!parsed.ok()) return ToGrpcStatus(parsed.status());
+    if (parsed->dip != *dip) {
+      return ToGrpcStatus(FieldError(field + ".dip", StrCat(ep.dip(), " is not this VM's DIP ",
+                                                            vm.dip())));
+    }
+    endpoints.push_back(*parsed);
+    new_endpoint_fields.push_back(field);
+  }
+  std::vector<SnatLeaseConfig> leases;
+  std::vector<std::string> new_lease_fields;
+  for (int i = 0; i < vm.snat_leases_size(); ++i) {
+    const std::string field = StrCat("vm.snat_leases[", i, "]");
+    v1::SnatLease l = vm.snat_leases(i);
+    if (l.dip().empty()) l.set_dip(vm.dip());
+    absl::StatusOr<SnatLeaseConfig> parsed = SnatLeaseFromProto(l, field);
+    if (!parsed.ok()) return ToGrpcStatus(parsed.status());
+    if (parsed->dip != *dip) {
+      return ToGrpcStatus(FieldError(field + ".dip", StrCat(l.dip(), " is not this VM's DIP ",
+                                                            vm.dip())));
+    }
+    leases.push_back(*parsed);
+    new_lease_fields.push_back(field);
+  }
+
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = std::find_if(running_.vms.begin(), running_.vms.end(),
+                         [&](const VmConfig& v) { return v.name == vm.name(); });
+  if (it == running_.vms.end()) {
+    for (const VmConfig& other : running_.vms) {
+      if (other.dip == *dip) {
+        return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                            StrCat("vm.dip: ", vm.dip(), " is already VM '", other.name, "'"));
+      }
+    }
+    return grpc::Status(
+        grpc::StatusCode::FAILED_PRECONDITION,
+        StrCat("vm.name: no VM '", vm.name(),
+               "' has a DPDK port configured on this agent; attaching a VM with a new port "
+               "at runtime is not supported yet (add it to the agent's config and restart)"));
+  }
+  const VmConfig& configured = *it;
+  auto mismatch = [&](const char* field, const std::string& given, const std::string& have) {
+    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                        StrCat(field, ": ", given, " differs from the configured ", have,
+                               " of VM '", configured.name, "' (changing it needs a restart)"));
+  };
+  if (!vm.port().empty() && vm.port() != configured.port) {
+    return mismatch("vm.port", vm.port(), configured.port);
+  }
+  if (*mac != configured.mac) return mismatch("vm.mac", vm.mac(), MacToString(configured.mac));
+  if (*dip != configured.dip) return mismatch("vm.dip", vm.dip(), Ipv4ToString(configured.dip));
+  if (pa && *pa != configured.pa) return mismatch("vm.pa", vm.pa(), Ipv4ToString(configured.pa));
+  if (gateway && *gateway != configured.gateway) {
+    return mismatch("vm.gateway", vm.gateway(), Ipv4ToString(configured.gateway));
+  }
+  // This VM's endpoints and leases become the ones given; other VMs' stay.
+  AgentConfig next = running_;
+  std::vector<std::string> endpoint_fields, lease_fields;
+  std::erase_if(next.endpoints, [&](const EndpointConfig& ep) { return ep.dip == *dip; });
+  std::erase_if(next.snat_leases, [&](const SnatLeaseConfig& l) { return l.dip == *dip; });
+  for (const EndpointConfig& ep : next.endpoints) {
+    endpoint_fields.push_back("(running) " + EndpointText(ep));
+  }
+  for (const SnatLeaseConfig& l : next.snat_leases) lease_fields.push_back("(running) " + LeaseText(l));
+  next.endpoints.insert(next.endpoints.end(), endpoints.begin(), endpoints.end());
+  next.snat_leases.insert(next.snat_leases.end(), leases.begin(), leases.end());
+  endpoint_fields.insert(endpoint_fields.end(), new_endpoint_fields.begin(),
+                         new_endpoint_fields.end());
+  lease_fields.insert(lease_fields.end(), new_lease_fields.begin(), new_lease_fields.end());
+  absl::Status applied = Apply(next, endpoint_fields, lease_fields,
+                               request->expected_generation(), false, response->mutable_changes());
+  if (!applied.ok()) return ToGrpcStatus(applied);
+  if (detached_.erase(configured.name) != 0) {
+    response->mutable_changes()->add_changed("vm " + configured.name + " attached");
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status AgentService::DetachVm(grpc::ServerContext*, const v1::DetachVmRequest* request,
+                                    v1::DetachVmResponse* response) {
+  if (request->name().empty()) return ToGrpcStatus(FieldError("name", "required"));
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = std::find_if(running_.vms.begin(), running_.vms.end(),
+                         [&](const VmConfig& v) { return v.name == request->name(); });
+  if (it == running_.vms.end()) {
+    return grpc::Status(grpc::StatusCode::NOT_FOUND,
+                        StrCat("name: no VM '", request->name(), "' on this agent"));
+  }
+  const uint32_t dip = it->dip;
+  const std::string name = it->name;
+  AgentConfig next = running_;
+  std::erase_if(next.endpoints, [&](const EndpointConfig& ep) { return ep.dip == dip; });
+  std::erase_if(next.snat_leases, [&](const SnatLeaseConfig& l) { return l.dip == dip; });
+  std::vector<std::string> endpoint_fields, lease_fields;
+  for (const EndpointConfig& ep : next.endpoints) endpoint_fields.push_back(EndpointText(ep));
+  for (const SnatLeaseConfig& l : next.snat_leases) lease_fields.push_back(LeaseText(l));
+  absl::Status applied = Apply(next, endpoint_fields, lease_fields,
+                               request->expected_generation(), false, response->mutable_changes());
+  if (!applied.ok()) return ToGrpcStatus(applied);
+  if (detached_.insert(name).second) {
+    response->mutable_changes()->add_changed("vm " + name + " detached");
+  }
+  return grpc::Status::OK;
+}
+
+void AgentService::FillVms(const AgentConfig& config, const AgentRuntimeStatus& status,
+                           RepeatedPtrField<v1::VmStatus>* out) const {
+  for (size_t v = 0; v < config.vms.size(); ++v) {
+    const VmConfig& vm = config.vms[v];
+    v1::VmStatus* s = out->Add();
+    v1::VmAttachment* a = s->mutable_vm();
+    a->set_name(vm.name);
+    a->set_port(vm.port);
+    a->set_mac(MacToString(vm.mac));
+    a->set_dip(Ipv4ToString(vm.dip));
+    a->set_pa(Ipv4ToString(vm.pa));
+    a->set_gateway(Ipv4ToString(vm.gateway));
+    for (const EndpointConfig& ep : config.endpoints) {
+      if (ep.dip == vm.dip) EndpointToProto(ep, a->add_endpoints());
+    }
+    for (const SnatLeaseConfig& l : config.snat_leases) {
+      if (l.dip == vm.dip) SnatLeaseToProto(l, a->add_snat_leases());
+    }
+    s->set_attached(detached_.count(vm.name) == 0);
+    if (v < status.vms.size()) {
+      const VmRuntimeStatus& r = status.vms[v];
+      s->set_rx_packets(r.rx_packets);
+      s->set_tx_packets(r.tx_packets);
+      s->set_snat_tcp_ports_in_use(r.snat_tcp_in_use);
+      s->set_snat_tcp_ports_leased(r.snat_tcp_leased);
+      s->set_snat_udp_ports_in_use(r.snat_udp_in_use);
+      s->set_snat_udp_ports_leased(r.snat_udp_leased);
+      s->set_snat_ports_exhausted(r.snat_ports_exhausted);
+    }
+  }
+}
+
+grpc::Status AgentService::GetVms(grpc::ServerContext*, const v1::GetVmsRequest*,
+                                  v1::GetVmsResponse* response) {
+  const AgentRuntimeStatus status = runtime_->Status();
+  std::lock_guard<std::mutex> lock(mu_);
+  FillVms(running_, status, response->mutable_vms());
+  response->set_config_generation(runtime_->generation());
+  response->set_host_pa(Ipv4ToString(running_.address.addr));
+  response->set_name(running_.name);
+  return grpc::Status::OK;
+}
+
+grpc::Status AgentService::GetEndpoints(grpc::ServerContext*, const v1::GetEndpointsRequest*,
+                                        v1::GetEndpointsResponse* response) {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (const EndpointConfig& ep : running_.endpoints) EndpointToProto(ep, response->add_endpoints());
+  response->set_config_generation(runtime_->generation());
+  return grpc::Status::OK;
+}
+
+grpc::Status AgentService::GetLeases(grpc::ServerContext*, const v1::GetLeasesRequest*,
+                                     v1::GetLeasesResponse* response) {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (const SnatLeaseConfig& l : running_.snat_leases) SnatLeaseToProto(l, response->add_leases());
+  response->set_config_generation(runtime_->generation());
+  return grpc::Status::OK;
+}
+
+grpc::Status AgentService::GetFlows(grpc::ServerContext*, const v1::GetFlowsRequest* request,
+                                    v1::GetFlowsResponse* response) {
+  size_t limit = request->limit() == 0 ? kDefaultFlowLimit : request->limit();
+  if (limit > kMaxFlowLimit) {
+    return ToGrpcStatus(FieldError("limit", StrCat(limit, " is above ", kMaxFlowLimit)));
+  }
+  uint32_t dip = 0;
+  if (!request->dip().empty()) {
+    absl::StatusOr<uint32_t> parsed = Ipv4Field(request->dip(), "dip");
+    if (!parsed.ok()) return ToGrpcStatus(parsed.status());
+    dip = *parsed;
+  }
+  std::vector<NatFlow> flows;
+  uint64_t total = 0;
+  if (!runtime_->CopyFlows(limit, dip, &flows, &total)) {
+    return grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                        "the data path did not answer (not polling?)");
+  }
+  const uint64_t now = MonotonicNs();
+  for (const NatFlow& f : flows) {
+    v1::Flow* out = response->add_flows();
+    out->set_kind(f.kind == static_cast<uint8_t>(NatFlowKind::kSnat) ? v1::Flow::KIND_SNAT
+                                                                       : v1::Flow::KIND_INBOUND);
+    out->set_protocol(ProtocolToProto(f.proto));
+    out->set_dip(Ipv4ToString(f.dip));
+    out->set_dip_port(f.dip_port);
+    out->set_vip(Ipv4ToString(f.vip));
+    out->set_vip_port(f.vip_port);
+    out->set_remote(Ipv4ToString(f.remote));
+    out->set_remote_port(f.remote_port);
+    out->set_state(FlowStateName(static_cast<NatFlowState>(f.state)));
+    if (f.fastpath_pa != 0) out->set_fastpath_pa(Ipv4ToString(f.fastpath_pa));
+    out->set_idle_ms(now > f.last_seen_ns ? (now - f.last_seen_ns) / 1'000'000 : 0);
+  }
+  response->set_total(total);
+  return grpc::Status::OK;
+}
+
+grpc::Status AgentService::GetStats(grpc::ServerContext*, const v1::GetStatsRequest*,
+                                    v1::AgentStats* response) {
+  const AgentRuntimeStatus status = runtime_->Status();
+  std::lock_guard<std::mutex> lock(mu_);
+  response->set_name(running_.name);
+  response->set_ready(status.ready);
+  response->set_config_generation(runtime_->generation());
+  for (const auto& [name, value] : status.counters) {
+    v1::Counter* c = response->add_counters();
+    c->set_name(name);
+    c->set_value(value);
+  }
+  for (const auto& [name, value] : status.drops) {
+    v1::Counter* c = response->add_drops();
+    c->set_name(name);
+    c->set_value(value);
+  }
+  FillVms(running_, status, response->mutable_vms());
+  return grpc::Status::OK;
+}
+
+void AgentService::FillHealth(v1::HealthResponse* out) const {
+  const AgentRuntimeStatus status = runtime_->Status();
+  out->set_role("agent");
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    out->set_name(running_.name);
+  }
+  out->set_version(SLUICE_VERSION);
+  out->set_config_generation(runtime_->generation());
+  if (status.stopping) {
+    out->set_state(v1::HealthResponse::STATE_NOT_SERVING);
+    out->add_problems("stopping");
+  } else if (!status.ready) {
+    out->set_state(v1::HealthResponse::STATE_STARTING);
+    out->add_problems("gateway not resolved yet (rules not installed)");
+  } else {
+    out->set_state(v1::HealthResponse::STATE_SERVING);
+  }
+}
+
+grpc::Status AgentService::Health(grpc::ServerContext*, const v1::HealthRequest*,
+                                  v1::HealthResponse* response) {
+  FillHealth(response);
+  return grpc::Status::OK;
+}
+
+grpc::Status AgentService::WatchHealth(grpc::ServerContext* context, const v1::HealthRequest*,
+                                       grpc::ServerWriter<v1::HealthResponse>* writer) {
+  std::string last;
+  while (!context->IsCancelled() && !shutdown_.load()) {
+    runtime_->ReclaimRetired();
+    v1::HealthResponse health;
+    FillHealth(&health);
+    std::string now = health.SerializeAsString();
+    if (now != last) {
+      if (!writer->Write(health)) break;
+      last = std::move(now);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));  // polls daemon state
+  }
+  return grpc::Status::OK;
+}
+
+}  // namespace sluice::agent

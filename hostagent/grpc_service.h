@@ -1,0 +1,123 @@
+// The Agent gRPC service (proto/sluice/v1/agent.proto): checks each request as a whole
+// against the running config, builds the next AgentConfig (new endpoints / SNAT leases)
+// and publishes it to the data path as an immutable snapshot (AgentDataPath::PublishConfig).
+// On any error the running config stays as it was.
+//
+// AttachVm binds VMs whose DPDK port was configured at start (their port is open and
+// polled); attaching a VM with a new port (rte_dev_probe at runtime) is not implemented and
+// is refused with FAILED_PRECONDITION.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <mutex>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "hostagent/config.h"
+#include "hostagent/nat_flow_table.h"
+#include "sluice/v1/agent.grpc.pb.h"
+
+namespace sluice::agent {
+
+/// Request checking, apart from the server so tests can feed it bad input directly. Errors
+/// name the field by its path in the request ("endpoints[2].dip").
+absl::StatusOr<EndpointConfig> EndpointFromProto(const v1::Endpoint& ep, const std::string& field);
+absl::StatusOr<SnatLeaseConfig> SnatLeaseFromProto(const v1::SnatLease& lease,
+                                                   const std::string& field);
+void EndpointToProto(const EndpointConfig& ep, v1::Endpoint* out);
+void SnatLeaseToProto(const SnatLeaseConfig& lease, v1::SnatLease* out);
+
+/// Cross-checks endpoints and leases of `config` against each other and its VMs: every DIP a
+/// local VM (NOT_FOUND), no endpoint twice, no overlapping leases, no lease over an endpoint
+/// port (INVALID_ARGUMENT). `endpoint_fields[i]` / `lease_fields[i]` name entry i in errors.
+absl::Status CheckEndpointsAndLeases(const AgentConfig& config,
+                                     const std::vector<std::string>& endpoint_fields,
+                                     const std::vector<std::string>& lease_fields);
+
+/// Per-VM numbers for GetVms / GetStats.
+struct VmRuntimeStatus {
+  uint64_t rx_packets = 0;
+  uint64_t tx_packets = 0;
+  uint32_t snat_tcp_in_use = 0, snat_tcp_leased = 0;
+  uint32_t snat_udp_in_use = 0, snat_udp_leased = 0;
+  uint64_t snat_ports_exhausted = 0;
+};
+
+struct AgentRuntimeStatus {
+  bool ready = false;
+  bool stopping = false;
+  std::vector<std::pair<std::string, uint64_t>> counters;
+  std::vector<std::pair<std::string, uint64_t>> drops;
+  std::vector<VmRuntimeStatus> vms;  ///< Parallel to AgentConfig::vms.
+};
+
+/// The seam between the service and the daemon's data path.
+class AgentRuntime {
+ public:
+  virtual ~AgentRuntime() = default;
+  /// Publishes endpoints and leases of `next` (everything else as running); false with
+  /// `*error` when the data path refuses it.
+  virtual bool PublishConfig(const AgentConfig& next, std::string* error) = 0;
+  /// Generation of the newest published config.
+  virtual uint64_t generation() const = 0;
+  /// Frees snapshots the data path has moved past.
+  virtual void ReclaimRetired() = 0;
+  virtual AgentRuntimeStatus Status() const = 0;
+  /// Copies flows from the data path (see AgentDataPath::CopyFlows).
+  virtual bool CopyFlows(size_t limit, uint32_t dip, std::vector<NatFlow>* flows,
+                         uint64_t* total) = 0;
+};
+
+class AgentService final : public v1::Agent::Service {
+ public:
+  AgentService(AgentRuntime* runtime, const AgentConfig& boot);
+
+  AgentConfig running() const;
+  void Shutdown() { shutdown_.store(true); }
+
+  grpc::Status AttachVm(grpc::ServerContext*, const v1::AttachVmRequest*,
+                        v1::AttachVmResponse*) override;
+  grpc::Status DetachVm(grpc::ServerContext*, const v1::DetachVmRequest*,
+                        v1::DetachVmResponse*) override;
+  grpc::Status SetEndpoints(grpc::ServerContext*, const v1::SetEndpointsRequest*,
+                            v1::ChangeSummary*) override;
+  grpc::Status SetSnatLeases(grpc::ServerContext*, const v1::SetSnatLeasesRequest*,
+                             v1::ChangeSummary*) override;
+  grpc::Status GetVms(grpc::ServerContext*, const v1::GetVmsRequest*,
+                      v1::GetVmsResponse*) override;
+  grpc::Status GetEndpoints(grpc::ServerContext*, const v1::GetEndpointsRequest*,
+                            v1::GetEndpointsResponse*) override;
+  grpc::Status GetLeases(grpc::ServerContext*, const v1::GetLeasesRequest*,
+                         v1::GetLeasesResponse*) override;
+  grpc::Status GetFlows(grpc::ServerContext*, const v1::GetFlowsRequest*,
+                        v1::GetFlowsResponse*) override;
+  grpc::Status GetStats(grpc::ServerContext*, const v1::GetStatsRequest*,
+                        v1::AgentStats*) override;
+  grpc::Status Health(grpc::ServerContext*, const v1::HealthRequest*,
+                      v1::HealthResponse*) override;
+  grpc::Status WatchHealth(grpc::ServerContext*, const v1::HealthRequest*,
+                           grpc::ServerWriter<v1::HealthResponse>*) override;
+
+ private:
+  /// Checks `expected_generation` and the whole of `next`, publishes it (unless `dry_run`)
+  /// and fills `changes`. Caller holds mu_.
+  absl::Status Apply(const AgentConfig& next, const std::vector<std::string>& endpoint_fields,
+                     const std::vector<std::string>& lease_fields, uint64_t expected_generation,
+                     bool dry_run, v1::ChangeSummary* changes);
+  void FillVms(const AgentConfig& config, const AgentRuntimeStatus& status,
+               google::protobuf::RepeatedPtrField<v1::VmStatus>* out) const;
+  void FillHealth(v1::HealthResponse* out) const;
+
+  AgentRuntime* runtime_;
+  mutable std::mutex mu_;  ///< Serialises changes; guards running_ and detached_.
+  AgentConfig running_;
+  std::set<std::string> detached_;  ///< VMs detached by DetachVm (names).
+  std::atomic<bool> shutdown_{false};
+};
+
+}  // namespace sluice::agent
