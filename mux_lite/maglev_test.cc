@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <map>
 
 namespace sluice::mux {
@@ -56,6 +58,28 @@ TEST(MaglevTest, WeightsAreHonoured) {
   int count_b = 0;
   for (uint32_t s : t.slots()) count_b += s == 1;
   EXPECT_NEAR(count_b / 65537.0, 0.75, 0.01);
+}
+
+// 40 backends with weights 1..8: every backend's share of the table is within 1 % (relative)
+// of weight / total weight.
+TEST(MaglevTest, ManyWeightedBackendsEachWithinOnePercent) {
+  std::vector<MaglevBackend> b = Backends(40);
+  uint64_t total = 0;
+  for (size_t i = 0; i < b.size(); ++i) total += b[i].weight = static_cast<uint32_t>(i % 8 + 1);
+  MaglevTable t;
+  std::string error;
+  ASSERT_TRUE(t.Build(b, 65537, &error)) << error;
+  std::vector<int> count(b.size());
+  for (uint32_t s : t.slots()) count[s]++;
+  double worst = 0;
+  for (size_t i = 0; i < b.size(); ++i) {
+    const double want = 65537.0 * b[i].weight / static_cast<double>(total);
+    const double error_rel = std::abs(count[i] - want) / want;
+    worst = std::max(worst, error_rel);
+    EXPECT_LE(error_rel, 0.01) << b[i].key << " weight " << b[i].weight << ": " << count[i]
+                               << " slots, want " << want;
+  }
+  RecordProperty("worst_relative_error", std::to_string(worst));
 }
 
 TEST(MaglevTest, RemovingOneBackendMovesFewFlows) {
