@@ -40,7 +40,7 @@ void ReadNatConfig(ConfigNode& root, AgentConfig* config) {
       timeout("snat_port_reuse_delay_s", nat.snat_port_reuse_delay_s, 0);
 }
 
-/// An endpoint's optional `health:` map (HealthCheckConfig; see hostagent/README.md).
+/// An endpoint's optional `health:` map (keys in hostagent/health.h).
 std::optional<HealthCheckConfig> ReadHealthCheck(ConfigNode& e, const EndpointConfig& ep) {
   if (!e.Has("health")) return std::nullopt;
   ConfigNode h = e.Map("health");

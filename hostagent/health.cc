@@ -117,8 +117,7 @@ absl::Status ValidateHealthCheck(const HealthCheckConfig& c) {
   return absl::OkStatus();
 }
 
-ProbeVerdict JudgeHttpResponse(std::string_view received, uint16_t expected,
-                               std::string* detail) {
+ProbeVerdict JudgeHttpResponse(std::string_view received, uint16_t expected, std::string* detail) {
   size_t eol = received.find('\n');
   if (eol == std::string_view::npos) {
     if (received.size() < kMaxHttpStatusLine) return ProbeVerdict::kNeedMore;
@@ -159,9 +158,9 @@ ProbeVerdict JudgeMysqlGreeting(std::string_view received, std::string* detail) 
   std::string_view payload = received.substr(4, needed);
   const auto first = static_cast<uint8_t>(payload[0]);
   if (first == 0xff) {  // ERR packet: code, then the message (no SQL state before the handshake)
-    uint32_t code = payload.size() >= 3 ? static_cast<uint8_t>(payload[1]) |
-                                              static_cast<uint8_t>(payload[2]) << 8
-                                        : 0;
+    uint32_t code = payload.size() >= 3
+                        ? static_cast<uint8_t>(payload[1]) | static_cast<uint8_t>(payload[2]) << 8
+                        : 0;
     std::string message(payload.size() > 3 ? payload.substr(3, 200) : "");
     *detail = StrCat("MySQL error ", code, ": ", message);
     return ProbeVerdict::kFail;
@@ -187,7 +186,8 @@ ProbeVerdict JudgeMysqlGreeting(std::string_view received, std::string* detail) 
 milliseconds JitteredInterval(milliseconds interval, milliseconds jitter, uint64_t random) {
   if (jitter.count() <= 0) return interval;
   const int64_t span = 2 * jitter.count() + 1;
-  const int64_t offset = static_cast<int64_t>(random % static_cast<uint64_t>(span)) - jitter.count();
+  const int64_t offset =
+      static_cast<int64_t>(random % static_cast<uint64_t>(span)) - jitter.count();
   return milliseconds(std::max<int64_t>(1, interval.count() + offset));
 }
 
@@ -268,8 +268,8 @@ struct HealthChecker::Loop {
       const Clock::time_point now = Clock::now();
       Clock::time_point wake = now + milliseconds(1000);
       for (auto& [id, c] : checks) {
-        wake = std::min(wake, c->phase == Phase::kIdle ? c->next_start
-                                                       : c->started + c->config.timeout);
+        wake = std::min(wake,
+                        c->phase == Phase::kIdle ? c->next_start : c->started + c->config.timeout);
       }
       const int64_t wait_ms = std::max<int64_t>(
           0, std::chrono::duration_cast<milliseconds>(wake - now + std::chrono::microseconds(999))
@@ -310,9 +310,9 @@ struct HealthChecker::Loop {
     for (Command& cmd : taken) {
       if (cmd.add) {
         Check& c = *cmd.check;
-        c.next_start = Clock::now() + milliseconds(c.config.jitter.count() > 0
-                                                       ? rng() % (c.config.jitter.count() + 1)
-                                                       : 0);
+        c.next_start =
+            Clock::now() +
+            milliseconds(c.config.jitter.count() > 0 ? rng() % (c.config.jitter.count() + 1) : 0);
         checks[c.id] = std::move(cmd.check);
       } else if (auto it = checks.find(cmd.id); it != checks.end()) {
         CloseCheck(*it->second);
@@ -415,10 +415,10 @@ struct HealthChecker::Loop {
       }
       if (n > 0) c.received.append(buf, static_cast<size_t>(n));
       std::string detail;
-      ProbeVerdict verdict = c.config.type == HealthProbeType::kHttp
-                                 ? JudgeHttpResponse(c.received, c.config.http_expected_status,
-                                                     &detail)
-                                 : JudgeMysqlGreeting(c.received, &detail);
+      ProbeVerdict verdict =
+          c.config.type == HealthProbeType::kHttp
+              ? JudgeHttpResponse(c.received, c.config.http_expected_status, &detail)
+              : JudgeMysqlGreeting(c.received, &detail);
       if (verdict != ProbeVerdict::kNeedMore) {
         return Finish(c, verdict == ProbeVerdict::kOk, detail);
       }
@@ -426,7 +426,7 @@ struct HealthChecker::Loop {
         return Finish(c, false,
                       StrCat("connection closed after ", c.received.size(), " bytes, before ",
                              c.config.type == HealthProbeType::kHttp ? "an HTTP status line"
-                                                                    : "a MySQL greeting"));
+                                                                     : "a MySQL greeting"));
       }
     }
   }

@@ -2,6 +2,15 @@
 // handshake greeting. One thread multiplexes every check with epoll; each check has its
 // interval (± jitter), timeout and rise/fall counts, and a state change is reported through a
 // callback (the agent pushes it to the muxes, which take sick DIPs out of Maglev).
+//
+// In the agent's YAML a check belongs to an endpoint; it probes the endpoint's DIP:
+//   endpoints:
+//     - { vip: 10.200.0.10, port: 80, protocol: tcp, dip: 10.1.0.1, dip_port: 8080,
+//         health: { type: http, path: /healthz, expect_status: 200, interval_ms: 500,
+//                   timeout_ms: 300, rise: 2, fall: 2, jitter_ms: 50 } }
+// Keys: type (tcp|http|mysql, required), port (default dip_port), path (default /), host,
+// expect_status (200) — the last three for http only — interval_ms (2000), timeout_ms (1000),
+// rise (2), fall (3), jitter_ms (0, at most interval_ms/2), netns (a netns file path).
 #pragma once
 
 #include <chrono>
@@ -31,8 +40,8 @@ struct HealthCheckConfig {
   uint16_t http_expected_status = 200;
   std::chrono::milliseconds interval{2000};  ///< From one probe's start to the next's.
   std::chrono::milliseconds timeout{1000};   ///< Connect + request + answer.
-  uint32_t rise = 2;  ///< Consecutive successes that make a check healthy.
-  uint32_t fall = 3;  ///< Consecutive failures that make it unhealthy.
+  uint32_t rise = 2;                         ///< Consecutive successes that make a check healthy.
+  uint32_t fall = 3;                         ///< Consecutive failures that make it unhealthy.
   /// Every interval is lengthened or shortened by a random amount up to this, and the first
   /// probe waits a random 0..jitter, so checks started together spread out.
   std::chrono::milliseconds jitter{0};

@@ -22,8 +22,8 @@
 namespace sluice::agent {
 namespace {
 
-using ::testing::HasSubstr;
 using std::chrono::milliseconds;
+using ::testing::HasSubstr;
 
 constexpr uint32_t kLoopback = 0x7f000001;
 
@@ -61,9 +61,9 @@ std::string MysqlGreeting(const std::string& version, uint8_t protocol = 10) {
   std::string p(1, static_cast<char>(protocol));
   p += version;
   p.push_back('\0');
-  p += std::string("\x2a\x00\x00\x00", 4);  // connection id 42
-  p += "abcdefgh";                           // auth-plugin-data part 1
-  p.push_back('\0');                         // filler
+  p += std::string("\x2a\x00\x00\x00", 4);                  // connection id 42
+  p += "abcdefgh";                                          // auth-plugin-data part 1
+  p.push_back('\0');                                        // filler
   p += std::string("\xff\xf7\xff\x02\x00\xff\xdf\x15", 8);  // capabilities, charset, status...
   p += std::string(10, '\0');
   p += "ijklmnopqrst";
@@ -87,7 +87,10 @@ TEST(HealthJudgeTest, MysqlGreeting) {
   std::string err = MysqlPacket(0, std::string("\xff\x10\x04", 3) + "Too many connections");
   EXPECT_EQ(JudgeMysqlGreeting(err, &detail), ProbeVerdict::kFail);
   EXPECT_EQ(detail, "MySQL error 1040: Too many connections");
-  EXPECT_EQ(JudgeMysqlGreeting(MysqlPacket(0, std::string("\x0a" "8.0", 4)), &detail),
+  EXPECT_EQ(JudgeMysqlGreeting(MysqlPacket(0, std::string("\x0a"
+                                                          "8.0",
+                                                          4)),
+                               &detail),
             ProbeVerdict::kFail);
   EXPECT_THAT(detail, HasSubstr("without a complete server version"));
   EXPECT_EQ(JudgeMysqlGreeting(MysqlPacket(3, "\x0a"), &detail), ProbeVerdict::kFail);
@@ -115,16 +118,24 @@ TEST(HealthJudgeTest, Validation) {
   EXPECT_THAT(error({.address = kLoopback}), HasSubstr("port"));
   EXPECT_THAT(error({.address = kLoopback, .port = 1, .rise = 0}), HasSubstr("rise"));
   EXPECT_THAT(error({.address = kLoopback, .port = 1, .fall = 0}), HasSubstr("fall"));
-  EXPECT_THAT(error({.address = kLoopback, .port = 1, .interval = milliseconds(100),
+  EXPECT_THAT(error({.address = kLoopback,
+                     .port = 1,
+                     .interval = milliseconds(100),
                      .jitter = milliseconds(60)}),
               HasSubstr("jitter: must be 0..interval/2"));
-  EXPECT_THAT(error({.type = HealthProbeType::kHttp, .address = kLoopback, .port = 1,
+  EXPECT_THAT(error({.type = HealthProbeType::kHttp,
+                     .address = kLoopback,
+                     .port = 1,
                      .http_path = "healthz"}),
               HasSubstr("path: must start with '/'"));
-  EXPECT_THAT(error({.type = HealthProbeType::kHttp, .address = kLoopback, .port = 1,
+  EXPECT_THAT(error({.type = HealthProbeType::kHttp,
+                     .address = kLoopback,
+                     .port = 1,
                      .http_path = "/a\r\nX: y"}),
               HasSubstr("control characters"));
-  EXPECT_THAT(error({.type = HealthProbeType::kHttp, .address = kLoopback, .port = 1,
+  EXPECT_THAT(error({.type = HealthProbeType::kHttp,
+                     .address = kLoopback,
+                     .port = 1,
                      .http_expected_status = 99}),
               HasSubstr("expect_status"));
   EXPECT_EQ(*ParseHealthProbeType("mysql"), HealthProbeType::kMysql);
@@ -145,8 +156,8 @@ class TestServer {
     fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     int one = 1;
     setsockopt(fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    sockaddr_in addr = {.sin_family = AF_INET, .sin_port = 0,
-                        .sin_addr = {.s_addr = htonl(kLoopback)}};
+    sockaddr_in addr = {
+        .sin_family = AF_INET, .sin_port = 0, .sin_addr = {.s_addr = htonl(kLoopback)}};
     EXPECT_EQ(bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
     socklen_t len = sizeof(addr);
     getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len);
@@ -212,8 +223,8 @@ void WriteAll(int fd, const std::string& data) {
 /// A port nothing listens on (bound once, then closed).
 uint16_t ClosedPort() {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr = {.sin_family = AF_INET, .sin_port = 0,
-                      .sin_addr = {.s_addr = htonl(kLoopback)}};
+  sockaddr_in addr = {
+      .sin_family = AF_INET, .sin_port = 0, .sin_addr = {.s_addr = htonl(kLoopback)}};
   bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
   socklen_t len = sizeof(addr);
   getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
@@ -305,7 +316,8 @@ TEST_F(HealthCheckerTest, TcpConnectTimeout) {
   std::vector<int> fillers;
   for (int i = 0; i < 4; ++i) {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
-    sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons(server.port()),
+    sockaddr_in addr = {.sin_family = AF_INET,
+                        .sin_port = htons(server.port()),
                         .sin_addr = {.s_addr = htonl(kLoopback)}};
     connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
     fillers.push_back(fd);
@@ -363,7 +375,8 @@ TEST_F(HealthCheckerTest, HttpServerClosingEarly) {
   });
   HealthCheckId id = Add(Fast(HealthProbeType::kHttp, server.port()));
   ASSERT_TRUE(changes_.WaitFor(id, HealthState::kUnhealthy));
-  EXPECT_THAT(Reason(id), HasSubstr("connection closed after 10 bytes, before an HTTP status line"));
+  EXPECT_THAT(Reason(id),
+              HasSubstr("connection closed after 10 bytes, before an HTTP status line"));
 }
 
 TEST_F(HealthCheckerTest, MysqlGreetings) {
@@ -571,8 +584,9 @@ TEST(HealthConfigTest, BadHealthIsNamed) {
     const char* health;
     const char* error;
   } cases[] = {
-      {"    health: { type: icmp }", "host.yaml:20:21: endpoints[0].health.type: 'icmp' is not "
-                                     "a health check type"},
+      {"    health: { type: icmp }",
+       "host.yaml:20:21: endpoints[0].health.type: 'icmp' is not "
+       "a health check type"},
       {"    health: { port: 80 }", "endpoints[0].health.type"},
       {"    health: { type: tcp, path: /x }", "endpoints[0].health.path: only for type: http"},
       {"    health: { type: http, path: x }", "endpoints[0].health.path: must start with '/'"},

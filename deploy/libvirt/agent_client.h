@@ -4,10 +4,9 @@
 #pragma once
 
 #include <chrono>
-
-#include "absl/status/status.h"
 #include <string>
 
+#include "absl/status/status.h"
 #include "deploy/libvirt/attachment.h"
 
 namespace sluice::libvirt {

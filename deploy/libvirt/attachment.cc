@@ -39,8 +39,9 @@ absl::StatusOr<std::vector<std::string>> AttachmentNames(const Domain& domain) {
   for (char c : base) {
     if (!NameCharOk(c)) {
       return absl::InvalidArgumentError(
-          StrCat("domain name '", base, "' cannot name a Sluice VM: only letters, digits and "
-                                        "'.', '_', '-', ':' are allowed"));
+          StrCat("domain name '", base,
+                 "' cannot name a Sluice VM: only letters, digits and "
+                 "'.', '_', '-', ':' are allowed"));
     }
   }
   std::vector<std::string> names;
@@ -49,8 +50,8 @@ absl::StatusOr<std::vector<std::string>> AttachmentNames(const Domain& domain) {
   for (const std::string& name : names) {
     if (name.size() > kMaxNameLength) {
       return absl::InvalidArgumentError(StrCat("domain name '", base,
-                                               "' is too long to name a Sluice VM port ('",
-                                               name, "' is over ", kMaxNameLength, " characters)"));
+                                               "' is too long to name a Sluice VM port ('", name,
+                                               "' is over ", kMaxNameLength, " characters)"));
     }
   }
   return names;
@@ -64,14 +65,13 @@ absl::StatusOr<std::string> VfRepresentorDevargs(const PciAddress& vf,
   const fs::path vf_dir = devices / vf_name;
   std::error_code ec;
   if (!fs::exists(vf_dir, ec)) {
-    return absl::NotFoundError(StrCat("VF ", vf_name, ": no such PCI device (", vf_dir.string(),
-                                      ")"));
+    return absl::NotFoundError(
+        StrCat("VF ", vf_name, ": no such PCI device (", vf_dir.string(), ")"));
   }
   const std::string pf_name = LinkTarget(vf_dir / "physfn");
   if (pf_name.empty()) {
-    return absl::FailedPreconditionError(
-        StrCat("PCI device ", vf_name, " is not an SR-IOV VF (no physfn link in ",
-               vf_dir.string(), ")"));
+    return absl::FailedPreconditionError(StrCat(
+        "PCI device ", vf_name, " is not an SR-IOV VF (no physfn link in ", vf_dir.string(), ")"));
   }
   for (const fs::directory_entry& entry : fs::directory_iterator(devices / pf_name, ec)) {
     const std::string file = entry.path().filename().string();
@@ -81,8 +81,8 @@ absl::StatusOr<std::string> VfRepresentorDevargs(const PciAddress& vf,
       return StrCat(pf_name, ",representor=vf", index);
     }
   }
-  return absl::FailedPreconditionError(StrCat("VF ", vf_name, ": its PF ", pf_name,
-                                              " has no virtfn<N> link to it"));
+  return absl::FailedPreconditionError(
+      StrCat("VF ", vf_name, ": its PF ", pf_name, " has no virtfn<N> link to it"));
 }
 
 absl::StatusOr<std::vector<VmPortAttachment>> PlanAttachments(const Domain& domain,
@@ -119,8 +119,8 @@ absl::StatusOr<std::vector<VmPortAttachment>> PlanAttachments(const Domain& doma
         absl::StatusOr<std::string> devargs = VfRepresentorDevargs(*iface.pci, sysfs_root);
         if (!devargs.ok()) {
           return absl::Status(devargs.status().code(),
-                              StrCat("line ", iface.line, ": <interface type='hostdev'>: ",
-                                     devargs.status().message()));
+                              StrCat("line ", iface.line,
+                                     ": <interface type='hostdev'>: ", devargs.status().message()));
         }
         a.kind = PortKind::kHostdev;
         a.port = *devargs;
@@ -134,9 +134,9 @@ absl::StatusOr<std::vector<VmPortAttachment>> PlanAttachments(const Domain& doma
         a.port = StrCat("net_af_packet_", VdevSuffix(iface.tap), ",iface=", iface.tap);
         break;
       case InterfaceType::kUnsupported:
-        return absl::InvalidArgumentError(
-            StrCat("line ", iface.line, ": interface type '", iface.type_name,
-                   "' cannot carry a Sluice binding"));
+        return absl::InvalidArgumentError(StrCat("line ", iface.line, ": interface type '",
+                                                 iface.type_name,
+                                                 "' cannot carry a Sluice binding"));
     }
     out.push_back(std::move(a));
   }

@@ -25,9 +25,7 @@ struct DocDeleter {
 };
 using XmlDocument = std::unique_ptr<xmlDoc, DocDeleter>;
 
-std::string_view Name(const xmlNode* node) {
-  return reinterpret_cast<const char*>(node->name);
-}
+std::string_view Name(const xmlNode* node) { return reinterpret_cast<const char*>(node->name); }
 
 std::string_view NamespaceOf(const xmlNode* node) {
   if (node->ns == nullptr || node->ns->href == nullptr) return {};
@@ -143,7 +141,7 @@ class DomainReader {
       return absl::InvalidArgumentError(StrCat(origin_, ": domain XML too large"));
     }
     std::unique_ptr<xmlParserCtxt, decltype(&xmlFreeParserCtxt)> ctxt(xmlNewParserCtxt(),
-                                                                       xmlFreeParserCtxt);
+                                                                      xmlFreeParserCtxt);
     if (ctxt == nullptr) return absl::ResourceExhaustedError("libxml2: out of memory");
     // libxml2 carries on after some errors; the first one is the one to show.
     FirstError first;
@@ -230,13 +228,13 @@ class DomainReader {
       if (absl::Status s = ReadBinding(child, &binding); !s.ok()) return s;
       auto [mac_it, new_mac] = mac_lines.emplace(binding.mac, binding.line);
       if (!new_mac) {
-        return Fail(child, StrCat("mac ", MacToString(binding.mac), " is bound twice (first at line ",
-                                  mac_it->second, ")"));
+        return Fail(child, StrCat("mac ", MacToString(binding.mac),
+                                  " is bound twice (first at line ", mac_it->second, ")"));
       }
       auto [dip_it, new_dip] = dip_lines.emplace(binding.dip, binding.line);
       if (!new_dip) {
-        return Fail(child, StrCat("dip ", Ipv4ToString(binding.dip),
-                                  " is already bound at line ", dip_it->second));
+        return Fail(child, StrCat("dip ", Ipv4ToString(binding.dip), " is already bound at line ",
+                                  dip_it->second));
       }
       if (absl::Status s = MatchInterface(child, domain->interfaces, &binding); !s.ok()) return s;
       domain->bindings.push_back(std::move(binding));
@@ -270,8 +268,8 @@ class DomainReader {
         return Fail(child, "unknown element: Sluice metadata is one <vm> element");
       }
       if (found != nullptr) {
-        return Fail(child, StrCat("second Sluice <vm> element (the first is at line ",
-                                  Line(found), ")"));
+        return Fail(child,
+                    StrCat("second Sluice <vm> element (the first is at line ", Line(found), ")"));
       }
       found = child;
     }
@@ -314,8 +312,8 @@ class DomainReader {
       if (!ok) {
         std::string list;
         for (std::string_view want : allowed) list = StrCat(list, list.empty() ? "" : ", ", want);
-        return Fail(node, StrCat("unknown attribute '", name, "' (allowed: ",
-                                 list.empty() ? "none" : list, ")"));
+        return Fail(node, StrCat("unknown attribute '", name,
+                                 "' (allowed: ", list.empty() ? "none" : list, ")"));
       }
     }
     return absl::OkStatus();
@@ -359,8 +357,8 @@ class DomainReader {
       SluiceEndpoint ep;
       if (absl::Status s = ReadEndpoint(child, &ep); !s.ok()) return s;
       if (!seen.insert({ep.vip, ep.port, ep.proto}).second) {
-        return Fail(child, StrCat(Ipv4ToString(ep.vip), ":", ep.port, "/",
-                                  L4ProtocolName(ep.proto), " is listed twice for this interface"));
+        return Fail(child, StrCat(Ipv4ToString(ep.vip), ":", ep.port, "/", L4ProtocolName(ep.proto),
+                                  " is listed twice for this interface"));
       }
       binding->endpoints.push_back(ep);
     }
@@ -377,13 +375,13 @@ class DomainReader {
     size_t colon = text.find(':');
     size_t slash = text.find('/');
     if (colon == std::string_view::npos || slash == std::string_view::npos || slash < colon) {
-      return Fail(node, StrCat("vip '", text, "' must be a.b.c.d:port/proto, e.g. 203.0.113.10:80/tcp"));
+      return Fail(node,
+                  StrCat("vip '", text, "' must be a.b.c.d:port/proto, e.g. 203.0.113.10:80/tcp"));
     }
     absl::StatusOr<uint32_t> addr = ParseIpv4(text.substr(0, colon));
     if (!addr.ok()) return Fail(node, StrCat("vip: ", addr.status().message()));
     uint64_t port = 0;
-    if (!ParseUint(text.substr(colon + 1, slash - colon - 1), &port) || port == 0 ||
-        port > 65535) {
+    if (!ParseUint(text.substr(colon + 1, slash - colon - 1), &port) || port == 0 || port > 65535) {
       return Fail(node, StrCat("vip '", text, "': port must be 1..65535"));
     }
     absl::StatusOr<uint8_t> proto = ParseL4Protocol(text.substr(slash + 1));
@@ -409,9 +407,9 @@ class DomainReader {
     for (size_t i = 0; i < interfaces.size(); ++i) {
       if (interfaces[i].mac != binding->mac) continue;
       if (match) {
-        return Fail(node, StrCat("mac ", mac, " is ambiguous: the <interface>s at lines ",
-                                 interfaces[*match].line, " and ", interfaces[i].line,
-                                 " both have it"));
+        return Fail(node,
+                    StrCat("mac ", mac, " is ambiguous: the <interface>s at lines ",
+                           interfaces[*match].line, " and ", interfaces[i].line, " both have it"));
       }
       match = i;
     }
@@ -435,13 +433,15 @@ class DomainReader {
       case InterfaceType::kEthernet:
       case InterfaceType::kNetwork:
         if (iface.tap.empty()) {
-          return Fail(node, StrCat(where, "has no <target dev> (the tap; libvirt sets it in a "
-                                          "running domain's XML)"));
+          return Fail(node, StrCat(where,
+                                   "has no <target dev> (the tap; libvirt sets it in a "
+                                   "running domain's XML)"));
         }
         break;
       case InterfaceType::kUnsupported:
-        return Fail(node, StrCat(where, "Sluice cannot serve (supported: vhostuser, hostdev, "
-                                        "bridge, ethernet, network)"));
+        return Fail(node, StrCat(where,
+                                 "Sluice cannot serve (supported: vhostuser, hostdev, "
+                                 "bridge, ethernet, network)"));
     }
     return absl::OkStatus();
   }
@@ -452,8 +452,10 @@ class DomainReader {
     if (!type) return Fail(node, "missing attribute 'type'");
     iface->type_name = *type;
     static const std::map<std::string, InterfaceType, std::less<>> kTypes = {
-        {"vhostuser", InterfaceType::kVhostUser}, {"hostdev", InterfaceType::kHostdev},
-        {"bridge", InterfaceType::kBridge},       {"ethernet", InterfaceType::kEthernet},
+        {"vhostuser", InterfaceType::kVhostUser},
+        {"hostdev", InterfaceType::kHostdev},
+        {"bridge", InterfaceType::kBridge},
+        {"ethernet", InterfaceType::kEthernet},
         {"network", InterfaceType::kNetwork}};
     auto it = kTypes.find(*type);
     iface->type = it == kTypes.end() ? InterfaceType::kUnsupported : it->second;

@@ -97,7 +97,6 @@ absl::StatusOr<Domain> ParseDomainXml(std::string_view xml, const std::string& o
 
 /// Reads only the name, UUID and whether Sluice metadata is present (not its contents), so a
 /// stopped VM can be detached even if its metadata was edited into something invalid.
-absl::StatusOr<DomainIdentity> ParseDomainIdentity(std::string_view xml,
-                                                   const std::string& origin);
+absl::StatusOr<DomainIdentity> ParseDomainIdentity(std::string_view xml, const std::string& origin);
 
 }  // namespace sluice::libvirt

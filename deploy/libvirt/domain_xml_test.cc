@@ -86,7 +86,7 @@ TEST(DomainXmlTest, EveryInterfaceType) {
   EXPECT_EQ(b0.endpoints[0].dip_port, 8080);
   EXPECT_EQ(b0.endpoints[1].port, 443);
   EXPECT_EQ(b0.endpoints[1].dip_port, 443);  // defaults to the VIP port
-  EXPECT_EQ(d->bindings[1].pa, 0u);            // optional
+  EXPECT_EQ(d->bindings[1].pa, 0u);          // optional
   EXPECT_EQ(d->bindings[1].interface_index, 1u);
   ASSERT_EQ(d->bindings[2].endpoints.size(), 1u);
   EXPECT_EQ(d->bindings[2].endpoints[0].proto, 17);
@@ -99,8 +99,9 @@ TEST(DomainXmlTest, AnyPrefixForTheSluiceNamespace) {
   ASSERT_EQ(d->bindings.size(), 1u);
   EXPECT_EQ(d->bindings[0].endpoints[0].port, 3306);
   // A default namespace declaration works as well as a prefix.
-  std::string xml = WithSluice("<interface xmlns='http://sluice.dev/xmlns/libvirt/1' "
-                               "mac='52:54:00:00:00:01' dip='10.0.0.5'/>");
+  std::string xml = WithSluice(
+      "<interface xmlns='http://sluice.dev/xmlns/libvirt/1' "
+      "mac='52:54:00:00:00:01' dip='10.0.0.5'/>");
   d = ParseDomainXml(xml, "inline");
   ASSERT_TRUE(d.ok()) << d.status();
   EXPECT_EQ(d->bindings[0].dip, Ip("10.0.0.5"));
@@ -132,11 +133,10 @@ TEST(DomainXmlTest, MalformedXmlNamesTheLine) {
               HasSubstr("stdin:1: <network>: the root element must be libvirt's <domain>"));
   EXPECT_THAT(ParseDomainXml("<domain><uuid>1</uuid></domain>", "stdin").status().message(),
               HasSubstr("stdin:1: <domain>: has no <name>"));
-  EXPECT_THAT(
-      ParseDomainXml("<domain>\n<name>a</name>\n<uuid>xyz</uuid></domain>", "stdin")
-          .status()
-          .message(),
-      HasSubstr("stdin:3: <uuid>: 'xyz' is not a UUID"));
+  EXPECT_THAT(ParseDomainXml("<domain>\n<name>a</name>\n<uuid>xyz</uuid></domain>", "stdin")
+                  .status()
+                  .message(),
+              HasSubstr("stdin:3: <uuid>: 'xyz' is not a UUID"));
 }
 
 TEST(DomainXmlTest, NoInterfaces) {
@@ -157,8 +157,9 @@ TEST(DomainXmlTest, BadMetadataSamples) {
        "bad_vip.xml:6: <sluice:endpoint>: vip '203.0.113.10:80' must be a.b.c.d:port/proto"},
       {"unbound_mac.xml",
        "unbound_mac.xml:5: <sluice:interface>: mac 52:54:00:62:00:99 matches no <interface>"},
-      {"bad_pci.xml", "bad_pci.xml:12: <address type='pci'>: slot '0x20' is not a number "
-                      "0..0x1f"},
+      {"bad_pci.xml",
+       "bad_pci.xml:12: <address type='pci'>: slot '0x20' is not a number "
+       "0..0x1f"},
       {"unknown_attribute.xml",
        "unknown_attribute.xml:5: <sluice:interface>: unknown attribute 'vip' (allowed: mac, "
        "dip, pa, gateway)"},
@@ -263,30 +264,28 @@ TEST(DomainXmlTest, BoundInterfaceMissingWhatTheAgentNeeds) {
                   .status()
                   .message(),
               HasSubstr("type='bridge'> at line 3, which has no <target dev>"));
-  EXPECT_THAT(
-      ParseDomainXml(domain("<interface type='vhostuser'><mac address='52:54:00:00:00:01'/>"
-                            "</interface>"),
-                     "x")
-          .status()
-          .message(),
-      HasSubstr("has no <source path>"));
-  EXPECT_THAT(
-      ParseDomainXml(domain("<interface type='hostdev'><mac address='52:54:00:00:00:01'/>"
-                            "<source/></interface>"),
-                     "x")
-          .status()
-          .message(),
-      HasSubstr("has no <source><address type='pci'>"));
-  EXPECT_THAT(ParseDomainXml(domain("<interface><mac address='52:54:00:00:00:01'/></interface>"),
+  EXPECT_THAT(ParseDomainXml(domain("<interface type='vhostuser'><mac address='52:54:00:00:00:01'/>"
+                                    "</interface>"),
                              "x")
                   .status()
                   .message(),
-              HasSubstr("x:3: <interface>: missing attribute 'type'"));
-  EXPECT_THAT(ParseDomainXml(domain("<interface type='ethernet'><mac address='zz'/></interface>"),
+              HasSubstr("has no <source path>"));
+  EXPECT_THAT(ParseDomainXml(domain("<interface type='hostdev'><mac address='52:54:00:00:00:01'/>"
+                                    "<source/></interface>"),
                              "x")
                   .status()
                   .message(),
-              HasSubstr("x:3: <mac>: 'zz' is not a MAC address"));
+              HasSubstr("has no <source><address type='pci'>"));
+  EXPECT_THAT(
+      ParseDomainXml(domain("<interface><mac address='52:54:00:00:00:01'/></interface>"), "x")
+          .status()
+          .message(),
+      HasSubstr("x:3: <interface>: missing attribute 'type'"));
+  EXPECT_THAT(
+      ParseDomainXml(domain("<interface type='ethernet'><mac address='zz'/></interface>"), "x")
+          .status()
+          .message(),
+      HasSubstr("x:3: <mac>: 'zz' is not a MAC address"));
   // Decimal PCI fields are accepted as libvirt does; missing ones default to 0.
   absl::StatusOr<Domain> d =
       ParseDomainXml(domain("<interface type='hostdev'><mac address='52:54:00:00:00:01'/>"

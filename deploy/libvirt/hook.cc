@@ -17,8 +17,8 @@ std::string Who(const DomainIdentity& id) {
 int AgentFailed(const HookOptions& options, const HookLog& log, const std::string& what,
                 const absl::Status& status) {
   if (options.fail_closed) {
-    log(LogLevel::kError, StrCat(what, " failed: ", status.ToString(), " (agent ",
-                                 options.agent, "); fail-closed: refusing the operation"));
+    log(LogLevel::kError, StrCat(what, " failed: ", status.ToString(), " (agent ", options.agent,
+                                 "); fail-closed: refusing the operation"));
     return kExitAgentFailed;
   }
   log(LogLevel::kWarning, StrCat(what, " failed: ", status.ToString(), " (agent ", options.agent,
@@ -32,8 +32,8 @@ std::optional<DomainIdentity> Identify(const HookCall& call, std::string_view xm
                                        const HookLog& log, int* exit_code) {
   absl::StatusOr<DomainIdentity> identity = ParseDomainIdentity(xml, kOrigin);
   if (!identity.ok()) {
-    log(LogLevel::kError, StrCat("domain '", call.domain, "' ", call.operation, ": ",
-                                 identity.status().message()));
+    log(LogLevel::kError,
+        StrCat("domain '", call.domain, "' ", call.operation, ": ", identity.status().message()));
     *exit_code = kExitBadDomain;
     return std::nullopt;
   }
@@ -44,9 +44,9 @@ std::optional<DomainIdentity> Identify(const HookCall& call, std::string_view xm
     return std::nullopt;
   }
   if (!identity->has_sluice_metadata) {
-    log(LogLevel::kInfo, StrCat(Who(*identity), " ", call.operation,
-                                ": no Sluice metadata (<vm xmlns='", kSluiceNamespace,
-                                "'> under <metadata>), not a Sluice VM"));
+    log(LogLevel::kInfo,
+        StrCat(Who(*identity), " ", call.operation, ": no Sluice metadata (<vm xmlns='",
+               kSluiceNamespace, "'> under <metadata>), not a Sluice VM"));
     *exit_code = kExitOk;
     return std::nullopt;
   }
@@ -66,17 +66,16 @@ int Detach(const HookCall& call, const DomainIdentity& identity, std::string_vie
   if (parsed.ok()) {
     names = *parsed;
   } else {
-    log(LogLevel::kWarning, StrCat(Who(identity), " ", call.operation, ": ",
-                                   parsed.status().message(), "; detaching '", identity.name,
-                                   "' only"));
+    log(LogLevel::kWarning,
+        StrCat(Who(identity), " ", call.operation, ": ", parsed.status().message(), "; detaching '",
+               identity.name, "' only"));
   }
   for (const std::string& name : names) {
     absl::Status status = agent.DetachVm(name, deadline);
     if (absl::IsNotFound(status)) {
       log(LogLevel::kInfo, StrCat("'", name, "' was not attached (", status.message(), ")"));
     } else if (!status.ok()) {
-      return AgentFailed(options, log, StrCat("DetachVm '", name, "' of ", Who(identity)),
-                         status);
+      return AgentFailed(options, log, StrCat("DetachVm '", name, "' of ", Who(identity)), status);
     } else {
       log(LogLevel::kInfo, StrCat("detached '", name, "' (", call.operation, ")"));
     }
@@ -101,7 +100,8 @@ int RunHook(const HookCall& call, std::string_view domain_xml, const HookOptions
   std::optional<DomainIdentity> identity = Identify(call, domain_xml, log, &exit_code);
   if (!identity) return exit_code;
 
-  if (action == HookAction::kDetach) return Detach(call, *identity, domain_xml, options, deadline, agent, log);
+  if (action == HookAction::kDetach)
+    return Detach(call, *identity, domain_xml, options, deadline, agent, log);
 
   absl::StatusOr<Domain> domain = ParseDomainXml(domain_xml, kOrigin);
   absl::StatusOr<std::vector<VmPortAttachment>> plan =
@@ -122,9 +122,9 @@ int RunHook(const HookCall& call, std::string_view domain_xml, const HookOptions
     log(LogLevel::kInfo, StrCat("attached '", a.name, "': ", MacToString(a.mac), " ",
                                 Ipv4ToString(a.dip), " on ", a.port));
   }
-  log(LogLevel::kInfo, StrCat("attached ", Who(*identity), ": ", plan->size(),
-                              " bound interface(s) of ", domain->interfaces.size(), ", ",
-                              endpoints, " VIP endpoint(s)"));
+  log(LogLevel::kInfo,
+      StrCat("attached ", Who(*identity), ": ", plan->size(), " bound interface(s) of ",
+             domain->interfaces.size(), ", ", endpoints, " VIP endpoint(s)"));
   return kExitOk;
 }
 

@@ -16,10 +16,10 @@ namespace sluice::libvirt {
 
 /// Exit codes libvirt sees. Non-zero from `prepare`/`start`/`started` fails the VM start.
 enum HookExit : int {
-  kExitOk = 0,           ///< Done, not a Sluice VM, an operation we ignore, or fail-open.
-  kExitUsage = 64,       ///< Bad command line or hook configuration.
-  kExitBadDomain = 65,   ///< The domain XML or its Sluice metadata is invalid.
-  kExitAgentFailed = 69, ///< Fail-closed only: the agent was unreachable, slow or refused.
+  kExitOk = 0,            ///< Done, not a Sluice VM, an operation we ignore, or fail-open.
+  kExitUsage = 64,        ///< Bad command line or hook configuration.
+  kExitBadDomain = 65,    ///< The domain XML or its Sluice metadata is invalid.
+  kExitAgentFailed = 69,  ///< Fail-closed only: the agent was unreachable, slow or refused.
 };
 
 struct HookOptions {

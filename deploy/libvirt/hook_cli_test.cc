@@ -1,6 +1,7 @@
 // Runs the sluice-libvirt-hook binary the way libvirt does (four arguments, domain XML on
 // stdin) against an in-process fake sluice.v1.Agent, a socket nobody serves and a listener
 // that never answers; checks exit codes, what the agent received and the time bound.
+#include <grpcpp/grpcpp.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -15,8 +16,6 @@
 #include <fstream>
 #include <mutex>
 #include <sstream>
-
-#include <grpcpp/grpcpp.h>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -259,8 +258,8 @@ TEST_F(HookCliTest, UnreachableAgentHoldsTheStartAtMostTwoSeconds) {
   EXPECT_THAT(run.stderr_text, HasSubstr("fail-open"));
 
   // Fail-closed from the environment, with a shorter deadline.
-  run = RunHookBinary({.args = {"--agent", Unreachable(), "--config", NoConfig(),
-                                "--deadline-ms", "500", "db1", "started", "begin", "-"},
+  run = RunHookBinary({.args = {"--agent", Unreachable(), "--config", NoConfig(), "--deadline-ms",
+                                "500", "db1", "started", "begin", "-"},
                        .stdin_text = ReadTestdata("vhostuser_only.xml"),
                        .env = {"SLUICE_HOOK_FAIL_CLOSED=1"}});
   EXPECT_EQ(run.exit_code, 69) << run.stderr_text;
@@ -288,8 +287,8 @@ TEST_F(HookCliTest, SilentAgentHoldsTheStartAtMostTwoSeconds) {
 }
 
 TEST_F(HookCliTest, StdinThatNeverEndsIsCutByTheWatchdog) {
-  RunOptions o = {.args = {"--agent", Unreachable(), "--config", NoConfig(), "--deadline-ms",
-                           "300", "db1", "started", "begin", "-"},
+  RunOptions o = {.args = {"--agent", Unreachable(), "--config", NoConfig(), "--deadline-ms", "300",
+                           "db1", "started", "begin", "-"},
                   .stdin_text = "<domain>",
                   .keep_stdin_open = true};
   HookRun run = RunHookBinary(o);

@@ -3,9 +3,8 @@
 #include <signal.h>
 #include <sys/time.h>
 #include <syslog.h>
-#include <unistd.h>
-
 #include <time.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -61,8 +60,8 @@ void ArmWatchdog(std::chrono::milliseconds after, bool fail_closed) {
   struct sigaction sa = {};
   sa.sa_handler = OnWatchdog;
   sigaction(SIGALRM, &sa, nullptr);
-  const int64_t us = std::max<int64_t>(
-      1000, std::chrono::duration_cast<std::chrono::microseconds>(after).count());
+  const int64_t us =
+      std::max<int64_t>(1000, std::chrono::duration_cast<std::chrono::microseconds>(after).count());
   itimerval timer = {};
   timer.it_value.tv_sec = us / 1000000;
   timer.it_value.tv_usec = us % 1000000;

@@ -45,8 +45,8 @@ class HookTest : public ::testing::Test {
  protected:
   int Run(const std::string& domain, const std::string& op, const std::string& xml) {
     log_.clear();
-    return RunHook({.domain = domain, .operation = op, .sub_operation = "begin", .extra = "-"},
-                   xml, options_, deadline_, agent_, [this](LogLevel level, const std::string& m) {
+    return RunHook({.domain = domain, .operation = op, .sub_operation = "begin", .extra = "-"}, xml,
+                   options_, deadline_, agent_, [this](LogLevel level, const std::string& m) {
                      log_ += (level == LogLevel::kError     ? "E "
                               : level == LogLevel::kWarning ? "W "
                                                             : "I ") +
@@ -124,8 +124,9 @@ TEST_F(HookTest, BadDomainsAreRefusedWithThePreciseError) {
       {"bad-vip", "bad_vip.xml", "E VM 'bad-vip' not attached: stdin:6: <sluice:endpoint>"},
       {"wrong-mac", "unbound_mac.xml", "mac 52:54:00:62:00:99 matches no <interface>"},
       {"bad-vf", "bad_pci.xml", "slot '0x20' is not a number"},
-      {"web1", "no_metadata.xml", "libvirt named domain 'web1' but the XML on stdin describes "
-                                  "'plain'"},
+      {"web1", "no_metadata.xml",
+       "libvirt named domain 'web1' but the XML on stdin describes "
+       "'plain'"},
   };
   for (const Case& c : cases) {
     EXPECT_EQ(Run(c.domain, "started", ReadTestdata(c.file)), kExitBadDomain) << c.file;
