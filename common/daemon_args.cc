@@ -24,6 +24,8 @@ bool ParseDaemonArgs(int argc, char** argv, DaemonOptions* options) {
       options->stats_socket = argv[++i];
     } else if (arg == "--run-dir" && i + 1 < argc) {
       options->run_dir = argv[++i];
+    } else if (arg == "--check-config") {
+      options->check_config = true;
     } else {
       fprintf(stderr, "%s: unknown or incomplete option '%s'\n", prog, arg.c_str());
       ok = false;
@@ -36,10 +38,12 @@ bool ParseDaemonArgs(int argc, char** argv, DaemonOptions* options) {
   if (!ok) {
     fprintf(stderr,
             "usage: %s <EAL args> -- --config FILE [--stats-socket PATH] [--run-dir DIR]\n"
+            "       %s -- --config FILE --check-config\n"
             "  --config FILE        YAML configuration (see deploy/lab/config/)\n"
             "  --stats-socket PATH  unix socket answering 'stats' with JSON\n"
-            "  --run-dir DIR        where the daemon keeps runtime files (default /run/sluice)\n",
-            prog);
+            "  --run-dir DIR        where the daemon keeps runtime files (default /run/sluice)\n"
+            "  --check-config       validate the configuration and exit (0 if it is valid)\n",
+            prog, prog);
   }
   return ok;
 }

@@ -1,5 +1,5 @@
 // Command line shared by the DPDK daemons: "<prog> <EAL args> -- --config FILE
-// [--stats-socket PATH] [--run-dir DIR]".
+// [--stats-socket PATH] [--run-dir DIR] [--check-config]".
 #pragma once
 
 #include <string>
@@ -11,6 +11,7 @@ struct DaemonOptions {
   std::string stats_socket;
   std::string run_dir = "/run/sluice";  ///< Files the daemon writes (speaker config, state).
   int eal_argc = 0;  ///< argv[0 .. eal_argc) goes to rte_eal_init.
+  bool check_config = false;  ///< Only load and validate --config, then exit (no EAL, no NIC).
 };
 
 /// Parses the part after "--". On a bad command line prints usage and the problem to stderr

@@ -274,6 +274,10 @@ int Run(int argc, char** argv) {
     fprintf(stderr, "sluice-mux: %s\n", std::string(config.status().message()).c_str());
     return 1;
   }
+  if (opt.check_config) {
+    printf("sluice-mux: %s: configuration OK\n", opt.config.c_str());
+    return 0;
+  }
 
   std::string error;
   if (port::InitEal(opt.eal_argc, argv, &error) < 0) {
