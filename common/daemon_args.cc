@@ -24,6 +24,10 @@ bool ParseDaemonArgs(int argc, char** argv, DaemonOptions* options) {
       options->stats_socket = argv[++i];
     } else if (arg == "--run-dir" && i + 1 < argc) {
       options->run_dir = argv[++i];
+    } else if (arg == "--grpc-socket" && i + 1 < argc) {
+      options->grpc_socket = argv[++i];
+    } else if (arg == "--grpc-listen" && i + 1 < argc) {
+      options->grpc_listen = argv[++i];
     } else if (arg == "--check-config") {
       options->check_config = true;
     } else {
@@ -41,6 +45,8 @@ bool ParseDaemonArgs(int argc, char** argv, DaemonOptions* options) {
             "       %s -- --config FILE --check-config\n"
             "  --config FILE        YAML configuration (see deploy/lab/config/)\n"
             "  --stats-socket PATH  unix socket answering 'stats' with JSON\n"
+            "  --grpc-socket PATH   unix socket of the gRPC API (sluicectl --socket PATH)\n"
+            "  --grpc-listen H:P    also serve the gRPC API on TCP (host:port)\n"
             "  --run-dir DIR        where the daemon keeps runtime files (default /run/sluice)\n"
             "  --check-config       validate the configuration and exit (0 if it is valid)\n",
             prog, prog);

@@ -186,7 +186,10 @@ void AgentDataPath::AdoptConfig() {
   std::swap(config_.endpoints, s->endpoints);
   std::swap(config_.snat_leases, s->snat_leases);
   if (s->leases_changed) {
-    std::swap(snat_ports_, s->snat_ports);
+    {
+      std::lock_guard<std::mutex> lock(snat_swap_mu_);  // only stats readers contend
+      std::swap(snat_ports_, s->snat_ports);
+    }
     // Live SNAT flows keep their ports where the new leases still give them to the same VM;
     // a flow whose port is no longer leased keeps translating until it ends.
     flows_->Scan(flows_->capacity(), [this](NatFlow& f) {

@@ -163,6 +163,13 @@ class AgentDataPath {
   const AgentCounters& counters() const { return counters_; }
   const NatFlowTable& flows() const { return *flows_; }
   const SnatPortPool& snat_ports() const { return snat_ports_; }
+  /// Runs `read(const SnatPortPool&)` while the data path cannot swap the pool (stats thread;
+  /// the pool is replaced when the leases change).
+  template <typename F>
+  void ReadSnatPorts(F read) const {
+    std::lock_guard<std::mutex> lock(snat_swap_mu_);
+    read(snat_ports_);
+  }
   /// Flows found in the state file at start, and how many of them were kept.
   uint32_t flows_restored() const { return flows_restored_; }
   uint32_t flows_kept() const { return flows_kept_; }
@@ -246,6 +253,7 @@ class AgentDataPath {
   std::unique_ptr<ConfigSnapshot> current_snapshot_;  ///< The one published_ points to.
   std::vector<std::unique_ptr<ConfigSnapshot>> retired_;
   std::atomic<uint64_t> acked_generation_{1};
+  mutable std::mutex snat_swap_mu_;  ///< Held by the data path only while swapping pools.
   std::atomic<uint64_t> gateway_mac_bits_{0};  ///< gateway_mac_ for the control thread; 0 = none.
   // CopyFlows: one request at a time, answered in Housekeeping.
   void ServeFlowCopy();

@@ -4,21 +4,29 @@
 // flow table lives in nat.flow_state_file, so after a crash it restarts with its flows.
 //
 //   sluice-agent <EAL args> -- --config host.yaml [--stats-socket /run/sluice/agent.sock]
+//                              [--grpc-socket PATH] [--grpc-listen HOST:PORT]
+//
+// The gRPC API (hostagent/grpc_service.h) replaces endpoints and SNAT leases while packets
+// flow: the data path adopts each new config snapshot between bursts.
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <ctime>
+#include <memory>
 #include <string>
 
 #include <rte_ethdev.h>
 #include <rte_mbuf.h>
 
 #include "common/daemon_args.h"
+#include "common/grpc_util.h"
 #include "common/json_writer.h"
 #include "common/net_text.h"
 #include "common/stats_server.h"
 #include "common/strings.h"
 #include "hostagent/agent.h"
 #include "hostagent/config.h"
+#include "hostagent/grpc_service.h"
 #include "hostagent/nat_flow_table.h"
 #include "offload/port/eal.h"
 #include "offload/port/port.h"
@@ -89,15 +97,19 @@ std::string StatsJson(const AgentDataPath& agent) {
     if (port->vm_index < 0) continue;
     const VmConfig& vm = agent.config().vms[port->vm_index];
     const auto v = static_cast<uint8_t>(port->vm_index);
-    const SnatPortPool& snat = agent.snat_ports();
+    std::string tcp_ports, udp_ports;
+    agent.ReadSnatPorts([&](const SnatPortPool& snat) {
+      tcp_ports = StrCat(snat.InUse(v, 6), "/", snat.Leased(v, 6));
+      udp_ports = StrCat(snat.InUse(v, 17), "/", snat.Leased(v, 17));
+    });
     j.BeginObject()
         .Field("name", vm.name)
         .Field("dip", Ipv4ToString(vm.dip))
         .Field("pa", Ipv4ToString(vm.pa))
         .Field("rx_packets", port->rx_packets.Get())
         .Field("tx_packets", port->tx.tx_packets.Get())
-        .Field("snat_tcp_ports", StrCat(snat.InUse(v, 6), "/", snat.Leased(v, 6)))
-        .Field("snat_udp_ports", StrCat(snat.InUse(v, 17), "/", snat.Leased(v, 17)))
+        .Field("snat_tcp_ports", tcp_ports)
+        .Field("snat_udp_ports", udp_ports)
         .Field("snat_ports_exhausted", port->snat_ports_exhausted.Get())
         .EndObject();
   }
@@ -105,6 +117,76 @@ std::string StatsJson(const AgentDataPath& agent) {
   j.EndObject();
   return j.str();
 }
+
+// What the gRPC service drives: the data path's config snapshots, counters and flows.
+class DataPathRuntime : public AgentRuntime {
+ public:
+  explicit DataPathRuntime(AgentDataPath* agent) : agent_(agent) {}
+  bool PublishConfig(const AgentConfig& next, std::string* error) override {
+    return agent_->PublishConfig(next, error);
+  }
+  uint64_t generation() const override { return agent_->published_generation(); }
+  void ReclaimRetired() override { agent_->ReclaimRetired(); }
+  AgentRuntimeStatus Status() const override {
+    AgentRuntimeStatus s{.ready = agent_->ready(), .stopping = g_stop != 0};
+    uint64_t rx = 0, tx = 0, tx_full = 0;
+    for (const auto& port : agent_->ports()) {
+      rx += port->rx_packets.Get();
+      tx += port->tx.tx_packets.Get();
+      tx_full += port->tx.tx_full_drops.Get();
+    }
+    const AgentCounters& c = agent_->counters();
+    s.counters = {
+        {"rx_packets", rx},
+        {"tx_packets", tx},
+        {"inbound_packets", agent_->WalkPackets(RuleKind::kInboundIpip) +
+                                agent_->WalkPackets(RuleKind::kInboundGue)},
+        {"dsr_return_packets", agent_->WalkPackets(RuleKind::kDsrReturn)},
+        {"stateful_return_packets", c.stateful_return_packets.Get()},
+        {"snat_out_packets", c.snat_out_packets.Get()},
+        {"snat_in_packets", c.snat_in_packets.Get()},
+        {"fastpath_packets", c.fastpath_packets.Get()},
+        {"rejects_sent", c.rejects_sent.Get()},
+        {"rules_installed", agent_->installed_rules()},
+        {"flows_active", agent_->flows().size()},
+        {"flows_created", c.flows_created.Get()},
+        {"flows_expired", c.flows_expired.Get()},
+        {"config_generation_in_use", agent_->adopted_generation()},
+    };
+    for (size_t r = 0; r < kNumDropReasons; ++r) {
+      uint64_t extra = r == static_cast<size_t>(DropReason::kTxFull) ? tx_full : 0;
+      s.drops.emplace_back(std::string(kDropReasonNames[r]),
+                           agent_->Drops(static_cast<DropReason>(r)) + extra);
+    }
+    for (size_t r = 0; r < kNumAgentDrops; ++r) {
+      s.drops.emplace_back(std::string(kAgentDropNames[r]),
+                           agent_->Drops(static_cast<AgentDrop>(r)));
+    }
+    s.vms.resize(agent_->config().vms.size());
+    agent_->ReadSnatPorts([&](const SnatPortPool& snat) {
+      for (const auto& port : agent_->ports()) {
+        if (port->vm_index < 0) continue;
+        const auto v = static_cast<uint8_t>(port->vm_index);
+        VmRuntimeStatus& vm = s.vms[v];
+        vm.rx_packets = port->rx_packets.Get();
+        vm.tx_packets = port->tx.tx_packets.Get();
+        vm.snat_tcp_in_use = snat.InUse(v, 6);
+        vm.snat_tcp_leased = snat.Leased(v, 6);
+        vm.snat_udp_in_use = snat.InUse(v, 17);
+        vm.snat_udp_leased = snat.Leased(v, 17);
+        vm.snat_ports_exhausted = port->snat_ports_exhausted.Get();
+      }
+    });
+    return s;
+  }
+  bool CopyFlows(size_t limit, uint32_t dip, std::vector<NatFlow>* flows,
+                 uint64_t* total) override {
+    return agent_->CopyFlows(limit, dip, std::chrono::seconds(2), flows, total);
+  }
+
+ private:
+  AgentDataPath* agent_;
+};
 
 uint64_t MonotonicNs() {
   timespec ts;
@@ -161,6 +243,19 @@ int Run(int argc, char** argv) {
           config->name.c_str(), config->nat.flow_state_file.c_str(), agent.flows_restored(),
           agent.flows_kept(), note.empty() ? "" : "; ", note.c_str());
 
+  DataPathRuntime runtime(&agent);
+  AgentService service(&runtime, *config);
+  std::unique_ptr<grpc::Server> grpc_server;
+  if (!opt.grpc_socket.empty() || !opt.grpc_listen.empty()) {
+    absl::StatusOr<std::unique_ptr<grpc::Server>> started = StartGrpcServer(
+        {.unix_socket = opt.grpc_socket, .tcp_listen = opt.grpc_listen}, {&service});
+    if (!started.ok()) {
+      fprintf(stderr, "sluice-agent: %s\n", std::string(started.status().message()).c_str());
+      return 1;
+    }
+    grpc_server = std::move(*started);
+  }
+
   StatsServer stats;
   if (!opt.stats_socket.empty()) {
     absl::Status s = stats.Start(opt.stats_socket, [&](const std::string& request) {
@@ -184,6 +279,7 @@ int Run(int argc, char** argv) {
   uint64_t next_housekeeping = 0;
   bool announced_ready = false;
   while (!g_stop) {
+    agent.AdoptConfig();  // between bursts: a config published by the gRPC service
     uint64_t now = MonotonicNs();
     if (now >= next_housekeeping) {
       agent.Housekeeping(pool, now);
@@ -208,6 +304,8 @@ int Run(int argc, char** argv) {
     }
   }
   fprintf(stderr, "sluice-agent %s: stopping\n", config->name.c_str());
+  service.Shutdown();
+  if (grpc_server) grpc_server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
   stats.Stop();
   for (const auto& port : agent.ports()) port::ClosePort(port->port_id);
   return 0;

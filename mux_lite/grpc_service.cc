@@ -445,17 +445,19 @@ grpc::Status MuxService::GetVips(grpc::ServerContext*, const v1::GetVipsRequest*
     desired = desired_;
     unhealthy = unhealthy_;
   }
-  // Counters come from the table in use, matched by VIP key and DIP.
+  // Counters come from the table(s) in use (one per worker, summed), matched by VIP key and
+  // DIP.
   std::map<std::pair<uint64_t, uint32_t>, std::pair<uint64_t, uint64_t>> backend_counts;
   std::map<uint64_t, uint64_t> vip_packets;
   runtime_->ReadTable([&](const VipTable& table) {
     response->set_config_generation(table.generation);
     for (const auto& vip : table.vips) {
       const uint64_t key = VipKey(vip->config.vip, vip->config.port, vip->config.proto);
-      vip_packets[key] = vip->packets.Get();
+      vip_packets[key] += vip->packets.Get();
       for (size_t b = 0; b < vip->config.backends.size(); ++b) {
-        backend_counts[{key, vip->config.backends[b].dip}] = {vip->backend_packets[b].Get(),
-                                                              vip->backend_flows[b].Get()};
+        auto& counts = backend_counts[{key, vip->config.backends[b].dip}];
+        counts.first += vip->backend_packets[b].Get();
+        counts.second += vip->backend_flows[b].Get();
       }
     }
   });

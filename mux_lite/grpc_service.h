@@ -51,7 +51,7 @@ class MuxRuntime {
   virtual bool Reload(const MuxConfig& config, std::string* error) = 0;
   /// Generation of the VIP table in use (bumped by every Reload).
   virtual uint64_t generation() const = 0;
-  /// Runs `read` on the VIP table in use (for its counters).
+  /// Runs `read` on the VIP table in use of every data-path worker (counters are summed).
   virtual void ReadTable(const std::function<void(const VipTable&)>& read) const = 0;
   virtual void SetDraining(bool draining) = 0;
   virtual MuxRuntimeStatus Status() const = 0;

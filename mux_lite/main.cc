@@ -2,11 +2,13 @@
 // friends) and encapsulates it to the backends' hosts.
 //
 //   sluice-mux <EAL args> -- --config mux.yaml [--stats-socket PATH] [--run-dir DIR]
+//                            [--grpc-socket PATH] [--grpc-listen HOST:PORT]
 //
 // The data path polls on mux.workers lcores (the main lcore and EAL workers), each on its
 // own RSS queue; a control thread keeps the BGP announcement equal to "ready, every worker
 // polling and not draining". SIGTERM drains (withdraws, then exits); the stats
-// socket also takes "drain" and "resume".
+// socket also takes "drain" and "resume". The gRPC API (mux_lite/grpc_service.h) changes
+// VIPs, backends and SNAT ranges while packets flow; SIGHUP re-reads the config file.
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -14,6 +16,7 @@
 #include <cstdio>
 #include <cstring>
 #include <mutex>
+#include <functional>
 #include <optional>
 #include <string>
 #include <thread>
@@ -25,12 +28,14 @@
 #include <rte_mbuf.h>
 
 #include "common/daemon_args.h"
+#include "common/grpc_util.h"
 #include "common/json_writer.h"
 #include "common/net_text.h"
 #include "common/stats_server.h"
 #include "mux_lite/bgp.h"
 #include "mux_lite/config.h"
 #include "mux_lite/flow_offload.h"
+#include "mux_lite/grpc_service.h"
 #include "offload/rte_flow/executor.h"
 #include "offload/rte_flow/flow_api.h"
 #include "mux_lite/mux.h"
@@ -68,18 +73,85 @@ struct ControlState {
   std::atomic<uint64_t> reloads{0};
   std::atomic<uint64_t> reload_errors{0};
   std::string last_reload_error;  ///< Guarded by mu.
+  /// VIP addresses to announce after a gRPC change (guarded by mu; the control loop takes it).
+  std::optional<std::vector<uint32_t>> changed_vips;
+};
+
+// What the gRPC service drives: the workers' VIP tables and the drain switch.
+class WorkersRuntime : public MuxRuntime {
+ public:
+  WorkersRuntime(MuxWorkers* mux, ControlState* control, const NicFlowOffloader* offload,
+                 std::function<uint64_t()> now_ns)
+      : mux_(mux), control_(control), offload_(offload), now_ns_(std::move(now_ns)) {}
+
+  bool Reload(const MuxConfig& config, std::string* error) override {
+    if (!mux_->Reload(config, error)) return false;
+    control_->reloads.fetch_add(1);
+    return true;
+  }
+  uint64_t generation() const override { return mux_->generation(); }
+  void ReadTable(const std::function<void(const VipTable&)>& read) const override {
+    const uint64_t generation = mux_->generation();
+    for (size_t w = 0; w < mux_->size(); ++w) {
+      mux_->ReadTable(w, [&](const VipTable& table) {
+        if (table.generation == generation) read(table);
+      });
+    }
+  }
+  void SetDraining(bool draining) override { control_->draining.store(draining); }
+  MuxRuntimeStatus Status() const override {
+    MuxRuntimeStatus s{.ready = control_->ready.load(),
+                       .draining = control_->draining.load(),
+                       .polling = control_->polling.load(),
+                       .stopping = g_terminate != 0 || control_->stop.load()};
+    {
+      std::lock_guard<std::mutex> lock(control_->mu);
+      s.bgp_session = control_->bgp_session;
+    }
+    MuxTotals totals;
+    mux_->Totals(now_ns_(), &totals);
+    const MuxCounters& c = totals.counters;
+    s.counters = {{"rx_packets", c.rx_packets.Get()},
+                  {"tx_packets", totals.tx_packets},
+                  {"vip_packets", c.vip_packets.Get()},
+                  {"new_flows", c.new_flows.Get()},
+                  {"cached_flow_packets", c.cached_flow_packets.Get()},
+                  {"closing_flows", c.closing_flows.Get()},
+                  {"snat_return_packets", c.snat_return_packets.Get()},
+                  {"fastpath_redirects_sent", c.fastpath_redirects_sent.Get()},
+                  {"local_packets", c.local_packets.Get()},
+                  {"flow_table_capacity", totals.flow_table_capacity},
+                  {"flow_table_live", totals.flow_table_live},
+                  {"flow_table_evictions", totals.flow_table_evictions},
+                  {"flows_offered_to_nic", offload_->offered()},
+                  {"reloads", control_->reloads.load()},
+                  {"bgp_announced_vips", control_->bgp_announced.load()},
+                  {"workers", mux_->size()}};
+    for (size_t r = 0; r < kNumDropReasons; ++r) {
+      uint64_t extra = r == static_cast<size_t>(DropReason::kTxFull) ? totals.tx_full_drops : 0;
+      s.drops.emplace_back(std::string(kDropReasonNames[r]), c.drops[r].Get() + extra);
+    }
+    return s;
+  }
+
+ private:
+  MuxWorkers* mux_;
+  ControlState* control_;
+  const NicFlowOffloader* offload_;
+  std::function<uint64_t()> now_ns_;
 };
 
 // Re-reads the config file and swaps in the new VIP table. On any error the running table
 // stays as it was.
-std::string Reload(MuxWorkers& mux, const std::string& path, ControlState& control,
-                   std::vector<uint32_t>* vips) {
+// The file becomes the gRPC service's desired config too (backend health is kept).
+std::string Reload(MuxWorkers& mux, MuxService& service, const std::string& path,
+                   ControlState& control, std::vector<uint32_t>* vips) {
   absl::StatusOr<MuxConfig> config = LoadMuxConfig(path);
   std::string error;
-  if (!config.ok()) {
-    error = std::string(config.status().message());
-  } else if (mux.Reload(*config, &error)) {
-    control.reloads.fetch_add(1);
+  absl::Status applied = config.ok() ? service.ReplaceConfig(*config) : config.status();
+  if (!applied.ok()) {
+    error = std::string(applied.message());
+  } else {
     *vips = VipAddresses(*config);
     fprintf(stderr, "sluice-mux: reloaded %s (table generation %lu)\n", path.c_str(),
             static_cast<unsigned long>(mux.generation()));
@@ -212,9 +284,9 @@ std::string StatsJson(const MuxWorkers& mux, ControlState& control,
 
 // The control loop: BGP announce/withdraw from readiness, drain and data-path liveness;
 // turns SIGTERM into withdraw-then-stop.
-void ControlLoop(ControlState& control, MuxWorkers& mux, const std::string& config_path,
-                 NicFlowOffloader& offload, BgpSpeaker* speaker, std::vector<uint32_t> vips,
-                 uint32_t next_hop) {
+void ControlLoop(ControlState& control, MuxWorkers& mux, MuxService& service,
+                 const std::string& config_path, NicFlowOffloader& offload,
+                 BgpSpeaker* speaker, std::vector<uint32_t> vips, uint32_t next_hop) {
   std::optional<VipAnnouncer> announcer;
   if (speaker != nullptr) announcer.emplace(speaker, vips, next_hop);
   // A worker that stops advancing stops its share of flows: withdraw the whole mux.
@@ -240,8 +312,19 @@ void ControlLoop(ControlState& control, MuxWorkers& mux, const std::string& conf
     }
     if (g_reload) {
       g_reload = 0;
-      if (Reload(mux, config_path, control, &vips).empty() && announcer) {
+      if (Reload(mux, service, config_path, control, &vips).empty() && announcer) {
         announcer->SetVips(vips);
+      }
+    }
+    {
+      std::optional<std::vector<uint32_t>> changed;
+      {
+        std::lock_guard<std::mutex> lock(control.mu);
+        changed.swap(control.changed_vips);
+      }
+      if (changed && *changed != vips) {
+        vips = std::move(*changed);
+        if (announcer) announcer->SetVips(vips);
       }
     }
     mux.ReclaimRetired();
@@ -327,6 +410,22 @@ int Run(int argc, char** argv) {
   const uint64_t hz = rte_get_tsc_hz();
   auto now_ns = [hz] { return static_cast<uint64_t>(rte_get_tsc_cycles() * (1e9 / hz)); };
 
+  WorkersRuntime runtime(mux.get(), &control, &offload, now_ns);
+  MuxService service(&runtime, *config, [&control](const MuxConfig& applied) {
+    std::lock_guard<std::mutex> lock(control.mu);
+    control.changed_vips = VipAddresses(applied);
+  });
+  std::unique_ptr<grpc::Server> grpc_server;
+  if (!opt.grpc_socket.empty() || !opt.grpc_listen.empty()) {
+    absl::StatusOr<std::unique_ptr<grpc::Server>> started = StartGrpcServer(
+        {.unix_socket = opt.grpc_socket, .tcp_listen = opt.grpc_listen}, {&service});
+    if (!started.ok()) {
+      fprintf(stderr, "sluice-mux: %s\n", std::string(started.status().message()).c_str());
+      return 1;
+    }
+    grpc_server = std::move(*started);
+  }
+
   StatsServer stats;
   if (!opt.stats_socket.empty()) {
     absl::Status s = stats.Start(opt.stats_socket, [&](const std::string& request) {
@@ -349,8 +448,8 @@ int Run(int argc, char** argv) {
   signal(SIGINT, OnSignal);
   signal(SIGTERM, OnSignal);
   signal(SIGHUP, OnHangup);
-  std::thread control_thread(ControlLoop, std::ref(control), std::ref(*mux), opt.config,
-                             std::ref(offload), speaker.get(), VipAddresses(*config),
+  std::thread control_thread(ControlLoop, std::ref(control), std::ref(*mux), std::ref(service),
+                             opt.config, std::ref(offload), speaker.get(), VipAddresses(*config),
                              config->address.addr);
   fprintf(stderr, "sluice-mux %s: serving %zu VIP(s) on port %u (%s), PA %s, %zu worker(s)\n",
           config->name.c_str(), config->vips.size(), port_id, config->port.c_str(),
@@ -390,6 +489,8 @@ int Run(int argc, char** argv) {
   fprintf(stderr, "sluice-mux %s: stopping\n", config->name.c_str());
   control.stop.store(true);
   control_thread.join();
+  service.Shutdown();
+  if (grpc_server) grpc_server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
   stats.Stop();
   nic_executor.RemoveAll();
   port::ClosePort(port_id);
