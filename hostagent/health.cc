@@ -17,6 +17,7 @@
 #include <map>
 #include <mutex>
 #include <random>
+#include <set>
 #include <thread>
 #include <vector>
 
@@ -540,6 +541,127 @@ std::optional<HealthStatus> HealthChecker::Status(HealthCheckId id) const {
 size_t HealthChecker::size() const {
   std::lock_guard<std::mutex> lock(loop_->mu);
   return loop_->statuses.size();
+}
+
+// ---------------------------------------------------------------------------------------------
+
+absl::StatusOr<std::unique_ptr<DipHealthMonitor>> DipHealthMonitor::Create(OnChange on_change) {
+  std::unique_ptr<DipHealthMonitor> monitor(new DipHealthMonitor());
+  monitor->on_change_ = std::move(on_change);
+  DipHealthMonitor* self = monitor.get();
+  absl::StatusOr<std::unique_ptr<HealthChecker>> checker =
+      HealthChecker::Create([self](const HealthChange& c) { self->OnCheckChange(c); });
+  if (!checker.ok()) return checker.status();
+  monitor->checker_ = std::move(*checker);
+  return monitor;
+}
+
+DipHealthMonitor::~DipHealthMonitor() { checker_.reset(); }
+
+absl::Status DipHealthMonitor::SetChecks(const std::vector<HealthCheckConfig>& wanted) {
+  for (size_t i = 0; i < wanted.size(); ++i) {
+    if (absl::Status s = ValidateHealthCheck(wanted[i]); !s.ok()) {
+      return absl::InvalidArgumentError(StrCat("checks[", i, "].", s.message()));
+    }
+  }
+  std::vector<DipHealth> changes;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    // Identical wanted checks share one running check.
+    std::vector<bool> kept(wanted.size(), false);
+    std::vector<HealthCheckId> gone;
+    for (const auto& [id, check] : checks_) {
+      bool needed = false;
+      for (size_t i = 0; i < wanted.size(); ++i) {
+        if (wanted[i] == check.config) kept[i] = needed = true;
+      }
+      if (!needed) gone.push_back(id);
+    }
+    std::vector<HealthCheckId> added;
+    for (size_t i = 0; i < wanted.size(); ++i) {
+      if (kept[i]) continue;
+      for (size_t j = i + 1; j < wanted.size(); ++j) {
+        if (wanted[j] == wanted[i]) kept[j] = true;
+      }
+      absl::StatusOr<HealthCheckId> id = checker_->Add(wanted[i]);
+      if (!id.ok()) {
+        for (HealthCheckId a : added) {
+          checker_->Remove(a);
+          checks_.erase(a);
+        }
+        return absl::Status(id.status().code(), StrCat("checks[", i, "]: ", id.status().message()));
+      }
+      added.push_back(*id);
+      checks_[*id] = Check{.config = wanted[i]};
+    }
+    std::set<uint32_t> touched;
+    for (HealthCheckId id : gone) {
+      checker_->Remove(id);
+      touched.insert(checks_[id].config.address);
+      checks_.erase(id);
+    }
+    for (uint32_t dip : touched) Reaggregate(dip, &changes);
+  }
+  for (const DipHealth& c : changes) {
+    if (on_change_) on_change_(c);
+  }
+  return absl::OkStatus();
+}
+
+std::vector<DipHealthMonitor::DipHealth> DipHealthMonitor::Current() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<DipHealth> out;
+  for (const auto& [dip, health] : reported_) out.push_back(health);
+  return out;
+}
+
+void DipHealthMonitor::OnCheckChange(const HealthChange& change) {
+  std::vector<DipHealth> changes;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = checks_.find(change.id);
+    if (it == checks_.end()) return;
+    it->second.state = change.state;
+    it->second.reason = change.reason;
+    Reaggregate(it->second.config.address, &changes);
+  }
+  for (const DipHealth& c : changes) {
+    if (on_change_) on_change_(c);
+  }
+}
+
+void DipHealthMonitor::Reaggregate(uint32_t dip, std::vector<DipHealth>* out) {
+  size_t total = 0;
+  size_t healthy = 0;
+  const Check* sick = nullptr;
+  const Check* any = nullptr;
+  for (const auto& [id, check] : checks_) {
+    if (check.config.address != dip) continue;
+    ++total;
+    any = &check;
+    if (check.state == HealthState::kHealthy) ++healthy;
+    if (check.state == HealthState::kUnhealthy && sick == nullptr) sick = &check;
+  }
+  auto reported = reported_.find(dip);
+  std::optional<DipHealth> now;
+  if (total == 0) {
+    // No checks left: the mux's default (healthy) applies again.
+    if (reported != reported_.end() && !reported->second.healthy) {
+      out->push_back({.dip = dip, .healthy = true, .reason = "no health check any more"});
+    }
+    if (reported != reported_.end()) reported_.erase(reported);
+    return;
+  }
+  if (sick != nullptr) {
+    now = DipHealth{.dip = dip, .healthy = false, .reason = sick->reason};
+  } else if (healthy == total) {
+    now = DipHealth{.dip = dip, .healthy = true, .reason = any->reason};
+  } else {
+    return;  // Some checks still deciding: keep what was reported.
+  }
+  if (reported != reported_.end() && reported->second.healthy == now->healthy) return;
+  reported_[dip] = *now;
+  out->push_back(*now);
 }
 
 }  // namespace sluice::agent

@@ -16,10 +16,13 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/status/statusor.h"
 
@@ -48,6 +51,8 @@ struct HealthCheckConfig {
   /// Network namespace file (e.g. /run/netns/vm1) the probe socket is created in; empty = the
   /// agent's own. Needs CAP_SYS_ADMIN.
   std::string netns;
+
+  bool operator==(const HealthCheckConfig&) const = default;
 };
 
 /// Checks ranges and text fields (ports, counts, path without CR/LF, jitter ≤ interval/2).
@@ -115,6 +120,49 @@ class HealthChecker {
   struct Loop;
   explicit HealthChecker(std::unique_ptr<Loop> loop);
   std::unique_ptr<Loop> loop_;
+};
+
+/// Health per DIP, which is what the muxes take (sluice.v1.Mux/SetBackendHealth): runs the
+/// checks of the agent's endpoints (identical checks once) and reports a DIP unhealthy as soon
+/// as one of its checks is, healthy when all of them are. A DIP is reported first when its
+/// checks have decided; a check added later does not flap it while it decides.
+class DipHealthMonitor {
+ public:
+  struct DipHealth {
+    uint32_t dip = 0;  ///< host order
+    bool healthy = false;
+    std::string reason;  ///< The check result behind it.
+  };
+  /// Called on the checker thread for each change (from SetChecks' caller when a change comes
+  /// from removing checks). Not under any lock of the monitor: it may call Current().
+  using OnChange = std::function<void(const DipHealth&)>;
+
+  static absl::StatusOr<std::unique_ptr<DipHealthMonitor>> Create(OnChange on_change);
+  ~DipHealthMonitor();
+
+  /// The desired set of checks (`address` is the DIP). Checks already running with the same
+  /// config keep their state; the others start or stop. Checked as a whole: on an error
+  /// nothing changes. A DIP left without checks that was unhealthy is reported healthy.
+  absl::Status SetChecks(const std::vector<HealthCheckConfig>& checks);
+  /// Every DIP whose health is decided.
+  std::vector<DipHealth> Current() const;
+
+ private:
+  struct Check {
+    HealthCheckConfig config;
+    HealthState state = HealthState::kUnknown;
+    std::string reason;
+  };
+  DipHealthMonitor() = default;
+  void OnCheckChange(const HealthChange& change);
+  /// Recomputes `dip`; appends to `out` if its reported state changes. Needs mu_.
+  void Reaggregate(uint32_t dip, std::vector<DipHealth>* out);
+
+  OnChange on_change_;
+  mutable std::mutex mu_;
+  std::map<HealthCheckId, Check> checks_;
+  std::map<uint32_t, DipHealth> reported_;
+  std::unique_ptr<HealthChecker> checker_;  // last: its thread stops before the rest goes
 };
 
 }  // namespace sluice::agent

@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <functional>
@@ -497,6 +498,91 @@ TEST_F(HealthCheckerTest, BadConfigAndNetns) {
   c.netns = "/proc/self/ns/net";
   HealthCheckId id = Add(c);
   ASSERT_TRUE(changes_.WaitFor(id, HealthState::kHealthy)) << checker_->Status(id)->last_result;
+}
+
+// ---- per DIP ---------------------------------------------------------------------------------
+
+class DipChanges {
+ public:
+  DipHealthMonitor::OnChange Callback() {
+    return [this](const DipHealthMonitor::DipHealth& h) {
+      std::lock_guard<std::mutex> lock(mu_);
+      all_.push_back(h);
+      cv_.notify_all();
+    };
+  }
+  /// Waits until the latest report for `dip` says `healthy`.
+  bool WaitFor(uint32_t dip, bool healthy) {
+    std::unique_lock<std::mutex> lock(mu_);
+    return cv_.wait_for(lock, milliseconds(5000), [&] {
+      for (auto it = all_.rbegin(); it != all_.rend(); ++it) {
+        if (it->dip == dip) return it->healthy == healthy;
+      }
+      return false;
+    });
+  }
+  size_t CountFor(uint32_t dip) {
+    std::lock_guard<std::mutex> lock(mu_);
+    return std::count_if(all_.begin(), all_.end(), [dip](const auto& h) { return h.dip == dip; });
+  }
+  std::string LastReason(uint32_t dip) {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto it = all_.rbegin(); it != all_.rend(); ++it) {
+      if (it->dip == dip) return it->reason;
+    }
+    return "";
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<DipHealthMonitor::DipHealth> all_;
+};
+
+TEST(DipHealthMonitorTest, OneSickCheckMakesTheDipSick) {
+  TestServer up([](int fd) { close(fd); });
+  const uint16_t refused = ClosedPort();
+  DipChanges changes;
+  absl::StatusOr<std::unique_ptr<DipHealthMonitor>> m =
+      DipHealthMonitor::Create(changes.Callback());
+  ASSERT_TRUE(m.ok()) << m.status();
+  DipHealthMonitor& monitor = **m;
+
+  const uint32_t dip2 = kLoopback + 1;  // 127.0.0.2: nothing listens there
+  HealthCheckConfig a = Fast(HealthProbeType::kTcp, up.port());
+  HealthCheckConfig b = Fast(HealthProbeType::kTcp, refused);
+  HealthCheckConfig c = Fast(HealthProbeType::kTcp, up.port());
+  c.address = dip2;
+  // a twice: two endpoints with the same check share one.
+  ASSERT_TRUE(monitor.SetChecks({a, a, c}).ok());
+  ASSERT_TRUE(changes.WaitFor(kLoopback, true));
+  ASSERT_TRUE(changes.WaitFor(dip2, false));
+  EXPECT_THAT(changes.LastReason(dip2), HasSubstr("tcp 127.0.0.2:"));
+
+  // A failing check joins the healthy DIP: it turns unhealthy.
+  ASSERT_TRUE(monitor.SetChecks({a, b, c}).ok());
+  ASSERT_TRUE(changes.WaitFor(kLoopback, false));
+  EXPECT_THAT(changes.LastReason(kLoopback), HasSubstr("Connection refused"));
+  EXPECT_EQ(changes.CountFor(kLoopback), 2u);
+
+  // The failing check goes: healthy again, at once (the other check is healthy).
+  ASSERT_TRUE(monitor.SetChecks({a, c}).ok());
+  ASSERT_TRUE(changes.WaitFor(kLoopback, true));
+  // DIP 2 loses its only check while unhealthy: reported healthy (the mux default).
+  ASSERT_TRUE(monitor.SetChecks({a}).ok());
+  ASSERT_TRUE(changes.WaitFor(dip2, true));
+  EXPECT_EQ(changes.LastReason(dip2), "no health check any more");
+  std::vector<DipHealthMonitor::DipHealth> now = monitor.Current();
+  ASSERT_EQ(now.size(), 1u);
+  EXPECT_EQ(now[0].dip, kLoopback);
+  EXPECT_TRUE(now[0].healthy);
+
+  // A bad check refuses the whole set.
+  HealthCheckConfig bad = a;
+  bad.rise = 0;
+  absl::Status s = monitor.SetChecks({a, bad});
+  EXPECT_THAT(std::string(s.message()), HasSubstr("checks[1].rise"));
+  EXPECT_EQ(monitor.Current().size(), 1u);
 }
 
 // ---- the agent config's health: --------------------------------------------------------------
