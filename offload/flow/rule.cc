@@ -19,6 +19,8 @@ const char* TunnelName(Tunnel t) {
       return "ipip";
     case Tunnel::kGue:
       return "gue";
+    case Tunnel::kGre:
+      return "gre";
   }
   return "?";
 }
@@ -171,14 +173,15 @@ std::string Validate(const Rule& rule) {
     switch (a.type) {
       case ActionType::kDecap:
         if (rule.match.tunnel == Tunnel::kNone) {
-          return where + " needs the match to name a tunnel (ipip or gue), else non-tunnelled " +
+          return where +
+                 " needs the match to name a tunnel (ipip, gue or gre), else non-tunnelled " +
                  "packets would hit it";
         }
         if (++decaps > 1) return where + " is a second decap; only one tunnel level is removed";
         break;
       case ActionType::kEncap:
         if (a.encap.type == Tunnel::kNone) {
-          return where + " has no tunnel type; use ipip or gue";
+          return where + " has no tunnel type; use ipip, gue or gre";
         }
         break;
       case ActionType::kSetL4Src:

@@ -18,6 +18,8 @@ enum class Tunnel : uint8_t {
   kNone = 0,
   kIpip,  ///< IPv4-in-IPv4, IP protocol 4.
   kGue,   ///< GUE variant 1: IPv4 directly inside UDP (no GUE header).
+  kGre,   ///< GRE (RFC 2784, 4-byte header, no key/checksum/sequence) carrying IPv4 (0x0800):
+          ///< the encapsulation OVS's userspace datapath decapsulates natively (vswitch/).
 };
 
 /// Default UDP destination port of GUE-encapsulated traffic.
@@ -27,6 +29,7 @@ inline constexpr uint8_t kProtoIcmp = 1;
 inline constexpr uint8_t kProtoIpip = 4;
 inline constexpr uint8_t kProtoTcp = 6;
 inline constexpr uint8_t kProtoUdp = 17;
+inline constexpr uint8_t kProtoGre = 47;
 
 using MacAddr = std::array<uint8_t, 6>;
 
@@ -47,7 +50,7 @@ struct PortMatch {
 };
 
 /// What a rule matches. `tunnel == kNone` matches on the outermost IPv4 header whether or
-/// not it carries a tunnel; `kIpip`/`kGue` require that tunnel and then src/dst/proto/ports
+/// not it carries a tunnel; `kIpip`/`kGue`/`kGre` require that tunnel and then src/dst/proto/ports
 /// refer to the inner packet while outer_src/outer_dst refer to the outer header.
 struct Match {
   std::optional<uint16_t> in_port;
@@ -62,8 +65,9 @@ struct Match {
 };
 
 enum class ActionType : uint8_t {
-  kDecap,       ///< Remove the outer IPv4 (and UDP for GUE); the Ethernet header stays.
-  kEncap,       ///< Insert an outer IPv4 (and UDP for GUE) after the Ethernet header.
+  kDecap,       ///< Remove the outer IPv4 (and UDP for GUE, GRE header for GRE); the Ethernet
+                ///< header stays.
+  kEncap,       ///< Insert an outer IPv4 (and UDP for GUE, GRE for GRE) after the Ethernet header.
   kSetIpv4Src,  ///< Rewrite the (innermost) IPv4 source; checksums updated incrementally.
   kSetIpv4Dst,
   kSetL4Src,  ///< Rewrite the TCP/UDP source port; checksum updated incrementally.

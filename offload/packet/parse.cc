@@ -144,6 +144,14 @@ bool IsGue(const uint8_t* frame, uint32_t udp_offset, uint32_t end, uint16_t gue
   return Load16(udp + 2) == gue_port && (udp[kUdpHeaderLen] >> 4) == 4;
 }
 
+// True if an IPv4 protocol-47 payload is a basic GRE header (RFC 2784: no checksum, key or
+// sequence number, version 0) carrying IPv4.
+bool IsGreIpv4(const uint8_t* frame, uint32_t gre_offset, uint32_t end) {
+  if (end < gre_offset + kGreHeaderLen + 1u) return false;
+  const uint8_t* gre = frame + gre_offset;
+  return Load16(gre) == 0 && Load16(gre + 2) == kEtherTypeIpv4 && (gre[kGreHeaderLen] >> 4) == 4;
+}
+
 }  // namespace
 
 ParseStatus Parse(const uint8_t* frame, uint32_t len, uint16_t gue_port, ParsedPacket* out,
@@ -188,6 +196,9 @@ ParseStatus Parse(const uint8_t* frame, uint32_t len, uint16_t gue_port, ParsedP
     out->outer_dst_port = Load16(frame + outer_l4 + 2);
     inner_offset = outer_l4 + kUdpHeaderLen;
     outer.end = static_cast<uint16_t>(outer_l4 + udp_len);
+  } else if (outer.proto == flow::kProtoGre && IsGreIpv4(frame, outer_l4, outer.end)) {
+    out->tunnel = flow::Tunnel::kGre;
+    inner_offset = outer_l4 + kGreHeaderLen;
   }
   if (out->tunnel != flow::Tunnel::kNone &&
       !ParseIpv4(frame, inner_offset, outer.end, &inner, reason)) {

@@ -1,5 +1,6 @@
-// Parsing of Ethernet / ARP / IPv4 / TCP / UDP / ICMP and of the two mux→host tunnels
-// (IPv4-in-IPv4 and GUE). Works on a contiguous byte range (one mbuf segment).
+// Parsing of Ethernet / ARP / IPv4 / TCP / UDP / ICMP and of the mux→host tunnels
+// (IPv4-in-IPv4, GUE, basic GRE carrying IPv4). Works on a contiguous byte range (one mbuf
+// segment).
 #pragma once
 
 #include <cstdint>
@@ -14,6 +15,7 @@ inline constexpr uint16_t kEtherTypeArp = 0x0806;
 inline constexpr uint16_t kEthHeaderLen = 14;
 inline constexpr uint16_t kIpv4HeaderLen = 20;  // without options
 inline constexpr uint16_t kUdpHeaderLen = 8;
+inline constexpr uint16_t kGreHeaderLen = 4;  ///< Basic GRE header (RFC 2784), no options.
 
 /// What Parse found. Offsets are from the start of the frame; addresses and ports are in
 /// host byte order. For a tunnelled packet, src/dst/proto/ports describe the inner packet.

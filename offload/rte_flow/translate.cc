@@ -215,6 +215,9 @@ class RuleTranslator {
         AddIpv4(m.outer_src, m.outer_dst, flow::kProtoUdp);
         AddL4(flow::kProtoUdp, flow::PortMatch{}, flow::PortMatch::Exact(options_.gue_port));
         break;
+      case Tunnel::kGre:
+        return "matches a GRE tunnel; GRE (the vSwitch encapsulation) is not translated to "
+               "rte_flow";
     }
     AddIpv4(m.src, m.dst, m.proto);
     if (m.proto == flow::kProtoTcp || m.proto == flow::kProtoUdp) {

@@ -103,7 +103,9 @@ bool Encap(rte_mbuf* m, ParsedPacket* pkt, const flow::EncapParams& params, Drop
     return false;
   }
   const bool gue = params.type == Tunnel::kGue;
-  const uint16_t outer_len = packet::kIpv4HeaderLen + (gue ? packet::kUdpHeaderLen : 0);
+  const bool gre = params.type == Tunnel::kGre;
+  const uint16_t outer_len = packet::kIpv4HeaderLen + (gue ? packet::kUdpHeaderLen : 0) +
+                             (gre ? packet::kGreHeaderLen : 0);
   const uint16_t l2_len = pkt->l3_offset;
   uint8_t* frame = rte_pktmbuf_mtod(m, uint8_t*);
   const uint8_t* inner = frame + l2_len;
@@ -129,7 +131,7 @@ bool Encap(rte_mbuf* m, ParsedPacket* pkt, const flow::EncapParams& params, Drop
   SetRaw16(ip + 4, 0);  // identification: DF is set, so never fragmented
   SetRaw16(ip + 6, rte_cpu_to_be_16(kIpv4FlagDf));
   ip[kIpTtl] = params.ttl;
-  ip[9] = gue ? flow::kProtoUdp : flow::kProtoIpip;
+  ip[9] = gue ? flow::kProtoUdp : gre ? flow::kProtoGre : flow::kProtoIpip;
   SetRaw16(ip + kIpChecksum, 0);
   SetRaw32(ip + kIpSrc, rte_cpu_to_be_32(params.outer_src));
   SetRaw32(ip + kIpDst, rte_cpu_to_be_32(params.outer_dst));
@@ -146,6 +148,11 @@ bool Encap(rte_mbuf* m, ParsedPacket* pkt, const flow::EncapParams& params, Drop
     SetRaw16(udp + 2, rte_cpu_to_be_16(params.gue_dst_port));
     SetRaw16(udp + 4, rte_cpu_to_be_16(static_cast<uint16_t>(inner_total + packet::kUdpHeaderLen)));
     SetRaw16(udp + kUdpChecksum, 0);  // allowed for UDP over IPv4
+  }
+  if (gre) {
+    uint8_t* header = ip + packet::kIpv4HeaderLen;
+    SetRaw16(header, 0);  // no checksum, key or sequence number; version 0
+    SetRaw16(header + 2, rte_cpu_to_be_16(packet::kEtherTypeIpv4));
   }
   pkt->inner_l3_offset += outer_len;
   if (pkt->l4_offset != 0) pkt->l4_offset += outer_len;
@@ -250,6 +257,9 @@ bool MatchesRule(const flow::Match& m, const ParsedPacket& pkt, uint16_t in_port
     case Tunnel::kGue:
       return (m.proto == 0 || m.proto == flow::kProtoUdp) &&
              m.src_port.Matches(pkt.outer_src_port) && m.dst_port.Matches(pkt.outer_dst_port);
+    case Tunnel::kGre:
+      return (m.proto == 0 || m.proto == flow::kProtoGre) && m.src_port.Matches(0) &&
+             m.dst_port.Matches(0);
   }
   return false;
 }

@@ -113,7 +113,13 @@ struct Payload {
   std::string data;
 };
 
-using Layer = std::variant<Eth, Ipv4, Tcp, Udp, Icmp, Arp, Payload>;
+/// Basic GRE header (RFC 2784: no checksum, key or sequence number).
+struct Gre {
+  uint16_t flags = 0;  ///< C/K/S bits and version; 0x2000 = a key follows (as the next layer).
+  std::optional<uint16_t> protocol;  ///< Default: from the next layer (IPv4 → 0x0800).
+};
+
+using Layer = std::variant<Eth, Ipv4, Tcp, Udp, Icmp, Arp, Payload, Gre>;
 
 namespace internal {
 
@@ -223,6 +229,9 @@ struct Packet {
         Append32(b, a->target_ip);
       } else if (auto* p = std::get_if<Payload>(&layer)) {
         b.insert(b.end(), p->data.begin(), p->data.end());
+      } else if (auto* g = std::get_if<Gre>(&layer)) {
+        Append16(b, g->flags);
+        Append16(b, 0);  // protocol type (filled below)
       }
     }
     // Fix lengths, protocols and checksums innermost first, so outer sums cover final bytes.
@@ -245,6 +254,7 @@ struct Packet {
         if (next && std::holds_alternative<Tcp>(*next)) proto = flow::kProtoTcp;
         if (next && std::holds_alternative<Udp>(*next)) proto = flow::kProtoUdp;
         if (next && std::holds_alternative<Icmp>(*next)) proto = flow::kProtoIcmp;
+        if (next && std::holds_alternative<Gre>(*next)) proto = flow::kProtoGre;
         const size_t header_len = 20 + ip->options.size();
         b[o] = static_cast<uint8_t>(0x40 | ip->ihl.value_or(static_cast<uint8_t>(header_len / 4)));
         Put16(b, o + 2, ip->total_len.value_or(static_cast<uint16_t>(len)));
@@ -264,6 +274,9 @@ struct Packet {
         }
       } else if (std::holds_alternative<Icmp>(layers[i])) {
         Put16(b, o + 2, Finish(Sum(b, o, len)));
+      } else if (auto* g = std::get_if<Gre>(&layers[i])) {
+        const bool ipv4 = next && std::holds_alternative<Ipv4>(*next);
+        Put16(b, o + 2, g->protocol.value_or(ipv4 ? 0x0800 : 0));
       }
     }
     if (b.size() > truncate_to) b.resize(truncate_to);
@@ -284,7 +297,8 @@ operator/(L first, Layer second) {
 }
 
 /// Recomputes every IPv4 header checksum and every TCP/UDP/ICMP checksum (with pseudo-header)
-/// of an Ethernet frame, looking through IPIP and GUE (UDP to `gue_port`). Returns "" if all
+/// of an Ethernet frame, looking through IPIP, GRE (basic header, IPv4) and GUE (UDP to
+/// `gue_port`). Returns "" if all
 /// are correct, else what is wrong.
 inline std::string VerifyChecksums(const std::vector<uint8_t>& b,
                                    uint16_t gue_port = flow::kDefaultGuePort) {
@@ -309,6 +323,11 @@ inline std::string VerifyChecksums(const std::vector<uint8_t>& b,
     if ((Get16(b, o + 6) & 0x3fff) != 0) return "";  // fragment: L4 not checkable
     if (proto == flow::kProtoIpip && level == 0) {
       o = l4;
+      continue;
+    }
+    if (proto == flow::kProtoGre && level == 0 && l4_len > 4 && Get16(b, l4) == 0 &&
+        Get16(b, l4 + 2) == 0x0800) {
+      o = l4 + 4;
       continue;
     }
     if (proto == flow::kProtoTcp) {
@@ -455,6 +474,28 @@ inline std::vector<FixtureRow> ConformanceFixtures() {
        .out_port = kVmPort,
        .output = vm_syn,
        .counted_rule = 1});
+  rows.push_back({.name = "gre_decap_dnat_to_vm",
+                  .input = to_host / mux_to_host / Gre{} / client_to_vip / syn_to_vip / hello,
+                  .in_port = kUplinkPort,
+                  .rules = {inbound(Tunnel::kGre)},
+                  .outcome = Outcome::kOutput,
+                  .out_port = kVmPort,
+                  .output = vm_syn,
+                  .counted_rule = 1});
+  rows.push_back({.name = "gre_rule_ignores_ipip_packet",
+                  .input = to_host / mux_to_host / client_to_vip / syn_to_vip / hello,
+                  .in_port = kUplinkPort,
+                  .rules = {inbound(Tunnel::kGre)},
+                  .outcome = Outcome::kDrop,
+                  .drop_reason = DropReason::kNoRule});
+  rows.push_back({.name = "gre_with_key_is_not_decapsulated",
+                  .input = to_host / mux_to_host / Gre{.flags = 0x2000, .protocol = 0x0800} /
+                           Payload{std::string("\0\0\0\x2a", 4)} / client_to_vip / syn_to_vip /
+                           hello,
+                  .in_port = kUplinkPort,
+                  .rules = {inbound(Tunnel::kGre)},
+                  .outcome = Outcome::kDrop,
+                  .drop_reason = DropReason::kNoRule});
   rows.push_back({.name = "ipip_rule_ignores_gue_packet",
                   .input = to_host / mux_to_host /
                            Udp{.sport = 51234, .dport = flow::kDefaultGuePort} / client_to_vip /
@@ -540,6 +581,17 @@ inline std::vector<FixtureRow> ConformanceFixtures() {
                  Ipv4{.src = kMuxPa, .dst = kHostPa, .ttl = 64, .tos = 0x10, .df = true} /
                  Udp{.sport = 1234, .dport = 7777, .zero_checksum = true} / client_to_vip /
                  syn_to_vip / hello,
+       .counted_rule = 3});
+  rows.push_back(
+      {.name = "gre_encap_mux",
+       .input = client_syn,
+       .in_port = kUplinkPort,
+       .rules = {mux_encap({.type = Tunnel::kGre, .outer_src = kMuxPa, .outer_dst = kHostPa})},
+       .outcome = Outcome::kOutput,
+       .out_port = kUplinkPort,
+       .output = Eth{.dst = kHostMac, .src = kMuxMac} /
+                 Ipv4{.src = kMuxPa, .dst = kHostPa, .ttl = 64, .tos = 0x10, .df = true} / Gre{} /
+                 client_to_vip / syn_to_vip / hello,
        .counted_rule = 3});
   rows.push_back(
       {.name = "encap_without_headroom",
