@@ -1,0 +1,232 @@
+#include "vswitch/executor.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <set>
+
+#include "common/strings.h"
+#include "vswitch/ovs_instance.h"
+#include "vswitch/process.h"
+
+namespace sluice::vswitch {
+namespace {
+
+// "priority=100,tcp,in_port=1 cookie=0x1 actions=..." → "priority=100,tcp,in_port=1".
+std::string DiffKey(const std::string& line) { return line.substr(0, line.find(' ')); }
+
+// Value of "name=<number>" in a dump-flows line (decimal, or hex with 0x).
+bool FieldValue(const std::string& line, const std::string& name, uint64_t* value) {
+  size_t at = line.find(" " + name + "=");
+  if (at == std::string::npos) return false;
+  at += name.size() + 2;
+  size_t end = line.find_first_of(", ", at);
+  std::string text = line.substr(at, end == std::string::npos ? std::string::npos : end - at);
+  if (text.rfind("0x", 0) == 0) return ParseUint(text.substr(2), value, 16);
+  return ParseUint(text, value);
+}
+
+}  // namespace
+
+OfctlChannel::OfctlChannel(const OvsInstance* ovs, std::string bridge)
+    : ovs_(ovs), bridge_(std::move(bridge)) {}
+
+absl::StatusOr<std::string> OfctlChannel::DumpFlows() {
+  return ovs_->Ofctl({"dump-flows", ovs_->MgmtSocket(bridge_)});
+}
+
+absl::Status OfctlChannel::Bundle(const std::string& lines) {
+  absl::StatusOr<std::string> r =
+      ovs_->Ofctl({"--bundle", "add-flows", ovs_->MgmtSocket(bridge_), "-"}, lines);
+  return r.ok() ? absl::OkStatus() : r.status();
+}
+
+absl::StatusOr<std::string> OfctlChannel::WriteScratch(const std::string& text) {
+  std::string path = ovs_->run_dir() + "/" + bridge_ + ".desired-flows";
+  int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return absl::InternalError(StrCat("cannot write ", path, ": ", strerror(errno)));
+  size_t done = 0;
+  while (done < text.size()) {
+    ssize_t w = write(fd, text.data() + done, text.size() - done);
+    if (w <= 0) {
+      close(fd);
+      return absl::InternalError(StrCat("cannot write ", path, ": ", strerror(errno)));
+    }
+    done += static_cast<size_t>(w);
+  }
+  close(fd);
+  return path;
+}
+
+absl::StatusOr<std::string> OfctlChannel::Diff(const std::string& desired) {
+  absl::StatusOr<std::string> file = WriteScratch(desired);
+  if (!file.ok()) return file.status();
+  std::vector<std::string> argv = {
+      "ovs-ofctl", "-O", "OpenFlow15", "diff-flows", ovs_->MgmtSocket(bridge_), *file};
+  CommandResult r = RunCommand(argv, "", ovs_->Env());
+  // Exit 2 means "they differ", which is an answer, not a failure.
+  if (r.exit_code != 0 && r.exit_code != 2) {
+    return absl::InternalError(StrCat(JoinArgv(argv), " failed (exit ", r.exit_code, "): ", r.err));
+  }
+  return r.out;
+}
+
+absl::Status OfctlChannel::Replace(const std::string& desired) {
+  absl::StatusOr<std::string> file = WriteScratch(desired);
+  if (!file.ok()) return file.status();
+  absl::StatusOr<std::string> r =
+      ovs_->Ofctl({"--bundle", "replace-flows", ovs_->MgmtSocket(bridge_), *file});
+  return r.ok() ? absl::OkStatus() : r.status();
+}
+
+OvsExecutor::OvsExecutor(OpenFlowChannel* channel, OvsExecutorConfig config)
+    : channel_(channel), config_(std::move(config)), base_(BaseFlows(config_.base)) {}
+
+AddOutcome OvsExecutor::Add(const flow::Rule& rule) {
+  Entry entry{.rule = rule, .status = {.id = rule.id, .name = rule.name}};
+  absl::StatusOr<OvsFlow> flow = Translate(rule, config_.ports);
+  if (flow.ok()) {
+    entry.translated = true;
+    entry.flow = *flow;
+    entry.status.flow = flow->Text();
+  } else {
+    entry.status.error = std::string(flow.status().message());
+  }
+  auto old = entries_.find(rule.id);
+  if (old != entries_.end()) {
+    entry.status.on_bridge = old->second.status.on_bridge && old->second.translated &&
+                             entry.translated && old->second.flow == entry.flow;
+  }
+  AddOutcome outcome{.ok = entry.translated, .error = entry.status.error};
+  entries_[rule.id] = std::move(entry);
+  return outcome;
+}
+
+bool OvsExecutor::Remove(uint64_t id) { return entries_.erase(id) > 0; }
+
+void OvsExecutor::RemoveAll() { entries_.clear(); }
+
+std::map<uint64_t, OvsFlow> OvsExecutor::DesiredById() const {
+  std::map<uint64_t, OvsFlow> desired;
+  for (const OvsFlow& f : base_) desired[f.cookie] = f;
+  for (const auto& [id, e] : entries_) {
+    if (e.translated) desired[id] = e.flow;
+  }
+  return desired;
+}
+
+std::string OvsExecutor::DesiredFlows() const {
+  std::string text;
+  for (const OvsFlow& f : base_) text += f.Text() + "\n";
+  for (const auto& [id, e] : entries_) {
+    if (e.translated) text += e.flow.Text() + "\n";
+  }
+  return text;
+}
+
+absl::Status OvsExecutor::Commit() {
+  const std::map<uint64_t, OvsFlow> desired = DesiredById();
+  std::string deletes, adds;
+  for (const auto& [cookie, flow] : installed_) {
+    auto it = desired.find(cookie);
+    if (it == desired.end() || it->second.Key() != flow.Key()) {
+      deletes += "delete_strict " + flow.Key() + "\n";
+    }
+  }
+  for (const auto& [cookie, flow] : desired) {
+    auto it = installed_.find(cookie);
+    if (it == installed_.end() || !(it->second == flow)) adds += "add " + flow.Text() + "\n";
+  }
+  if (!deletes.empty() || !adds.empty()) {
+    // Deletes first: a new rule may take the match and priority of a removed one.
+    if (absl::Status s = channel_->Bundle(deletes + adds); !s.ok()) {
+      ++commit_errors_;
+      return s;
+    }
+  }
+  ++commits_;
+  installed_ = desired;
+  for (auto& [id, e] : entries_) e.status.on_bridge = e.translated;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<ReconcileReport> OvsExecutor::Reconcile() {
+  const std::string desired = DesiredFlows();
+  ReconcileReport report;
+  report.desired = DesiredById().size();
+  absl::StatusOr<std::string> diff = channel_->Diff(desired);
+  if (!diff.ok()) return diff.status();
+  std::set<std::string> wanted_keys;
+  std::vector<std::string> unwanted_keys;
+  for (std::string_view line : SplitString(*diff, '\n')) {
+    if (line.empty()) continue;
+    if (line[0] == '+') {
+      ++report.added;
+      wanted_keys.insert(DiffKey(std::string(line.substr(1))));
+    } else if (line[0] == '-') {
+      unwanted_keys.push_back(DiffKey(std::string(line.substr(1))));
+    }
+  }
+  for (const std::string& key : unwanted_keys) {
+    if (!wanted_keys.contains(key)) ++report.removed;
+  }
+  report.kept = report.desired - std::min(report.desired, report.added);
+  if (report.added != 0 || report.removed != 0) {
+    if (absl::Status s = channel_->Replace(desired); !s.ok()) {
+      ++commit_errors_;
+      return s;
+    }
+  }
+  ++commits_;
+  installed_ = DesiredById();
+  for (auto& [id, e] : entries_) e.status.on_bridge = e.translated;
+  return report;
+}
+
+absl::Status OvsExecutor::QueryCounters() {
+  absl::StatusOr<std::string> dump = channel_->DumpFlows();
+  if (!dump.ok()) return dump.status();
+  for (std::string_view view : SplitString(*dump, '\n')) {
+    std::string line = " " + std::string(view);
+    uint64_t cookie = 0, packets = 0, bytes = 0;
+    if (!FieldValue(line, "cookie", &cookie)) continue;
+    auto it = entries_.find(cookie);
+    if (it == entries_.end()) continue;
+    FieldValue(line, "n_packets", &packets);
+    FieldValue(line, "n_bytes", &bytes);
+    it->second.status.packets = packets;
+    it->second.status.bytes = bytes;
+  }
+  return absl::OkStatus();
+}
+
+const OvsRuleStatus* OvsExecutor::Status(uint64_t id) const {
+  auto it = entries_.find(id);
+  return it == entries_.end() ? nullptr : &it->second.status;
+}
+
+std::vector<OvsRuleStatus> OvsExecutor::Statuses() const {
+  std::vector<OvsRuleStatus> out;
+  for (const auto& [id, e] : entries_) out.push_back(e.status);
+  return out;
+}
+
+std::vector<std::pair<std::string, uint64_t>> OvsExecutor::Counters() const {
+  uint64_t on_bridge = 0, refused = 0, staged = 0;
+  for (const auto& [id, e] : entries_) {
+    if (!e.translated) {
+      ++refused;
+    } else if (e.status.on_bridge) {
+      ++on_bridge;
+    } else {
+      ++staged;
+    }
+  }
+  return {{"rules_on_bridge", on_bridge}, {"rules_refused", refused},
+          {"rules_staged", staged},       {"base_flows", base_.size()},
+          {"commits", commits_},          {"commit_errors", commit_errors_}};
+}
+
+}  // namespace sluice::vswitch

@@ -1,0 +1,129 @@
+// The vSwitch executor: flow-IR rules as OpenFlow 1.5 flows on an OVS bridge (userspace
+// datapath). Rules are staged with Add/Remove and reach the bridge all-or-nothing with
+// Commit (one OpenFlow bundle). Reconcile compares the bridge's flows with the desired set
+// and fixes only the differences, so an agent restart keeps flows (and their counters and
+// the connections they carry) that are already right. Control plane only, one thread.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "offload/flow/rule.h"
+#include "vswitch/translate.h"
+
+namespace sluice::vswitch {
+
+class OvsInstance;
+
+/// How flows reach a bridge: the seam between the executor and OVS.
+class OpenFlowChannel {
+ public:
+  virtual ~OpenFlowChannel() = default;
+  /// The bridge's flows in `ovs-ofctl dump-flows` form (one per line).
+  virtual absl::StatusOr<std::string> DumpFlows() = 0;
+  /// Applies `lines` ("add <flow>", "delete_strict <key>") as one bundle: all or nothing.
+  virtual absl::Status Bundle(const std::string& lines) = 0;
+  /// `ovs-ofctl diff-flows <bridge> <desired>`: "-flow" only on the bridge, "+flow" only
+  /// desired (statistics ignored). Empty when they agree.
+  virtual absl::StatusOr<std::string> Diff(const std::string& desired) = 0;
+  /// Makes the bridge's flows exactly `desired`, changing only what differs, in one bundle.
+  virtual absl::Status Replace(const std::string& desired) = 0;
+};
+
+/// OpenFlowChannel through `ovs-ofctl -O OpenFlow15 --bundle` on the bridge's management
+/// socket (why not a native OpenFlow connection: vswitch/README.md).
+class OfctlChannel : public OpenFlowChannel {
+ public:
+  /// `ovs` must outlive the channel; scratch files go to its run directory.
+  OfctlChannel(const OvsInstance* ovs, std::string bridge);
+  absl::StatusOr<std::string> DumpFlows() override;
+  absl::Status Bundle(const std::string& lines) override;
+  absl::StatusOr<std::string> Diff(const std::string& desired) override;
+  absl::Status Replace(const std::string& desired) override;
+
+ private:
+  absl::StatusOr<std::string> WriteScratch(const std::string& text);
+  const OvsInstance* ovs_;
+  std::string bridge_;
+};
+
+struct OvsExecutorConfig {
+  OvsPorts ports;
+  BaseFlowSpec base;  ///< Tunnel steering, ARP, table miss (see BaseFlows).
+};
+
+struct OvsRuleStatus {
+  uint64_t id = 0;
+  std::string name;
+  bool on_bridge = false;  ///< Part of the last successful Commit/Reconcile.
+  std::string error;       ///< Why OVS cannot take it ("" if it can).
+  std::string flow;        ///< The OpenFlow text ("" if refused).
+  uint64_t packets = 0;    ///< Last QueryCounters().
+  uint64_t bytes = 0;
+};
+
+struct AddOutcome {
+  bool ok = false;
+  std::string error;
+};
+
+/// What Reconcile found and did.
+struct ReconcileReport {
+  size_t desired = 0;  ///< Flows wanted (base + rules).
+  size_t kept = 0;     ///< Already on the bridge exactly as wanted: untouched.
+  size_t added = 0;    ///< Missing or different on the bridge: (re)written.
+  size_t removed = 0;  ///< On the bridge but not wanted (match not in the desired set).
+};
+
+class OvsExecutor {
+ public:
+  /// `channel` must outlive the executor.
+  OvsExecutor(OpenFlowChannel* channel, OvsExecutorConfig config);
+
+  /// Stages a rule (replacing one with the same id). A rule OVS cannot express is kept
+  /// with its reason in Status(id) and never reaches the bridge.
+  AddOutcome Add(const flow::Rule& rule);
+  /// Stages a removal. False if the id is unknown.
+  bool Remove(uint64_t id);
+  void RemoveAll();
+
+  /// Sends every staged change as one bundle (adds, replacements, strict deletes). On
+  /// error the bridge is unchanged and the changes stay staged.
+  absl::Status Commit();
+  /// Reads the bridge's flows, keeps those equal to the desired set and fixes the rest
+  /// (one bundle). For a restart: nothing that is already right is touched.
+  absl::StatusOr<ReconcileReport> Reconcile();
+  /// Reads n_packets/n_bytes of every rule's flow (by cookie) into its status.
+  absl::Status QueryCounters();
+
+  const OvsRuleStatus* Status(uint64_t id) const;
+  std::vector<OvsRuleStatus> Statuses() const;
+  /// Rules on the bridge / refused / staged changes not yet committed, for stats.
+  std::vector<std::pair<std::string, uint64_t>> Counters() const;
+  /// Every desired flow (base flows, then rules by id), as `add-flows` text.
+  std::string DesiredFlows() const;
+
+ private:
+  struct Entry {
+    flow::Rule rule;
+    OvsRuleStatus status;
+    bool translated = false;
+    OvsFlow flow;
+  };
+  std::map<uint64_t, OvsFlow> DesiredById() const;
+
+  OpenFlowChannel* channel_;
+  OvsExecutorConfig config_;
+  std::vector<OvsFlow> base_;
+  std::map<uint64_t, Entry> entries_;
+  std::map<uint64_t, OvsFlow> installed_;  // cookie → flow believed on the bridge
+  uint64_t commits_ = 0;
+  uint64_t commit_errors_ = 0;
+};
+
+}  // namespace sluice::vswitch
