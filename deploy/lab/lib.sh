@@ -293,6 +293,8 @@ read -r -a LAB_EAL_MEMORY <<<"${SLUICE_LAB_EAL_MEMORY:---no-huge --no-shconf}"
 
 lab_daemon_kind() { [[ $1 == mux* ]] && echo mux || echo agent; }
 lab_socket() { echo "$LAB_RUN/$1.sock"; }
+# The daemon's gRPC API (sluicectl apply/get/health --socket).
+lab_grpc_socket() { echo "$LAB_RUN/$1.grpc.sock"; }
 
 lab_check_binaries() {
   local b missing=0
@@ -313,7 +315,8 @@ lab_start_daemon() {
   lab_start "$d" "sl-$d" "$LAB_BUILD/bin/sluice-$kind" \
     -l "${LAB_LCORE[$d]}" "${LAB_EAL_MEMORY[@]}" -m 256 --file-prefix "sl-$d" --no-pci \
     --no-telemetry --log-level lib.eal:warning \
-    -- --config "$LAB_CONFIG_DIR/$d.yaml" --stats-socket "$(lab_socket "$d")" --run-dir "$LAB_RUN"
+    -- --config "$LAB_CONFIG_DIR/$d.yaml" --stats-socket "$(lab_socket "$d")" --run-dir "$LAB_RUN" \
+    --grpc-socket "$(lab_grpc_socket "$d")"
 }
 
 # Prints the daemon's stats as one JSON object.
