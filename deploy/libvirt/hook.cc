@@ -112,7 +112,9 @@ int RunHook(const HookCall& call, std::string_view domain_xml, const HookOptions
     return kExitBadDomain;
   }
   size_t endpoints = 0;
-  for (const VmPortAttachment& a : *plan) {
+  for (VmPortAttachment& a : *plan) {
+    const std::string port = a.port;
+    if (!options.send_port) a.port.clear();
     absl::Status status = agent.AttachVm(a, deadline);
     if (!status.ok()) {
       return AgentFailed(options, log, StrCat("AttachVm '", a.name, "' of ", Who(*identity)),
@@ -120,7 +122,7 @@ int RunHook(const HookCall& call, std::string_view domain_xml, const HookOptions
     }
     endpoints += a.endpoints.size();
     log(LogLevel::kInfo, StrCat("attached '", a.name, "': ", MacToString(a.mac), " ",
-                                Ipv4ToString(a.dip), " on ", a.port));
+                                Ipv4ToString(a.dip), " on ", port));
   }
   log(LogLevel::kInfo,
       StrCat("attached ", Who(*identity), ": ", plan->size(), " bound interface(s) of ",
@@ -131,16 +133,18 @@ int RunHook(const HookCall& call, std::string_view domain_xml, const HookOptions
 absl::StatusOr<HookOptions> LoadHookConfig(const std::string& path, HookOptions base) {
   absl::StatusOr<ConfigNode> root = ConfigNode::LoadFile(path);
   if (!root.ok()) return root.status();
-  root->AllowOnly({"agent", "fail_closed", "deadline_ms"});
+  root->AllowOnly({"agent", "fail_closed", "deadline_ms", "send_port"});
   base.agent = root->OptionalString("agent", base.agent);
-  if (root->Has("fail_closed")) {
-    std::string value = root->String("fail_closed");
+  for (auto [key, field] :
+       {std::pair{"fail_closed", &base.fail_closed}, std::pair{"send_port", &base.send_port}}) {
+    if (!root->Has(key)) continue;
+    std::string value = root->String(key);
     if (value == "true") {
-      base.fail_closed = true;
+      *field = true;
     } else if (value == "false") {
-      base.fail_closed = false;
+      *field = false;
     } else {
-      root->Fail("fail_closed", "must be true or false");
+      root->Fail(key, "must be true or false");
     }
   }
   base.deadline = std::chrono::milliseconds(

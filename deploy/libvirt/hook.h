@@ -29,6 +29,9 @@ struct HookOptions {
   bool fail_closed = false;
   /// The whole hook, from start to exit, never takes longer than this.
   std::chrono::milliseconds deadline{2000};
+  /// Send each interface's DPDK devargs as VmAttachment.port. false: leave it empty, for an
+  /// agent that serves only the ports of its own config (it then uses the configured one).
+  bool send_port = true;
   /// Where VFs' representors are looked up (bus/pci/devices/...).
   std::string sysfs_root = "/sys";
 };
@@ -54,8 +57,9 @@ using HookLog = std::function<void(LogLevel, const std::string&)>;
 int RunHook(const HookCall& call, std::string_view domain_xml, const HookOptions& options,
             AgentClient::Deadline deadline, AgentClient& agent, const HookLog& log);
 
-/// Settings from a hook config file ("key: value" YAML: agent, fail_closed, deadline_ms) over
-/// `base`; a missing file at the default path is not an error.
+/// Settings from a hook config file ("key: value" YAML: agent, fail_closed, deadline_ms,
+/// send_port) over `base`. NOT_FOUND if the file does not exist (the caller decides whether
+/// that matters: the default path may be absent).
 absl::StatusOr<HookOptions> LoadHookConfig(const std::string& path, HookOptions base);
 
 }  // namespace sluice::libvirt

@@ -26,6 +26,7 @@ class FakeAgent : public AgentClient {
  public:
   absl::Status AttachVm(const VmPortAttachment& a, Deadline deadline) override {
     attached.push_back(a.name);
+    ports.push_back(a.port);
     last_deadline = deadline;
     return attach_status;
   }
@@ -36,6 +37,7 @@ class FakeAgent : public AgentClient {
   }
   std::vector<std::string> attached;
   std::vector<std::string> detached;
+  std::vector<std::string> ports;
   Deadline last_deadline{};
   absl::Status attach_status;
   absl::Status detach_status;
@@ -72,7 +74,12 @@ TEST_F(HookTest, StartedAttachesEveryBinding) {
   options_.sysfs_root = "/nonexistent";
   EXPECT_EQ(Run("db1", "started", ReadTestdata("vhostuser_only.xml")), kExitOk) << log_;
   EXPECT_THAT(agent_.attached, ElementsAre("db1"));
+  EXPECT_THAT(agent_.ports,
+              ElementsAre("net_vhost_db1,iface=/run/sluice/vhost-db1-0.sock,client=0"));
   EXPECT_EQ(agent_.last_deadline, deadline_);
+  options_.send_port = false;
+  EXPECT_EQ(Run("db1", "started", ReadTestdata("vhostuser_only.xml")), kExitOk) << log_;
+  EXPECT_THAT(agent_.ports, ElementsAre(::testing::_, ""));
   EXPECT_THAT(log_, HasSubstr("attached VM 'db1' (0b8c4f5e-9a0e-4a43-8d1c-2f6a3c1e7d10)"));
 }
 
@@ -167,12 +174,13 @@ TEST(HookConfigTest, LoadsAndChecks) {
   close(fd);
   auto write = [&](const std::string& text) { std::ofstream(path) << text; };
 
-  write("agent: unix:/tmp/a.sock\nfail_closed: true\ndeadline_ms: 1500\n");
+  write("agent: unix:/tmp/a.sock\nfail_closed: true\ndeadline_ms: 1500\nsend_port: false\n");
   absl::StatusOr<HookOptions> o = LoadHookConfig(path, HookOptions{});
   ASSERT_TRUE(o.ok()) << o.status();
   EXPECT_EQ(o->agent, "unix:/tmp/a.sock");
   EXPECT_TRUE(o->fail_closed);
   EXPECT_EQ(o->deadline, std::chrono::milliseconds(1500));
+  EXPECT_FALSE(o->send_port);
 
   write("fail_closed: yes\n");
   EXPECT_THAT(LoadHookConfig(path, HookOptions{}).status().message(),
