@@ -14,8 +14,8 @@ PACKAGES=(
   libclang-rt-dev
   # vswitch backend: Open vSwitch with DPDK (userspace datapath)
   openvswitch-switch openvswitch-switch-dpdk
-  # packaging
-  debhelper dpkg-dev fakeroot
+  # packaging and its test (systemd-analyze verify)
+  debhelper dpkg-dev fakeroot systemd
   # run: DPDK tools, the namespace lab, the demo and the end-to-end tests
   dpdk dpdk-dev iproute2 ethtool curl python3 procps kmod gobgpd bird2
 )
