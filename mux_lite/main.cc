@@ -182,6 +182,7 @@ std::string StatsJson(const MuxWorkers& mux, ControlState& control,
       .Field("new_flows", c.new_flows.Get())
       .Field("cached_flow_packets", c.cached_flow_packets.Get())
       .Field("closing_flows", c.closing_flows.Get())
+      .Field("reopened_flows", c.reopened_flows.Get())
       .Field("snat_return_packets", c.snat_return_packets.Get())
       .Field("fastpath_redirects_sent", c.fastpath_redirects_sent.Get())
       .Field("local_packets", c.local_packets.Get())

@@ -226,6 +226,17 @@ MuxDataPath::Outcome MuxDataPath::Process(rte_mbuf* m, uint64_t now_ns) {
   bool indices_valid = flow != nullptr && flow->vip_index == it->second &&
                        flow->backend_index < vip.config.backends.size() &&
                        vip.config.backends[flow->backend_index].host == flow->host_pa;
+  // A SYN that is not a retransmission of a live connection's SYN (the client reused the
+  // 4-tuple of a connection that closed, or whose backend has since been taken out) is a
+  // new connection: it gets the current table's decision, like on every other mux, instead
+  // of the old connection's backend.
+  if (flow != nullptr && pkt.proto == flow::kProtoTcp && (pkt.tcp_flags & kTcpSyn) &&
+      !(pkt.tcp_flags & kTcpAck) &&
+      ((flow->flags & FlowEntry::kClosing) || !BackendInService(vip, *flow, indices_valid))) {
+    counters_.reopened_flows.Add();
+    flows_.Erase(flow);
+    flow = nullptr;
+  }
   if (flow == nullptr) {
     if (!vip.has_backends) return Drop(DropReason::kNoBackend);
     uint32_t index = PickBackend(vip, pkt, hash);
@@ -271,6 +282,15 @@ MuxDataPath::Outcome MuxDataPath::Process(rte_mbuf* m, uint64_t now_ns) {
     return Drop(reason);
   }
   return Outcome::kTransmit;
+}
+
+bool MuxDataPath::BackendInService(const VipState& vip, const FlowEntry& flow,
+                                   bool indices_valid) {
+  if (indices_valid) return vip.config.backends[flow.backend_index].weight > 0;
+  for (const BackendConfig& b : vip.config.backends) {
+    if (b.host == flow.host_pa && b.weight > 0) return true;
+  }
+  return false;
 }
 
 void MuxDataPath::SendFastpathRedirects(const VipTable& table, const FlowEntry& flow,

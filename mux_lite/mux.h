@@ -58,6 +58,7 @@ struct MuxCounters {
   Counter new_flows;            ///< First packets: scheduler + flow insert (the slow path).
   Counter cached_flow_packets;  ///< Packets of established flows (flow-table hits).
   Counter closing_flows;        ///< Flows that saw FIN or RST.
+  Counter reopened_flows;       ///< New SYNs on the 4-tuple of a closed or taken-out flow.
   Counter snat_return_packets;  ///< Replies to a SNAT port range, sent to the lessee host.
   Counter fastpath_redirects_sent;
   Counter local_packets;        ///< Addressed to the mux PA itself (BGP etc.), left to the kernel.
@@ -132,6 +133,8 @@ class MuxDataPath {
   MuxDataPath(const MuxConfig& config, uint16_t port_id, const flow::MacAddr& mac,
               rte_mempool* pool, port::NeighborTable* neighbors);
   uint32_t PickBackend(VipState& vip, const packet::ParsedPacket& pkt, uint32_t hash);
+  /// True if the flow's backend is still in the VIP's current table with a weight > 0.
+  static bool BackendInService(const VipState& vip, const FlowEntry& flow, bool indices_valid);
   void SendFastpathRedirects(const VipTable& table, const FlowEntry& flow,
                              const SnatRangeConfig& source);
   bool Encapsulate(rte_mbuf* m, packet::ParsedPacket* pkt, flow::Tunnel tunnel, uint32_t host,

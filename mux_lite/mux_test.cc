@@ -295,6 +295,15 @@ TEST_F(MuxDataPathTest, FinOrRstMarksTheFlowClosing) {
   ASSERT_EQ(Run(fin), MuxDataPath::Outcome::kTransmit);
   ASSERT_EQ(Run(fin), MuxDataPath::Outcome::kTransmit);  // retransmission: counted once
   EXPECT_EQ(mux_->counters().closing_flows.Get(), 1u);
+  // The client reuses the port for a new connection while the old one lingers: new flow.
+  const uint64_t new_flows = mux_->counters().new_flows.Get();
+  ASSERT_EQ(Run(ClientSyn(7000)), MuxDataPath::Outcome::kTransmit);
+  EXPECT_EQ(mux_->counters().reopened_flows.Get(), 1u);
+  EXPECT_EQ(mux_->counters().new_flows.Get(), new_flows + 1);
+  // A retransmitted SYN of a live connection is not a new one.
+  ASSERT_EQ(Run(ClientSyn(7000)), MuxDataPath::Outcome::kTransmit);
+  EXPECT_EQ(mux_->counters().reopened_flows.Get(), 1u);
+  EXPECT_EQ(mux_->counters().new_flows.Get(), new_flows + 1);
 }
 
 TEST_F(MuxDataPathTest, TrafficToTheMuxItselfIsLeftToTheKernel) {
@@ -369,8 +378,18 @@ TEST_F(MuxDataPathTest, ReloadSwapsTablesEstablishedFlowsKeepTheirHost) {
   EXPECT_EQ(mux_->ReclaimRetired(), 1u);  // the data path has not moved past it yet
   mux_->Quiesce();
   EXPECT_EQ(mux_->ReclaimRetired(), 0u);
-  ASSERT_EQ(Run(ClientSyn(port), &out), MuxDataPath::Outcome::kTransmit);
+  fixture::Packet ack = ClientSyn(port);
+  std::get<Tcp>(ack.layers[2]).flags = fixture::kAck;
+  ASSERT_EQ(Run(ack, &out), MuxDataPath::Outcome::kTransmit);
   EXPECT_EQ(fixture::internal::Get32(out, 14 + 16), kHost2);  // established: same host
+  EXPECT_EQ(mux_->counters().reopened_flows.Get(), 0u);
+  // A new SYN on that 4-tuple is a new connection (the client reused its port): it must not
+  // go to the drained backend.
+  ASSERT_EQ(Run(ClientSyn(port), &out), MuxDataPath::Outcome::kTransmit);
+  EXPECT_EQ(fixture::internal::Get32(out, 14 + 16), kHost1);
+  EXPECT_EQ(mux_->counters().reopened_flows.Get(), 1u);
+  ASSERT_EQ(Run(ack, &out), MuxDataPath::Outcome::kTransmit);
+  EXPECT_EQ(fixture::internal::Get32(out, 14 + 16), kHost1);  // and it stays there
   for (uint16_t p = 40000; p < 40050; ++p) {  // new flows: never the drained backend
     ASSERT_EQ(Run(ClientSyn(p), &out), MuxDataPath::Outcome::kTransmit);
     EXPECT_EQ(fixture::internal::Get32(out, 14 + 16), kHost1);

@@ -94,6 +94,7 @@ void MuxWorkers::Totals(uint64_t now_ns, MuxTotals* totals) const {
     add(s.new_flows, c.new_flows);
     add(s.cached_flow_packets, c.cached_flow_packets);
     add(s.closing_flows, c.closing_flows);
+    add(s.reopened_flows, c.reopened_flows);
     add(s.snat_return_packets, c.snat_return_packets);
     add(s.fastpath_redirects_sent, c.fastpath_redirects_sent);
     add(s.local_packets, c.local_packets);

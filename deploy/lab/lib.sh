@@ -323,6 +323,19 @@ lab_start_daemon() {
 lab_stats() { "$LAB_BUILD/bin/sluicectl" stats --socket "$(lab_socket "$1")" -o json; }
 lab_stats_table() { "$LAB_BUILD/bin/sluicectl" stats --socket "$(lab_socket "$1")" -o table; }
 
+# lab_request DAEMON REQUEST : one request on the daemon's stats socket ("reload", "drain",
+# "resume", "stats"); prints the one-line answer.
+lab_request() {
+  "$LAB_PYTHON" - "$(lab_socket "$1")" "$2" <<'PY'
+import socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.settimeout(2)
+s.connect(sys.argv[1])
+s.sendall(sys.argv[2].encode() + b"\n")
+print(s.recv(4096).decode().strip())
+PY
+}
+
 # Reads JSON on stdin and prints the value at a dotted path ("drops.no_rule", "vms.0.name").
 lab_json_get() {
   "$LAB_PYTHON" -c '

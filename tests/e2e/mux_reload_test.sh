@@ -32,15 +32,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-lab_socket_request() { "$LAB_PYTHON" - "$(lab_socket "$1")" "$2" <<'PY'
-import socket, sys
-s = socket.socket(socket.AF_UNIX)
-s.settimeout(2)
-s.connect(sys.argv[1])
-s.sendall(sys.argv[2].encode() + b"\n")
-print(s.recv(4096).decode().strip())
-PY
-}
 generation_is() { [[ "$(lab_stat "$1" config_generation)" == "$2" ]]; }
 
 lab_up || fail "lab up failed"
@@ -54,7 +45,7 @@ for ((i = 1; i <= RELOADS; i++)); do
   for m in "${LAB_MUXES[@]}"; do
     sed -i -E "s/(dip: 10\.1\.0\.4, host: 10\.101\.0\.34, weight: )[0-9]+/\1$weight/" \
       "$CONFIGS/$m.yaml"
-    lab_socket_request "$m" reload >/dev/null || fail "$m did not take the reload request"
+    lab_request "$m" reload >/dev/null || fail "$m did not take the reload request"
   done
   for m in "${LAB_MUXES[@]}"; do
     lab_poll 5 0.05 generation_is "$m" $((i + 1)) ||
@@ -65,7 +56,7 @@ echo "$RELOADS reloads applied on both muxes while requests ran"
 
 # A broken file is refused and the running table stays.
 echo "vips: [" >>"$CONFIGS/mux1.yaml"
-lab_socket_request mux1 reload >/dev/null
+lab_request mux1 reload >/dev/null
 refused() { (($(lab_stat mux1 reload.errors) >= 1)); }
 lab_poll 5 0.05 refused || fail "mux1 did not refuse a broken config"
 generation_is mux1 $((RELOADS + 1)) || fail "mux1 changed its table on a broken config"
