@@ -52,14 +52,16 @@ std::optional<HealthCheckConfig> ReadHealthCheck(ConfigNode& e, const EndpointCo
     c.type = HealthProbeType::kTcp;
   } else if (type == "http") {
     c.type = HealthProbeType::kHttp;
+  } else if (type == "https") {
+    c.type = HealthProbeType::kHttps;
   } else if (type == "mysql") {
     c.type = HealthProbeType::kMysql;
   } else if (h.status().ok()) {
-    h.Fail("type", StrCat("'", type, "' is not a health check type (tcp, http or mysql)"));
+    h.Fail("type", StrCat("'", type, "' is not a health check type (tcp, http, https or mysql)"));
   }
   c.address = ep.dip;
   c.port = static_cast<uint16_t>(h.OptionalUint("port", ep.dip_port, 1, 65535));
-  if (c.type == HealthProbeType::kHttp) {
+  if (c.type == HealthProbeType::kHttp || c.type == HealthProbeType::kHttps) {
     c.http_path = h.OptionalString("path", c.http_path);
     c.http_host = h.OptionalString("host", "");
     c.http_expected_status =
@@ -75,7 +77,7 @@ std::optional<HealthCheckConfig> ReadHealthCheck(ConfigNode& e, const EndpointCo
     if (!printable(c.http_host)) h.Fail("host", "must not contain spaces or control characters");
   } else {
     for (const char* key : {"path", "host", "expect_status"}) {
-      if (h.Has(key)) h.Fail(key, "only for type: http");
+      if (h.Has(key)) h.Fail(key, "only for type: http or https");
     }
   }
   c.interval = std::chrono::milliseconds(h.OptionalUint("interval_ms", 2000, 10, 3600 * 1000));

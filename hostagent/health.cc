@@ -4,6 +4,8 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <sched.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -36,13 +38,27 @@ constexpr uint64_t kWakeToken = 0;             ///< epoll data of the eventfd; i
 
 std::string Errno(const char* what, int err) { return StrCat(what, ": ", strerror(err)); }
 
+bool IsHttp(HealthProbeType type) {
+  return type == HealthProbeType::kHttp || type == HealthProbeType::kHttps;
+}
+
+/// The oldest error on this thread's OpenSSL queue, which it then clears.
+std::string TlsError() {
+  unsigned long err = ERR_get_error();
+  ERR_clear_error();
+  if (err == 0) return "connection closed";
+  char buf[256];
+  ERR_error_string_n(err, buf, sizeof(buf));
+  return buf;
+}
+
 milliseconds Since(Clock::time_point t) {
   return std::chrono::duration_cast<milliseconds>(Clock::now() - t);
 }
 
 std::string Target(const HealthCheckConfig& c) {
   std::string out = StrCat(HealthProbeTypeName(c.type), " ", Ipv4ToString(c.address), ":", c.port);
-  if (c.type == HealthProbeType::kHttp) out += c.http_path;
+  if (IsHttp(c.type)) out += c.http_path;
   return out;
 }
 
@@ -61,6 +77,8 @@ std::string_view HealthProbeTypeName(HealthProbeType type) {
       return "tcp";
     case HealthProbeType::kHttp:
       return "http";
+    case HealthProbeType::kHttps:
+      return "https";
     case HealthProbeType::kMysql:
       return "mysql";
   }
@@ -70,9 +88,10 @@ std::string_view HealthProbeTypeName(HealthProbeType type) {
 absl::StatusOr<HealthProbeType> ParseHealthProbeType(std::string_view text) {
   if (text == "tcp") return HealthProbeType::kTcp;
   if (text == "http") return HealthProbeType::kHttp;
+  if (text == "https") return HealthProbeType::kHttps;
   if (text == "mysql") return HealthProbeType::kMysql;
   return absl::InvalidArgumentError(
-      StrCat("'", text, "' is not a health check type (tcp, http or mysql)"));
+      StrCat("'", text, "' is not a health check type (tcp, http, https or mysql)"));
 }
 
 std::string_view HealthStateName(HealthState state) {
@@ -104,7 +123,7 @@ absl::Status ValidateHealthCheck(const HealthCheckConfig& c) {
   if (c.jitter < milliseconds(0) || c.jitter * 2 > c.interval) {
     return bad("jitter", "must be 0..interval/2");
   }
-  if (c.type == HealthProbeType::kHttp) {
+  if (IsHttp(c.type)) {
     if (c.http_path.empty() || c.http_path[0] != '/') return bad("path", "must start with '/'");
     for (char ch : c.http_path + c.http_host) {
       if (static_cast<unsigned char>(ch) <= ' ' || ch == 0x7f) {
@@ -195,13 +214,14 @@ milliseconds JitteredInterval(milliseconds interval, milliseconds jitter, uint64
 // ---------------------------------------------------------------------------------------------
 
 struct HealthChecker::Loop {
-  enum class Phase { kIdle, kConnecting, kSending, kReceiving };
+  enum class Phase { kIdle, kConnecting, kTlsHandshake, kSending, kReceiving };
 
   struct Check {
     HealthCheckId id = 0;
     HealthCheckConfig config;
     int netns_fd = -1;
     int fd = -1;
+    SSL* ssl = nullptr;  ///< kHttps, while connected.
     Phase phase = Phase::kIdle;
     Clock::time_point next_start;
     Clock::time_point started;
@@ -231,9 +251,11 @@ struct HealthChecker::Loop {
   HealthCheckId next_id = 1;
 
   std::map<HealthCheckId, std::unique_ptr<Check>> checks;  // loop thread only
+  SSL_CTX* tls = nullptr;                                  // loop thread only, on first use
 
   ~Loop() {
     for (auto& [id, c] : checks) CloseCheck(*c);
+    if (tls != nullptr) SSL_CTX_free(tls);
     for (Command& cmd : commands) {
       if (cmd.check && cmd.check->netns_fd >= 0) close(cmd.check->netns_fd);
     }
@@ -255,6 +277,8 @@ struct HealthChecker::Loop {
   }
 
   void CloseSocket(Check& c) {
+    if (c.ssl != nullptr) SSL_free(c.ssl);
+    c.ssl = nullptr;
     if (c.fd < 0) return;
     epoll_ctl(epoll_fd, EPOLL_CTL_DEL, c.fd, nullptr);
     close(c.fd);
@@ -292,10 +316,10 @@ struct HealthChecker::Loop {
         if (c->phase != Phase::kIdle && after >= c->started + c->config.timeout) {
           Finish(*c, false,
                  StrCat("timed out after ", c->config.timeout.count(), " ms ",
-                        c->phase == Phase::kConnecting ? "connecting"
-                        : c->config.type == HealthProbeType::kHttp
-                            ? "waiting for the HTTP status line"
-                            : "waiting for the MySQL greeting"));
+                        c->phase == Phase::kConnecting     ? "connecting"
+                        : c->phase == Phase::kTlsHandshake ? "in the TLS handshake"
+                        : IsHttp(c->config.type)           ? "waiting for the HTTP status line"
+                                                           : "waiting for the MySQL greeting"));
         }
         if (c->phase == Phase::kIdle && after >= c->next_start) StartProbe(*c);
       }
@@ -385,39 +409,121 @@ struct HealthChecker::Loop {
           c.request = HttpRequest(c.config);
           c.phase = Phase::kSending;
           break;
+        case HealthProbeType::kHttps:
+          if (std::string error; !StartTls(c, &error)) return Finish(c, false, error);
+          c.phase = Phase::kTlsHandshake;
+          break;
         case HealthProbeType::kMysql:
           c.phase = Phase::kReceiving;
           Watch(c, EPOLLIN | EPOLLRDHUP);
           return;
       }
     }
-    if (c.phase == Phase::kSending) {
-      ssize_t n = send(c.fd, c.request.data() + c.sent, c.request.size() - c.sent, MSG_NOSIGNAL);
-      if (n < 0) {
-        if (errno == EAGAIN || errno == EINTR) return Watch(c, EPOLLOUT);
-        return Finish(c, false, Errno("send", errno));
+    if (c.phase == Phase::kTlsHandshake) {
+      ERR_clear_error();
+      const int r = SSL_do_handshake(c.ssl);
+      if (r != 1) {
+        const int err = SSL_get_error(c.ssl, r);
+        if (err == SSL_ERROR_WANT_READ) return Watch(c, EPOLLIN);
+        if (err == SSL_ERROR_WANT_WRITE) return Watch(c, EPOLLOUT);
+        return Finish(c, false, StrCat("TLS handshake: ", TlsError()));
       }
-      c.sent += static_cast<size_t>(n);
+      c.request = HttpRequest(c.config);
+      c.phase = Phase::kSending;
+    }
+    if (c.phase == Phase::kSending) {
+      const char* data = c.request.data() + c.sent;
+      const size_t left = c.request.size() - c.sent;
+      if (c.ssl != nullptr) {
+        ERR_clear_error();
+        const int n = SSL_write(c.ssl, data, static_cast<int>(left));
+        if (n <= 0) {
+          const int err = SSL_get_error(c.ssl, n);
+          if (err == SSL_ERROR_WANT_READ) return Watch(c, EPOLLIN);
+          if (err == SSL_ERROR_WANT_WRITE) return Watch(c, EPOLLOUT);
+          return Finish(c, false, StrCat("TLS write: ", TlsError()));
+        }
+        c.sent += static_cast<size_t>(n);
+      } else {
+        ssize_t n = send(c.fd, data, left, MSG_NOSIGNAL);
+        if (n < 0) {
+          if (errno == EAGAIN || errno == EINTR) return Watch(c, EPOLLOUT);
+          return Finish(c, false, Errno("send", errno));
+        }
+        c.sent += static_cast<size_t>(n);
+      }
       if (c.sent < c.request.size()) return Watch(c, EPOLLOUT);
       c.phase = Phase::kReceiving;
       Watch(c, EPOLLIN | EPOLLRDHUP);
-      return;
     }
     if (c.phase == Phase::kReceiving) Receive(c);
+  }
+
+  bool StartTls(Check& c, std::string* error) {
+    if (tls == nullptr) {
+      tls = SSL_CTX_new(TLS_client_method());
+      if (tls == nullptr) {
+        *error = StrCat("TLS: ", TlsError());
+        return false;
+      }
+      SSL_CTX_set_verify(tls, SSL_VERIFY_NONE, nullptr);
+      SSL_CTX_set_min_proto_version(tls, TLS1_2_VERSION);
+      // A server closing without close_notify after its answer is an ordinary end here.
+      SSL_CTX_set_options(tls, SSL_OP_IGNORE_UNEXPECTED_EOF);
+    }
+    c.ssl = SSL_new(tls);
+    if (c.ssl == nullptr || SSL_set_fd(c.ssl, c.fd) != 1) {
+      *error = StrCat("TLS: ", TlsError());
+      return false;
+    }
+    const std::string& host = c.config.http_host;
+    if (!host.empty() && !ParseIpv4(host).ok()) SSL_set_tlsext_host_name(c.ssl, host.c_str());
+    SSL_set_connect_state(c.ssl);
+    return true;
+  }
+
+  /// Reads what is there: >0 bytes, 0 at the end of the stream, -1 nothing yet, -2 error.
+  ssize_t ReadSome(Check& c, char* buf, size_t size, std::string* error) {
+    if (c.ssl == nullptr) {
+      ssize_t n = recv(c.fd, buf, size, 0);
+      if (n >= 0) return n;
+      if (errno == EAGAIN || errno == EINTR) return -1;
+      *error = Errno("recv", errno);
+      return -2;
+    }
+    ERR_clear_error();
+    const int n = SSL_read(c.ssl, buf, static_cast<int>(size));
+    if (n > 0) return n;
+    switch (SSL_get_error(c.ssl, n)) {
+      case SSL_ERROR_ZERO_RETURN:
+        return 0;
+      case SSL_ERROR_WANT_READ:
+        return -1;
+      case SSL_ERROR_WANT_WRITE:
+        Watch(c, EPOLLIN | EPOLLOUT | EPOLLRDHUP);
+        return -1;
+      case SSL_ERROR_SYSCALL:
+        if (ERR_peek_error() == 0 && errno == 0) return 0;
+        *error = errno != 0 ? Errno("TLS read", errno) : StrCat("TLS read: ", TlsError());
+        return -2;
+      default:
+        *error = StrCat("TLS read: ", TlsError());
+        return -2;
+    }
   }
 
   void Receive(Check& c) {
     char buf[2048];
     for (;;) {
-      ssize_t n = recv(c.fd, buf, sizeof(buf), 0);
-      if (n < 0) {
-        if (errno == EAGAIN || errno == EINTR) return;
-        return Finish(c, false, Errno("recv", errno));
-      }
+      std::string error;
+      errno = 0;
+      const ssize_t n = ReadSome(c, buf, sizeof(buf), &error);
+      if (n == -1) return;
+      if (n == -2) return Finish(c, false, error);
       if (n > 0) c.received.append(buf, static_cast<size_t>(n));
       std::string detail;
       ProbeVerdict verdict =
-          c.config.type == HealthProbeType::kHttp
+          IsHttp(c.config.type)
               ? JudgeHttpResponse(c.received, c.config.http_expected_status, &detail)
               : JudgeMysqlGreeting(c.received, &detail);
       if (verdict != ProbeVerdict::kNeedMore) {
@@ -426,8 +532,7 @@ struct HealthChecker::Loop {
       if (n == 0) {
         return Finish(c, false,
                       StrCat("connection closed after ", c.received.size(), " bytes, before ",
-                             c.config.type == HealthProbeType::kHttp ? "an HTTP status line"
-                                                                     : "a MySQL greeting"));
+                             IsHttp(c.config.type) ? "an HTTP status line" : "a MySQL greeting"));
       }
     }
   }

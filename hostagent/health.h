@@ -1,4 +1,4 @@
-// Health checks of the local DIPs: TCP connect, HTTP GET with an expected status, MySQL
+// Health checks of the local DIPs: TCP connect, HTTP(S) GET with an expected status, MySQL
 // handshake greeting. One thread multiplexes every check with epoll; each check has its
 // interval (± jitter), timeout and rise/fall counts, and a state change is reported through a
 // callback (the agent pushes it to the muxes, which take sick DIPs out of Maglev).
@@ -8,9 +8,10 @@
 //     - { vip: 10.200.0.10, port: 80, protocol: tcp, dip: 10.1.0.1, dip_port: 8080,
 //         health: { type: http, path: /healthz, expect_status: 200, interval_ms: 500,
 //                   timeout_ms: 300, rise: 2, fall: 2, jitter_ms: 50 } }
-// Keys: type (tcp|http|mysql, required), port (default dip_port), path (default /), host,
-// expect_status (200) — the last three for http only — interval_ms (2000), timeout_ms (1000),
-// rise (2), fall (3), jitter_ms (0, at most interval_ms/2), netns (a netns file path).
+// Keys: type (tcp|http|https|mysql, required), port (default dip_port), path (default /),
+// host (Host header and TLS SNI), expect_status (200) — the last three for http(s) only —
+// interval_ms (2000), timeout_ms (1000), rise (2), fall (3), jitter_ms (0, at most interval_ms/2),
+// netns (a netns file path).
 #pragma once
 
 #include <chrono>
@@ -28,9 +29,11 @@
 
 namespace sluice::agent {
 
-enum class HealthProbeType { kTcp, kHttp, kMysql };
+/// kHttps: TLS (the certificate is not verified: the check is about the server being alive),
+/// then the same GET as kHttp.
+enum class HealthProbeType { kTcp, kHttp, kHttps, kMysql };
 
-/// "tcp" | "http" | "mysql".
+/// "tcp" | "http" | "https" | "mysql".
 std::string_view HealthProbeTypeName(HealthProbeType type);
 absl::StatusOr<HealthProbeType> ParseHealthProbeType(std::string_view text);
 

@@ -2,6 +2,9 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <openssl/evp.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
@@ -140,6 +143,7 @@ TEST(HealthJudgeTest, Validation) {
                      .http_expected_status = 99}),
               HasSubstr("expect_status"));
   EXPECT_EQ(*ParseHealthProbeType("mysql"), HealthProbeType::kMysql);
+  EXPECT_EQ(*ParseHealthProbeType("https"), HealthProbeType::kHttps);
   EXPECT_THAT(std::string(ParseHealthProbeType("icmp").status().message()),
               HasSubstr("'icmp' is not a health check type"));
 }
@@ -500,6 +504,106 @@ TEST_F(HealthCheckerTest, BadConfigAndNetns) {
   ASSERT_TRUE(changes_.WaitFor(id, HealthState::kHealthy)) << checker_->Status(id)->last_result;
 }
 
+/// A server-side TLS context with a fresh self-signed P-256 certificate.
+class TestTlsContext {
+ public:
+  TestTlsContext() {
+    EVP_PKEY* key = EVP_EC_gen("P-256");
+    X509* cert = X509_new();
+    X509_set_version(cert, 2);
+    ASN1_INTEGER_set(X509_get_serialNumber(cert), 1);
+    X509_gmtime_adj(X509_getm_notBefore(cert), 0);
+    X509_gmtime_adj(X509_getm_notAfter(cert), 3600);
+    X509_set_pubkey(cert, key);
+    X509_NAME* name = X509_get_subject_name(cert);
+    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
+                               reinterpret_cast<const unsigned char*>("sluice-test"), -1, -1, 0);
+    X509_set_issuer_name(cert, name);
+    EXPECT_GT(X509_sign(cert, key, EVP_sha256()), 0);
+    ctx_ = SSL_CTX_new(TLS_server_method());
+    EXPECT_EQ(SSL_CTX_use_certificate(ctx_, cert), 1);
+    EXPECT_EQ(SSL_CTX_use_PrivateKey(ctx_, key), 1);
+    X509_free(cert);
+    EVP_PKEY_free(key);
+  }
+  ~TestTlsContext() { SSL_CTX_free(ctx_); }
+  SSL_CTX* get() const { return ctx_; }
+
+ private:
+  SSL_CTX* ctx_ = nullptr;
+};
+
+/// Serves one HTTPS request on a blocking fd: TLS accept, read the head, answer `status`.
+void ServeHttps(SSL_CTX* ctx, int fd, int status, std::string* sni) {
+  timeval limit = {.tv_sec = 2, .tv_usec = 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof(limit));
+  SSL* ssl = SSL_new(ctx);
+  SSL_set_fd(ssl, fd);
+  if (SSL_accept(ssl) == 1) {
+    const char* name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+    if (sni != nullptr && name != nullptr) *sni = name;
+    std::string request;
+    char buf[1024];
+    while (request.find("\r\n\r\n") == std::string::npos) {
+      int n = SSL_read(ssl, buf, sizeof(buf));
+      if (n <= 0) break;
+      request.append(buf, static_cast<size_t>(n));
+    }
+    std::string response = "HTTP/1.1 " + std::to_string(status) + " X\r\nConnection: close\r\n\r\n";
+    SSL_write(ssl, response.data(), static_cast<int>(response.size()));
+    SSL_shutdown(ssl);
+  }
+  SSL_free(ssl);
+  close(fd);
+}
+
+TEST_F(HealthCheckerTest, Https) {
+  TestTlsContext tls;
+  std::atomic<int> status{200};
+  std::mutex sni_mu;
+  std::string sni;
+  TestServer server([&](int fd) {
+    std::string name;
+    ServeHttps(tls.get(), fd, status.load(), &name);
+    std::lock_guard<std::mutex> lock(sni_mu);
+    if (!name.empty()) sni = name;
+  });
+  HealthCheckConfig c = Fast(HealthProbeType::kHttps, server.port());
+  c.http_path = "/ready";
+  c.http_host = "web.example";
+  HealthCheckId id = Add(c);
+  ASSERT_TRUE(changes_.WaitFor(id, HealthState::kHealthy)) << checker_->Status(id)->last_result;
+  EXPECT_THAT(Reason(id), HasSubstr("https 127.0.0.1:"));
+  EXPECT_THAT(Reason(id), HasSubstr("/ready: status 200"));
+  {
+    std::lock_guard<std::mutex> lock(sni_mu);
+    EXPECT_EQ(sni, "web.example");
+  }
+  status = 503;
+  ASSERT_TRUE(changes_.WaitFor(id, HealthState::kUnhealthy));
+  EXPECT_THAT(Reason(id), HasSubstr("status 503, expected 200"));
+
+  // Plain HTTP where TLS is expected: the handshake fails.
+  TestServer plain([](int fd) {
+    WriteAll(fd, "HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n");
+    close(fd);
+  });
+  HealthCheckId wrong = Add(Fast(HealthProbeType::kHttps, plain.port()));
+  ASSERT_TRUE(changes_.WaitFor(wrong, HealthState::kUnhealthy));
+  EXPECT_THAT(Reason(wrong), HasSubstr("TLS handshake: "));
+
+  // Accepts, never answers the ClientHello.
+  TestServer* self = nullptr;
+  TestServer mute([&self](int fd) { self->Hold(fd); });
+  self = &mute;
+  HealthCheckConfig q = Fast(HealthProbeType::kHttps, mute.port());
+  q.timeout = milliseconds(100);
+  q.interval = milliseconds(200);
+  HealthCheckId quiet = Add(q);
+  ASSERT_TRUE(changes_.WaitFor(quiet, HealthState::kUnhealthy));
+  EXPECT_THAT(Reason(quiet), HasSubstr("timed out after 100 ms in the TLS handshake"));
+}
+
 // ---- per DIP ---------------------------------------------------------------------------------
 
 class DipChanges {
@@ -659,6 +763,11 @@ TEST(HealthConfigTest, EndpointHealth) {
   EXPECT_EQ(http.jitter, milliseconds(50));
   EXPECT_EQ(http.netns, "/run/netns/vm1");
   EXPECT_TRUE(ValidateHealthCheck(http).ok());
+
+  c = WithHealth("    health: { type: https, path: /ready, host: web.example }");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->endpoints[0].health->type, HealthProbeType::kHttps);
+  EXPECT_EQ(c->endpoints[0].health->http_path, "/ready");
 
   c = WithHealth("    health: { type: mysql, port: 3306 }");
   ASSERT_TRUE(c.ok()) << c.status();
