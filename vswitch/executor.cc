@@ -82,7 +82,9 @@ absl::Status OfctlChannel::Replace(const std::string& desired) {
 }
 
 OvsExecutor::OvsExecutor(OpenFlowChannel* channel, OvsExecutorConfig config)
-    : channel_(channel), config_(std::move(config)), base_(BaseFlows(config_.base)) {}
+    : channel_(channel), config_(std::move(config)), base_(BaseFlows(config_.base)) {
+  base_.insert(base_.end(), config_.extra_flows.begin(), config_.extra_flows.end());
+}
 
 AddOutcome OvsExecutor::Add(const flow::Rule& rule) {
   Entry entry{.rule = rule, .status = {.id = rule.id, .name = rule.name}};

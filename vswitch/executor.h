@@ -55,6 +55,9 @@ class OfctlChannel : public OpenFlowChannel {
 struct OvsExecutorConfig {
   OvsPorts ports;
   BaseFlowSpec base;  ///< Tunnel steering, ARP, table miss (see BaseFlows).
+  /// Flows wanted on the bridge besides the rules and base flows (a mirror, a monitoring
+  /// flow); their cookies must not collide with rule ids or base cookies.
+  std::vector<OvsFlow> extra_flows;
 };
 
 struct OvsRuleStatus {

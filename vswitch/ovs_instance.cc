@@ -157,8 +157,9 @@ absl::Status OvsInstance::StartVswitchd() {
           StrCat(dpdk_ready.message(), "; log: ", LogTail("ovs-vswitchd.log")));
     }
   }
-  // ovs-vswitchd has read the database when it reports the configuration it applied.
-  absl::StatusOr<std::string> synced = Vsctl({"sync"});
+  // A change without --no-wait returns once ovs-vswitchd reports it applied it (cur_cfg).
+  absl::StatusOr<std::string> synced =
+      Vsctl({"set", "Open_vSwitch", ".", "external_ids:sluice-run-dir=" + d});
   return synced.ok() ? absl::OkStatus() : synced.status();
 }
 
