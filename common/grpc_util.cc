@@ -14,14 +14,12 @@ namespace sluice {
 grpc::Status ToGrpcStatus(const absl::Status& status) {
   if (status.ok()) return grpc::Status::OK;
   // absl and gRPC share the canonical code numbers.
-  return grpc::Status(static_cast<grpc::StatusCode>(status.code()),
-                      std::string(status.message()));
+  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
 }
 
 absl::Status FromGrpcStatus(const grpc::Status& status) {
   if (status.ok()) return absl::OkStatus();
-  return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
-                      status.error_message());
+  return absl::Status(static_cast<absl::StatusCode>(status.error_code()), status.error_message());
 }
 
 absl::Status FieldError(const std::string& field, const std::string& message) {
@@ -45,8 +43,7 @@ absl::StatusOr<uint16_t> PortField(uint32_t value, const std::string& field, boo
   return static_cast<uint16_t>(value);
 }
 
-absl::StatusOr<uint8_t> ProtocolField(int value, const std::string& field,
-                                      bool allow_unspecified) {
+absl::StatusOr<uint8_t> ProtocolField(int value, const std::string& field, bool allow_unspecified) {
   switch (value) {
     case v1::L4_PROTOCOL_TCP:
       return uint8_t{6};
@@ -99,11 +96,10 @@ absl::StatusOr<std::unique_ptr<grpc::Server>> StartGrpcServer(
   for (grpc::Service* service : services) builder.RegisterService(service);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr) {
-    return absl::FailedPreconditionError(
-        StrCat("gRPC: cannot listen on ",
-               options.unix_socket.empty() ? "" : "unix:" + options.unix_socket,
-               options.unix_socket.empty() || options.tcp_listen.empty() ? "" : " and ",
-               options.tcp_listen));
+    return absl::FailedPreconditionError(StrCat(
+        "gRPC: cannot listen on ", options.unix_socket.empty() ? "" : "unix:" + options.unix_socket,
+        options.unix_socket.empty() || options.tcp_listen.empty() ? "" : " and ",
+        options.tcp_listen));
   }
   if (!options.tcp_listen.empty() && tcp_port == 0) {
     server->Shutdown();
@@ -113,8 +109,7 @@ absl::StatusOr<std::unique_ptr<grpc::Server>> StartGrpcServer(
       chmod(options.unix_socket.c_str(), static_cast<mode_t>(options.socket_mode)) != 0) {
     std::string error = strerror(errno);
     server->Shutdown();
-    return absl::FailedPreconditionError(
-        StrCat("gRPC: chmod ", options.unix_socket, ": ", error));
+    return absl::FailedPreconditionError(StrCat("gRPC: chmod ", options.unix_socket, ": ", error));
   }
   return server;
 }

@@ -36,11 +36,11 @@ AgentConfig Config() {
       .name = "host-snapshot-test",
       .address = {.addr = kHostPa, .length = 24},
       .gateway = kRouter,
-      .vms = {{.name = "vm1", .mac = kVmMac, .dip = kDip, .pa = kVmPa,
-               .gateway = Ip("10.1.0.254")}},
+      .vms =
+          {{.name = "vm1", .mac = kVmMac, .dip = kDip, .pa = kVmPa, .gateway = Ip("10.1.0.254")}},
       .endpoints = {{.vip = kVip, .port = 80, .proto = 6, .dip = kDip, .dip_port = 8080}},
-      .snat_leases = {{.dip = kDip, .vip = kVip, .proto = 6, .port_start = 20000,
-                       .port_count = 2}}};
+      .snat_leases = {
+          {.dip = kDip, .vip = kVip, .proto = 6, .port_start = 20000, .port_count = 2}}};
 }
 
 class AgentSnapshotTest : public ::testing::Test {
@@ -65,9 +65,11 @@ class AgentSnapshotTest : public ::testing::Test {
     agent_->Housekeeping(pool_, now_ns_);
     agent_->FlushAll();
     uplink_->Sent();
-    Receive(0, Eth{.dst = uplink_mac_, .src = kRouterMac} /
-                   Arp{.op = 2, .sender_mac = kRouterMac, .sender_ip = kRouter,
-                       .target_mac = uplink_mac_, .target_ip = kHostPa});
+    Receive(0, Eth{.dst = uplink_mac_, .src = kRouterMac} / Arp{.op = 2,
+                                                                .sender_mac = kRouterMac,
+                                                                .sender_ip = kRouter,
+                                                                .target_mac = uplink_mac_,
+                                                                .target_ip = kHostPa});
     agent_->Housekeeping(pool_, now_ns_);
     ASSERT_TRUE(agent_->ready());
   }
@@ -121,8 +123,8 @@ TEST_F(AgentSnapshotTest, NewEndpointIsServedOnceTheDataPathAdoptsIt) {
                            Tcp{.sport = 40002, .dport = 8081, .flags = fixture::kSyn})
                               .Bytes());
   EXPECT_EQ(InboundSyn(80, 40003).size(), 1u);  // the old endpoint still served
-  EXPECT_EQ(agent_->installed_rules(), 6u);      // 3 walks x 2 endpoints
-  EXPECT_EQ(agent_->ReclaimRetired(), 0u);       // generation 1 freed
+  EXPECT_EQ(agent_->installed_rules(), 6u);     // 3 walks x 2 endpoints
+  EXPECT_EQ(agent_->ReclaimRetired(), 0u);      // generation 1 freed
 
   // Removing it again: traffic to it stops at the next adoption.
   ASSERT_TRUE(agent_->PublishConfig(Config(), &error)) << error;

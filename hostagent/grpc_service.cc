@@ -84,8 +84,7 @@ uint64_t MonotonicNs() {
 
 }  // namespace
 
-absl::StatusOr<EndpointConfig> EndpointFromProto(const v1::Endpoint& ep,
-                                                 const std::string& field) {
+absl::StatusOr<EndpointConfig> EndpointFromProto(const v1::Endpoint& ep, const std::string& field) {
   EndpointConfig out;
   absl::StatusOr<uint32_t> vip = Ipv4Field(ep.vip(), field + ".vip");
   if (!vip.ok()) return vip.status();
@@ -179,10 +178,10 @@ absl::Status CheckEndpointsAndLeases(const AgentConfig& config,
       const SnatLeaseConfig& o = config.snat_leases[j];
       const uint32_t o_last = uint32_t{o.port_start} + o.port_count - 1;
       if (o.vip == l.vip && o.proto == l.proto && first <= o_last && o.port_start <= last) {
-        return FieldError(lease_fields[i] + ".port_start",
-                          StrCat("ports ", first, "..", last, " overlap ", lease_fields[j],
-                                 " (ports ", o.port_start, "..", o_last, " of ",
-                                 Ipv4ToString(o.dip), ")"));
+        return FieldError(
+            lease_fields[i] + ".port_start",
+            StrCat("ports ", first, "..", last, " overlap ", lease_fields[j], " (ports ",
+                   o.port_start, "..", o_last, " of ", Ipv4ToString(o.dip), ")"));
       }
     }
     for (const EndpointConfig& ep : config.endpoints) {
@@ -212,9 +211,9 @@ absl::Status AgentService::Apply(const AgentConfig& next,
   runtime_->ReclaimRetired();
   const uint64_t generation = runtime_->generation();
   if (expected_generation != 0 && expected_generation != generation) {
-    return absl::FailedPreconditionError(
-        StrCat("expected_generation: the config is at generation ", generation, ", not ",
-               expected_generation, " (changed by someone else; read it again)"));
+    return absl::FailedPreconditionError(StrCat("expected_generation: the config is at generation ",
+                                                generation, ", not ", expected_generation,
+                                                " (changed by someone else; read it again)"));
   }
   absl::Status checked = CheckEndpointsAndLeases(next, endpoint_fields, lease_fields);
   if (!checked.ok()) return checked;
@@ -246,15 +245,16 @@ grpc::Status AgentService::SetEndpoints(grpc::ServerContext*,
     for (const VmConfig& vm : running_.vms) {
       if (vm.dip == endpoints[i].dip && detached_.count(vm.name) != 0) {
         return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
-                            StrCat(fields[i], ".dip: ", Ipv4ToString(vm.dip), " is VM '",
-                                   vm.name, "', which is detached (AttachVm it first)"));
+                            StrCat(fields[i], ".dip: ", Ipv4ToString(vm.dip), " is VM '", vm.name,
+                                   "', which is detached (AttachVm it first)"));
       }
     }
   }
   AgentConfig next = running_;
   next.endpoints = std::move(endpoints);
   std::vector<std::string> lease_fields;
-  for (const SnatLeaseConfig& l : next.snat_leases) lease_fields.push_back("(running) " + LeaseText(l));
+  for (const SnatLeaseConfig& l : next.snat_leases)
+    lease_fields.push_back("(running) " + LeaseText(l));
   return ToGrpcStatus(Apply(next, fields, lease_fields, request->expected_generation(),
                             request->dry_run(), response));
 }
@@ -275,8 +275,8 @@ grpc::Status AgentService::SetSnatLeases(grpc::ServerContext*,
     for (const VmConfig& vm : running_.vms) {
       if (vm.dip == leases[i].dip && detached_.count(vm.name) != 0) {
         return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
-                            StrCat(fields[i], ".dip: ", Ipv4ToString(vm.dip), " is VM '",
-                                   vm.name, "', which is detached (AttachVm it first)"));
+                            StrCat(fields[i], ".dip: ", Ipv4ToString(vm.dip), " is VM '", vm.name,
+                                   "', which is detached (AttachVm it first)"));
       }
     }
   }
@@ -325,8 +325,8 @@ grpc::Status AgentService::AttachVm(grpc::ServerContext*, const v1::AttachVmRequ
     absl::StatusOr<EndpointConfig> parsed = EndpointFromProto(ep, field);
     if (!parsed.ok()) return ToGrpcStatus(parsed.status());
     if (parsed->dip != *dip) {
-      return ToGrpcStatus(FieldError(field + ".dip", StrCat(ep.dip(), " is not this VM's DIP ",
-                                                            vm.dip())));
+      return ToGrpcStatus(
+          FieldError(field + ".dip", StrCat(ep.dip(), " is not this VM's DIP ", vm.dip())));
     }
     endpoints.push_back(*parsed);
     new_endpoint_fields.push_back(field);
@@ -340,8 +340,8 @@ grpc::Status AgentService::AttachVm(grpc::ServerContext*, const v1::AttachVmRequ
     absl::StatusOr<SnatLeaseConfig> parsed = SnatLeaseFromProto(l, field);
     if (!parsed.ok()) return ToGrpcStatus(parsed.status());
     if (parsed->dip != *dip) {
-      return ToGrpcStatus(FieldError(field + ".dip", StrCat(l.dip(), " is not this VM's DIP ",
-                                                            vm.dip())));
+      return ToGrpcStatus(
+          FieldError(field + ".dip", StrCat(l.dip(), " is not this VM's DIP ", vm.dip())));
     }
     leases.push_back(*parsed);
     new_lease_fields.push_back(field);
@@ -386,14 +386,15 @@ grpc::Status AgentService::AttachVm(grpc::ServerContext*, const v1::AttachVmRequ
   for (const EndpointConfig& ep : next.endpoints) {
     endpoint_fields.push_back("(running) " + EndpointText(ep));
   }
-  for (const SnatLeaseConfig& l : next.snat_leases) lease_fields.push_back("(running) " + LeaseText(l));
+  for (const SnatLeaseConfig& l : next.snat_leases)
+    lease_fields.push_back("(running) " + LeaseText(l));
   next.endpoints.insert(next.endpoints.end(), endpoints.begin(), endpoints.end());
   next.snat_leases.insert(next.snat_leases.end(), leases.begin(), leases.end());
   endpoint_fields.insert(endpoint_fields.end(), new_endpoint_fields.begin(),
                          new_endpoint_fields.end());
   lease_fields.insert(lease_fields.end(), new_lease_fields.begin(), new_lease_fields.end());
-  absl::Status applied = Apply(next, endpoint_fields, lease_fields,
-                               request->expected_generation(), false, response->mutable_changes());
+  absl::Status applied = Apply(next, endpoint_fields, lease_fields, request->expected_generation(),
+                               false, response->mutable_changes());
   if (!applied.ok()) return ToGrpcStatus(applied);
   if (detached_.erase(configured.name) != 0) {
     response->mutable_changes()->add_changed("vm " + configured.name + " attached");
@@ -419,8 +420,8 @@ grpc::Status AgentService::DetachVm(grpc::ServerContext*, const v1::DetachVmRequ
   std::vector<std::string> endpoint_fields, lease_fields;
   for (const EndpointConfig& ep : next.endpoints) endpoint_fields.push_back(EndpointText(ep));
   for (const SnatLeaseConfig& l : next.snat_leases) lease_fields.push_back(LeaseText(l));
-  absl::Status applied = Apply(next, endpoint_fields, lease_fields,
-                               request->expected_generation(), false, response->mutable_changes());
+  absl::Status applied = Apply(next, endpoint_fields, lease_fields, request->expected_generation(),
+                               false, response->mutable_changes());
   if (!applied.ok()) return ToGrpcStatus(applied);
   if (detached_.insert(name).second) {
     response->mutable_changes()->add_changed("vm " + name + " detached");
@@ -474,7 +475,8 @@ grpc::Status AgentService::GetVms(grpc::ServerContext*, const v1::GetVmsRequest*
 grpc::Status AgentService::GetEndpoints(grpc::ServerContext*, const v1::GetEndpointsRequest*,
                                         v1::GetEndpointsResponse* response) {
   std::lock_guard<std::mutex> lock(mu_);
-  for (const EndpointConfig& ep : running_.endpoints) EndpointToProto(ep, response->add_endpoints());
+  for (const EndpointConfig& ep : running_.endpoints)
+    EndpointToProto(ep, response->add_endpoints());
   response->set_config_generation(runtime_->generation());
   return grpc::Status::OK;
 }
@@ -509,7 +511,7 @@ grpc::Status AgentService::GetFlows(grpc::ServerContext*, const v1::GetFlowsRequ
   for (const NatFlow& f : flows) {
     v1::Flow* out = response->add_flows();
     out->set_kind(f.kind == static_cast<uint8_t>(NatFlowKind::kSnat) ? v1::Flow::KIND_SNAT
-                                                                       : v1::Flow::KIND_INBOUND);
+                                                                     : v1::Flow::KIND_INBOUND);
     out->set_protocol(ProtocolToProto(f.proto));
     out->set_dip(Ipv4ToString(f.dip));
     out->set_dip_port(f.dip_port);

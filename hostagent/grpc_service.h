@@ -88,18 +88,15 @@ class AgentService final : public v1::Agent::Service {
                             v1::ChangeSummary*) override;
   grpc::Status SetSnatLeases(grpc::ServerContext*, const v1::SetSnatLeasesRequest*,
                              v1::ChangeSummary*) override;
-  grpc::Status GetVms(grpc::ServerContext*, const v1::GetVmsRequest*,
-                      v1::GetVmsResponse*) override;
+  grpc::Status GetVms(grpc::ServerContext*, const v1::GetVmsRequest*, v1::GetVmsResponse*) override;
   grpc::Status GetEndpoints(grpc::ServerContext*, const v1::GetEndpointsRequest*,
                             v1::GetEndpointsResponse*) override;
   grpc::Status GetLeases(grpc::ServerContext*, const v1::GetLeasesRequest*,
                          v1::GetLeasesResponse*) override;
   grpc::Status GetFlows(grpc::ServerContext*, const v1::GetFlowsRequest*,
                         v1::GetFlowsResponse*) override;
-  grpc::Status GetStats(grpc::ServerContext*, const v1::GetStatsRequest*,
-                        v1::AgentStats*) override;
-  grpc::Status Health(grpc::ServerContext*, const v1::HealthRequest*,
-                      v1::HealthResponse*) override;
+  grpc::Status GetStats(grpc::ServerContext*, const v1::GetStatsRequest*, v1::AgentStats*) override;
+  grpc::Status Health(grpc::ServerContext*, const v1::HealthRequest*, v1::HealthResponse*) override;
   grpc::Status WatchHealth(grpc::ServerContext*, const v1::HealthRequest*,
                            grpc::ServerWriter<v1::HealthResponse>*) override;
 

@@ -1,9 +1,8 @@
 #include "hostagent/grpc_service.h"
 
+#include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#include <gtest/gtest.h>
 
 #include "common/grpc_util.h"
 #include "common/net_text.h"
@@ -19,20 +18,31 @@ AgentConfig LabHost() {
                 .uplink = "net_af_packet0,iface=eth0",
                 .address = {.addr = Ip("10.101.0.21"), .length = 24},
                 .gateway = Ip("10.101.0.1")};
-  c.vms.push_back({.name = "vm1", .port = "net_af_packet1,iface=vm1",
-                   .mac = {2, 0, 10, 1, 0, 1}, .dip = Ip("10.1.0.1"), .pa = Ip("10.101.0.31"),
+  c.vms.push_back({.name = "vm1",
+                   .port = "net_af_packet1,iface=vm1",
+                   .mac = {2, 0, 10, 1, 0, 1},
+                   .dip = Ip("10.1.0.1"),
+                   .pa = Ip("10.101.0.31"),
                    .gateway = Ip("10.1.0.254")});
-  c.vms.push_back({.name = "vm2", .port = "net_af_packet2,iface=vm2",
-                   .mac = {2, 0, 10, 1, 0, 2}, .dip = Ip("10.1.0.2"), .pa = Ip("10.101.0.32"),
+  c.vms.push_back({.name = "vm2",
+                   .port = "net_af_packet2,iface=vm2",
+                   .mac = {2, 0, 10, 1, 0, 2},
+                   .dip = Ip("10.1.0.2"),
+                   .pa = Ip("10.101.0.32"),
                    .gateway = Ip("10.1.0.254")});
-  c.endpoints = {{.vip = Ip("10.200.0.10"), .port = 80, .proto = 6, .dip = Ip("10.1.0.1"),
-                  .dip_port = 8080},
-                 {.vip = Ip("10.200.0.10"), .port = 80, .proto = 6, .dip = Ip("10.1.0.2"),
-                  .dip_port = 8080}};
-  c.snat_leases = {{.dip = Ip("10.1.0.1"), .vip = Ip("10.200.0.10"), .proto = 6,
-                    .port_start = 20000, .port_count = 64},
-                   {.dip = Ip("10.1.0.2"), .vip = Ip("10.200.0.10"), .proto = 6,
-                    .port_start = 20064, .port_count = 64}};
+  c.endpoints = {
+      {.vip = Ip("10.200.0.10"), .port = 80, .proto = 6, .dip = Ip("10.1.0.1"), .dip_port = 8080},
+      {.vip = Ip("10.200.0.10"), .port = 80, .proto = 6, .dip = Ip("10.1.0.2"), .dip_port = 8080}};
+  c.snat_leases = {{.dip = Ip("10.1.0.1"),
+                    .vip = Ip("10.200.0.10"),
+                    .proto = 6,
+                    .port_start = 20000,
+                    .port_count = 64},
+                   {.dip = Ip("10.1.0.2"),
+                    .vip = Ip("10.200.0.10"),
+                    .proto = 6,
+                    .port_start = 20064,
+                    .port_count = 64}};
   return c;
 }
 
@@ -58,13 +68,17 @@ class FakeAgentRuntime : public AgentRuntime {
     s.vms.resize(2);
     return s;
   }
-  bool CopyFlows(size_t limit, uint32_t, std::vector<NatFlow>* flows,
-                 uint64_t* total) override {
+  bool CopyFlows(size_t limit, uint32_t, std::vector<NatFlow>* flows, uint64_t* total) override {
     for (size_t i = 0; i < std::min<size_t>(limit, 3); ++i) {
-      flows->push_back(NatFlow{.dip = Ip("10.1.0.1"), .remote = Ip("10.100.0.2"),
-                               .vip = Ip("10.200.0.10"), .dip_port = 8080,
-                               .remote_port = static_cast<uint16_t>(40000 + i), .vip_port = 80,
-                               .proto = 6, .kind = 2, .state = 2});
+      flows->push_back(NatFlow{.dip = Ip("10.1.0.1"),
+                               .remote = Ip("10.100.0.2"),
+                               .vip = Ip("10.200.0.10"),
+                               .dip_port = 8080,
+                               .remote_port = static_cast<uint16_t>(40000 + i),
+                               .vip_port = 80,
+                               .proto = 6,
+                               .kind = 2,
+                               .state = 2});
     }
     *total = 3;
     return true;
@@ -311,21 +325,22 @@ TEST_F(AgentServiceTest, AttachVmRefusals) {
       {"dip", [](auto* vm) { vm->set_dip(""); }, grpc::INVALID_ARGUMENT, "vm.dip: required"},
       {"pa", [](auto* vm) { vm->set_pa("1.2.3"); }, grpc::INVALID_ARGUMENT,
        "vm.pa: '1.2.3' is not an IPv4 address"},
-      {"endpoint of another dip",
-       [](auto* vm) { vm->mutable_endpoints(0)->set_dip("10.1.0.1"); }, grpc::INVALID_ARGUMENT,
-       "vm.endpoints[0].dip: 10.1.0.1 is not this VM's DIP 10.1.0.2"},
+      {"endpoint of another dip", [](auto* vm) { vm->mutable_endpoints(0)->set_dip("10.1.0.1"); },
+       grpc::INVALID_ARGUMENT, "vm.endpoints[0].dip: 10.1.0.1 is not this VM's DIP 10.1.0.2"},
       {"endpoint port", [](auto* vm) { vm->mutable_endpoints(0)->set_port(0); },
        grpc::INVALID_ARGUMENT, "vm.endpoints[0].port: 0 is not a port"},
       {"lease overlapping vm1's",
-       [](auto* vm) { vm->mutable_snat_leases(0)->set_port_start(20050); },
-       grpc::INVALID_ARGUMENT, "vm.snat_leases[0].port_start: ports 20050..20081 overlap"},
-      {"unknown vm", [](auto* vm) { vm->set_name("vm9"); vm->set_dip("10.1.0.9"); },
-       grpc::FAILED_PRECONDITION,
-       "vm.name: no VM 'vm9' has a DPDK port configured on this agent"},
-      {"new name, dip in use", [](auto* vm) { vm->set_name("vm9"); },
-       grpc::FAILED_PRECONDITION, "vm.dip: 10.1.0.2 is already VM 'vm2'"},
-      {"mac differs", [](auto* vm) { vm->set_mac("02:00:0a:01:00:09"); },
-       grpc::FAILED_PRECONDITION,
+       [](auto* vm) { vm->mutable_snat_leases(0)->set_port_start(20050); }, grpc::INVALID_ARGUMENT,
+       "vm.snat_leases[0].port_start: ports 20050..20081 overlap"},
+      {"unknown vm",
+       [](auto* vm) {
+         vm->set_name("vm9");
+         vm->set_dip("10.1.0.9");
+       },
+       grpc::FAILED_PRECONDITION, "vm.name: no VM 'vm9' has a DPDK port configured on this agent"},
+      {"new name, dip in use", [](auto* vm) { vm->set_name("vm9"); }, grpc::FAILED_PRECONDITION,
+       "vm.dip: 10.1.0.2 is already VM 'vm2'"},
+      {"mac differs", [](auto* vm) { vm->set_mac("02:00:0a:01:00:09"); }, grpc::FAILED_PRECONDITION,
        "vm.mac: 02:00:0a:01:00:09 differs from the configured 02:00:0a:01:00:02 of VM 'vm2'"},
       {"port differs", [](auto* vm) { vm->set_port("net_vhost0,iface=/tmp/x"); },
        grpc::FAILED_PRECONDITION, "vm.port: net_vhost0,iface=/tmp/x differs from the configured"},

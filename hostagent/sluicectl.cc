@@ -13,15 +13,15 @@
 // Exit status: 0 done, 1 a daemon refused or could not be reached (nothing is half-applied
 // silently: apply prints what each daemon changed before the failure), 2 bad command line
 // or cloud.yaml.
+#include <google/protobuf/util/json_util.h>
+
 #include <cstdio>
 #include <iostream>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <string>
 #include <vector>
-
-#include <google/protobuf/util/json_util.h>
-#include <nlohmann/json.hpp>
 
 #include "common/config_reader.h"
 #include "common/grpc_util.h"
@@ -112,11 +112,22 @@ void SetDeadline(grpc::ClientContext* context) {
 }
 
 std::string Describe(const grpc::Status& s) {
-  static const char* kNames[] = {"OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT",
-                                 "DEADLINE_EXCEEDED", "NOT_FOUND", "ALREADY_EXISTS",
-                                 "PERMISSION_DENIED", "RESOURCE_EXHAUSTED",
-                                 "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE",
-                                 "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS",
+  static const char* kNames[] = {"OK",
+                                 "CANCELLED",
+                                 "UNKNOWN",
+                                 "INVALID_ARGUMENT",
+                                 "DEADLINE_EXCEEDED",
+                                 "NOT_FOUND",
+                                 "ALREADY_EXISTS",
+                                 "PERMISSION_DENIED",
+                                 "RESOURCE_EXHAUSTED",
+                                 "FAILED_PRECONDITION",
+                                 "ABORTED",
+                                 "OUT_OF_RANGE",
+                                 "UNIMPLEMENTED",
+                                 "INTERNAL",
+                                 "UNAVAILABLE",
+                                 "DATA_LOSS",
                                  "UNAUTHENTICATED"};
   const int code = s.error_code();
   return StrCat(code >= 0 && code <= 16 ? kNames[code] : "?", ": ", s.error_message());
@@ -278,8 +289,8 @@ int GetMux(const Options& o, const std::string& what) {
         uint32_t healthy = 0;
         for (const auto& b : v.backends()) healthy += b.healthy() ? 1 : 0;
         rows.push_back({StrCat(v.vip(), ":", v.port(), "/", Proto(v.protocol())),
-                        SchedulerText(v.scheduler()), StrCat(v.backends_size()),
-                        StrCat(healthy), StrCat(v.packets())});
+                        SchedulerText(v.scheduler()), StrCat(v.backends_size()), StrCat(healthy),
+                        StrCat(v.packets())});
       }
       PrintTable({"VIP", "SCHEDULER", "BACKENDS", "HEALTHY", "PACKETS"}, rows);
     } else {
@@ -534,11 +545,10 @@ absl::StatusOr<Cloud> ReadCloud(ConfigNode& root) {
       if (l.status().ok() && other.vip == lease.vip && other.proto == lease.proto &&
           lease.port_start < other.port_start + other.port_count &&
           other.port_start < lease.port_start + lease.port_count) {
-        l.Fail("port_start", StrCat("ports ", lease.port_start, "..",
-                                    lease.port_start + lease.port_count - 1,
-                                    " overlap the lease of ", Ipv4ToString(other.dip), " (ports ",
-                                    other.port_start, "..",
-                                    other.port_start + other.port_count - 1, ")"));
+        l.Fail("port_start",
+               StrCat("ports ", lease.port_start, "..", lease.port_start + lease.port_count - 1,
+                      " overlap the lease of ", Ipv4ToString(other.dip), " (ports ",
+                      other.port_start, "..", other.port_start + other.port_count - 1, ")"));
       }
     }
     cloud.leases.push_back(std::move(lease));
@@ -690,8 +700,7 @@ int Apply(const Options& o) {
     Outcome out{.daemon = who, .what = what};
     grpc::Status s = rpc(&context, &out.changes);
     if (!s.ok()) {
-      fprintf(stderr, "sluicectl: %s: %s: %s\n", who.c_str(), what.c_str(),
-              Describe(s).c_str());
+      fprintf(stderr, "sluicectl: %s: %s: %s\n", who.c_str(), what.c_str(), Describe(s).c_str());
       return false;
     }
     outcomes.push_back(std::move(out));
@@ -723,12 +732,10 @@ int Apply(const Options& o) {
     const std::string who = "agent " + cloud->agents[a].name;
     endpoints[a].set_dry_run(true);
     leases[a].set_dry_run(true);
-    if (!call(who, "endpoints", [&](auto* c, auto* r) {
-          return agents[a]->SetEndpoints(c, endpoints[a], r);
-        }) ||
-        !call(who, "snat leases", [&](auto* c, auto* r) {
-          return agents[a]->SetSnatLeases(c, leases[a], r);
-        })) {
+    if (!call(who, "endpoints",
+              [&](auto* c, auto* r) { return agents[a]->SetEndpoints(c, endpoints[a], r); }) ||
+        !call(who, "snat leases",
+              [&](auto* c, auto* r) { return agents[a]->SetSnatLeases(c, leases[a], r); })) {
       return report(kFailed);
     }
     endpoints[a].set_dry_run(false);
@@ -770,9 +777,8 @@ int Apply(const Options& o) {
       adds = adds || have.count(ep.SerializeAsString()) == 0;
     }
     if (!adds) continue;
-    if (!call("agent " + cloud->agents[a].name, "endpoints (adding)", [&](auto* c, auto* r) {
-          return agents[a]->SetEndpoints(c, both, r);
-        })) {
+    if (!call("agent " + cloud->agents[a].name, "endpoints (adding)",
+              [&](auto* c, auto* r) { return agents[a]->SetEndpoints(c, both, r); })) {
       return report(kFailed);
     }
   }

@@ -112,7 +112,8 @@ absl::StatusOr<VipConfig> VipFromProto(const v1::Vip& vip, const std::string& fi
   if (!scheduler.ok()) return scheduler.status();
   out.scheduler = *scheduler;
   if (vip.backends_size() > 65535) {
-    return FieldError(field + ".backends", StrCat(vip.backends_size(), " backends (at most 65535)"));
+    return FieldError(field + ".backends",
+                      StrCat(vip.backends_size(), " backends (at most 65535)"));
   }
   std::map<uint32_t, int> seen;
   for (int i = 0; i < vip.backends_size(); ++i) {
@@ -142,8 +143,8 @@ absl::StatusOr<VipConfig> VipFromProto(const v1::Vip& vip, const std::string& fi
     }
     auto [it, inserted] = seen.emplace(backend.dip, i);
     if (!inserted) {
-      return FieldError(bf + ".dip", StrCat(b.dip(), " is already backends[", it->second,
-                                            "] of this VIP"));
+      return FieldError(bf + ".dip",
+                        StrCat(b.dip(), " is already backends[", it->second, "] of this VIP"));
     }
     out.backends.push_back(backend);
   }
@@ -183,7 +184,8 @@ absl::StatusOr<std::vector<SnatRangeConfig>> SnatRangesFromProto(
     if (!start.ok()) return start.status();
     range.port_start = *start;
     if (r.port_count() == 0 || r.port_count() > 65535) {
-      return FieldError(field + ".port_count", StrCat(r.port_count(), " is out of range (1..65535)"));
+      return FieldError(field + ".port_count",
+                        StrCat(r.port_count(), " is out of range (1..65535)"));
     }
     if (r.port_start() + r.port_count() > 65536) {
       return FieldError(field + ".port_count",
@@ -200,12 +202,12 @@ absl::StatusOr<std::vector<SnatRangeConfig>> SnatRangesFromProto(
       if (other.vip == range.vip && same_proto &&
           range.port_start < other.port_start + other.port_count &&
           other.port_start < range.port_start + range.port_count) {
-        return FieldError(field + ".port_start",
-                          StrCat("ports ", range.port_start, "..",
-                                 range.port_start + range.port_count - 1, " overlap ranges[", j,
-                                 "] (ports ", other.port_start, "..",
-                                 other.port_start + other.port_count - 1, " of host ",
-                                 Ipv4ToString(other.host), ")"));
+        return FieldError(
+            field + ".port_start",
+            StrCat("ports ", range.port_start, "..", range.port_start + range.port_count - 1,
+                   " overlap ranges[", j, "] (ports ", other.port_start, "..",
+                   other.port_start + other.port_count - 1, " of host ", Ipv4ToString(other.host),
+                   ")"));
       }
     }
     out.push_back(range);
@@ -218,8 +220,8 @@ absl::Status CheckAgainstMux(const MuxConfig& candidate, const MuxConfig& runnin
   for (size_t i = 0; i < candidate.vips.size(); ++i) {
     const VipConfig& vip = candidate.vips[i];
     if (vip.vip == self) {
-      return FieldError(StrCat("vips[", i, "].vip"), StrCat(Ipv4ToString(self),
-                                                            " is this mux's own PA"));
+      return FieldError(StrCat("vips[", i, "].vip"),
+                        StrCat(Ipv4ToString(self), " is this mux's own PA"));
     }
     for (size_t b = 0; b < vip.backends.size(); ++b) {
       if (vip.backends[b].host == self) {
@@ -289,13 +291,13 @@ MuxConfig MuxService::WithHealth(const MuxConfig& desired) const {
   return effective;
 }
 
-absl::Status MuxService::Apply(const MuxConfig& next, uint64_t expected_generation,
-                               bool dry_run, v1::ChangeSummary* changes) {
+absl::Status MuxService::Apply(const MuxConfig& next, uint64_t expected_generation, bool dry_run,
+                               v1::ChangeSummary* changes) {
   const uint64_t generation = runtime_->generation();
   if (expected_generation != 0 && expected_generation != generation) {
-    return absl::FailedPreconditionError(
-        StrCat("expected_generation: the config is at generation ", generation, ", not ",
-               expected_generation, " (changed by someone else; read it again)"));
+    return absl::FailedPreconditionError(StrCat("expected_generation: the config is at generation ",
+                                                generation, ", not ", expected_generation,
+                                                " (changed by someone else; read it again)"));
   }
   absl::Status checked = CheckAgainstMux(next, desired_);
   if (!checked.ok()) return checked;
@@ -307,8 +309,8 @@ absl::Status MuxService::Apply(const MuxConfig& next, uint64_t expected_generati
     changes->set_config_generation(generation);
     return absl::OkStatus();
   }
-  const bool no_op = changes->added_size() == 0 && changes->removed_size() == 0 &&
-                     changes->changed_size() == 0;
+  const bool no_op =
+      changes->added_size() == 0 && changes->removed_size() == 0 && changes->changed_size() == 0;
   if (!no_op) {
     if (!runtime_->Reload(effective, &error)) return absl::InvalidArgumentError(error);
     desired_ = next;

@@ -33,9 +33,9 @@ absl::Status CheckAgainstMux(const MuxConfig& candidate, const MuxConfig& runnin
 
 /// What the daemon reports about itself (besides the VIP tables).
 struct MuxRuntimeStatus {
-  bool ready = false;     ///< Next hops resolved.
+  bool ready = false;  ///< Next hops resolved.
   bool draining = false;
-  bool polling = true;    ///< False when the data path stopped advancing.
+  bool polling = true;  ///< False when the data path stopped advancing.
   bool stopping = false;
   std::string bgp_session;
   std::vector<std::pair<std::string, uint64_t>> counters;
@@ -85,14 +85,10 @@ class MuxService final : public v1::Mux::Service {
                        v1::GetVipsResponse*) override;
   grpc::Status GetSnatRanges(grpc::ServerContext*, const v1::GetSnatRangesRequest*,
                              v1::GetSnatRangesResponse*) override;
-  grpc::Status GetStats(grpc::ServerContext*, const v1::GetStatsRequest*,
-                        v1::MuxStats*) override;
-  grpc::Status Drain(grpc::ServerContext*, const v1::DrainRequest*,
-                     v1::DrainResponse*) override;
-  grpc::Status Resume(grpc::ServerContext*, const v1::ResumeRequest*,
-                      v1::DrainResponse*) override;
-  grpc::Status Health(grpc::ServerContext*, const v1::HealthRequest*,
-                      v1::HealthResponse*) override;
+  grpc::Status GetStats(grpc::ServerContext*, const v1::GetStatsRequest*, v1::MuxStats*) override;
+  grpc::Status Drain(grpc::ServerContext*, const v1::DrainRequest*, v1::DrainResponse*) override;
+  grpc::Status Resume(grpc::ServerContext*, const v1::ResumeRequest*, v1::DrainResponse*) override;
+  grpc::Status Health(grpc::ServerContext*, const v1::HealthRequest*, v1::HealthResponse*) override;
   grpc::Status WatchHealth(grpc::ServerContext*, const v1::HealthRequest*,
                            grpc::ServerWriter<v1::HealthResponse>*) override;
 

@@ -1,8 +1,7 @@
 #include "mux_lite/grpc_service.h"
 
-#include <unistd.h>
-
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include "common/grpc_util.h"
 #include "common/net_text.h"
@@ -17,10 +16,14 @@ MuxConfig LabMux() {
               .port = "net_af_packet0,iface=eth0",
               .address = {.addr = Ip("10.101.0.11"), .length = 24},
               .gateway = Ip("10.101.0.1")};
-  c.vips.push_back({.vip = Ip("10.200.0.10"), .port = 80, .proto = 6,
+  c.vips.push_back({.vip = Ip("10.200.0.10"),
+                    .port = 80,
+                    .proto = 6,
                     .backends = {{.dip = Ip("10.1.0.1"), .host = Ip("10.101.0.31")},
                                  {.dip = Ip("10.1.0.2"), .host = Ip("10.101.0.32")}}});
-  c.snat_ranges.push_back({.vip = Ip("10.200.0.10"), .port_start = 20000, .port_count = 128,
+  c.snat_ranges.push_back({.vip = Ip("10.200.0.10"),
+                           .port_start = 20000,
+                           .port_count = 128,
                            .host = Ip("10.101.0.21")});
   return c;
 }
@@ -42,9 +45,7 @@ class FakeMuxRuntime : public MuxRuntime {
     return true;
   }
   uint64_t generation() const override { return table_->generation; }
-  void ReadTable(const std::function<void(const VipTable&)>& read) const override {
-    read(*table_);
-  }
+  void ReadTable(const std::function<void(const VipTable&)>& read) const override { read(*table_); }
   void SetDraining(bool d) override { draining = d; }
   MuxRuntimeStatus Status() const override {
     return {.ready = true, .draining = draining, .counters = {{"new_flows", 3}}};
@@ -133,13 +134,14 @@ TEST_F(MuxServiceTest, EachBadVipFieldIsNamed) {
     const char* message;
   };
   const Case cases[] = {
-      {"vip", [](auto* r) { r->mutable_vips(1)->set_vip("10.200.0.300"); },
-       grpc::INVALID_ARGUMENT, "vips[1].vip: '10.200.0.300' is not an IPv4 address"},
+      {"vip", [](auto* r) { r->mutable_vips(1)->set_vip("10.200.0.300"); }, grpc::INVALID_ARGUMENT,
+       "vips[1].vip: '10.200.0.300' is not an IPv4 address"},
       {"port", [](auto* r) { r->mutable_vips(1)->set_port(65536); }, grpc::INVALID_ARGUMENT,
        "vips[1].port: 65536 is not a port"},
       {"protocol", [](auto* r) { r->mutable_vips(1)->set_protocol(v1::L4_PROTOCOL_UNSPECIFIED); },
        grpc::INVALID_ARGUMENT, "vips[1].protocol: required (TCP or UDP)"},
-      {"scheduler", [](auto* r) { r->mutable_vips(1)->set_scheduler(static_cast<v1::Scheduler>(9)); },
+      {"scheduler",
+       [](auto* r) { r->mutable_vips(1)->set_scheduler(static_cast<v1::Scheduler>(9)); },
        grpc::INVALID_ARGUMENT, "vips[1].scheduler: 9 is not a scheduler"},
       {"backend dip", [](auto* r) { r->mutable_vips(1)->mutable_backends(1)->set_dip("x"); },
        grpc::INVALID_ARGUMENT, "vips[1].backends[1].dip: 'x' is not an IPv4 address"},
@@ -149,7 +151,9 @@ TEST_F(MuxServiceTest, EachBadVipFieldIsNamed) {
        [](auto* r) { r->mutable_vips(1)->mutable_backends(0)->set_weight(70000); },
        grpc::INVALID_ARGUMENT, "vips[1].backends[0].weight: 70000 is out of range (0..65535)"},
       {"backend encap",
-       [](auto* r) { r->mutable_vips(1)->mutable_backends(0)->set_encap(static_cast<v1::Encap>(5)); },
+       [](auto* r) {
+         r->mutable_vips(1)->mutable_backends(0)->set_encap(static_cast<v1::Encap>(5));
+       },
        grpc::INVALID_ARGUMENT, "vips[1].backends[0].encap: 5 is not an encapsulation"},
       {"backend twice",
        [](auto* r) { r->mutable_vips(1)->mutable_backends(1)->set_dip("10.1.0.1"); },
@@ -161,9 +165,8 @@ TEST_F(MuxServiceTest, EachBadVipFieldIsNamed) {
       {"backend host is the mux",
        [](auto* r) { r->mutable_vips(1)->mutable_backends(0)->set_host("10.101.0.11"); },
        grpc::INVALID_ARGUMENT, "vips[1].backends[0].host: 10.101.0.11 is this mux, not a host"},
-      {"vip port inside a SNAT range",
-       [](auto* r) { r->mutable_vips(1)->set_port(20001); }, grpc::INVALID_ARGUMENT,
-       "ranges[0]: includes the VIP port 10.200.0.10:20001/tcp"},
+      {"vip port inside a SNAT range", [](auto* r) { r->mutable_vips(1)->set_port(20001); },
+       grpc::INVALID_ARGUMENT, "ranges[0]: includes the VIP port 10.200.0.10:20001/tcp"},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.what);
@@ -206,14 +209,14 @@ TEST_F(MuxServiceTest, EachBadSnatRangeIsNamed) {
        "ranges[0].port_count: ports 65000..65999 run past 65535"},
       {"count 0", [&](auto* r) { *r->add_ranges() = range(20000, 0, v1::L4_PROTOCOL_TCP); },
        "ranges[0].port_count: 0 is out of range"},
-      {"host", [&](auto* r) {
+      {"host",
+       [&](auto* r) {
          *r->add_ranges() = range(20000, 10, v1::L4_PROTOCOL_TCP);
          r->mutable_ranges(0)->set_host("host1");
        },
        "ranges[0].host: 'host1' is not an IPv4 address"},
-      {"protocol", [&](auto* r) {
-         *r->add_ranges() = range(20000, 10, static_cast<v1::L4Protocol>(99));
-       },
+      {"protocol",
+       [&](auto* r) { *r->add_ranges() = range(20000, 10, static_cast<v1::L4Protocol>(99)); },
        "ranges[0].protocol: 99 is not a protocol"},
   };
   for (const Case& c : cases) {
@@ -279,8 +282,7 @@ TEST_F(MuxServiceTest, UnhealthyBackendsLeaveMaglevAndComeBack) {
   h->set_dip("10.1.0.9");
   h->set_healthy(false);
   v1::ChangeSummary changes;
-  EXPECT_EQ(service_.SetBackendHealth(nullptr, &request, &changes).error_code(),
-            grpc::NOT_FOUND);
+  EXPECT_EQ(service_.SetBackendHealth(nullptr, &request, &changes).error_code(), grpc::NOT_FOUND);
   ExpectUnchanged();
 
   h->set_dip("10.1.0.2");
