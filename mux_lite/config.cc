@@ -36,7 +36,8 @@ flow::Tunnel ReadEncap(ConfigNode& node) {
   std::string name = node.OptionalString("encap", "ipip");
   if (name == "ipip") return flow::Tunnel::kIpip;
   if (name == "gue") return flow::Tunnel::kGue;
-  node.Fail("encap", StrCat("'", name, "' is not an encapsulation (ipip or gue)"));
+  if (name == "gre") return flow::Tunnel::kGre;  // hosts behind OVS (vswitch/README.md)
+  node.Fail("encap", StrCat("'", name, "' is not an encapsulation (ipip, gue or gre)"));
   return flow::Tunnel::kIpip;
 }
 

@@ -27,7 +27,7 @@ struct BackendConfig {
   uint32_t dip = 0;      ///< The VM's address.
   uint32_t host = 0;     ///< Underlay address (PA) the mux encapsulates to.
   uint32_t weight = 1;   ///< 0 keeps the backend configured but out of Maglev.
-  flow::Tunnel encap = flow::Tunnel::kIpip;  ///< What that host decapsulates: ipip or gue.
+  flow::Tunnel encap = flow::Tunnel::kIpip;  ///< What that host decapsulates: ipip, gue or gre.
 };
 
 struct VipConfig {

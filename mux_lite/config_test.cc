@@ -80,6 +80,7 @@ TEST(MuxConfigTest, DuplicateVipIsRejected) {
 TEST(MuxConfigTest, SchedulersEncapsSnatRangesBgpAndKey) {
   std::string yaml = Replace(kGood, "    protocol: tcp\n", "    protocol: tcp\n    scheduler: source-hash\n");
   yaml = Replace(yaml, "host: 10.101.0.32 }", "host: 10.101.0.32, encap: gue }");
+  std::string gre = Replace(yaml, "encap: gue }", "encap: gre }");
   yaml = Replace(yaml, "  gateway: 10.101.0.1\n",
                  "  gateway: 10.101.0.1\n  fastpath_key: "
                  "\"000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\"\n");
@@ -97,6 +98,12 @@ bgp:
   EXPECT_EQ(c->vips[0].scheduler, Scheduler::kSourceHash);
   EXPECT_EQ(c->vips[0].backends[0].encap, flow::Tunnel::kIpip);
   EXPECT_EQ(c->vips[0].backends[1].encap, flow::Tunnel::kGue);
+  absl::StatusOr<MuxConfig> with_gre = ParseMuxConfig(gre, "mux.yaml");
+  ASSERT_TRUE(with_gre.ok()) << with_gre.status();
+  EXPECT_EQ(with_gre->vips[0].backends[1].encap, flow::Tunnel::kGre);
+  EXPECT_NE(ErrorOf(Replace(gre, "encap: gre }", "encap: vxlan }"))
+                .find("'vxlan' is not an encapsulation (ipip, gue or gre)"),
+            std::string::npos);
   EXPECT_TRUE(c->fastpath);
   EXPECT_EQ(c->fastpath_key[31], 0x1f);
   ASSERT_EQ(c->snat_ranges.size(), 2u);

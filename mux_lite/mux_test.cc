@@ -220,6 +220,30 @@ TEST_F(MuxDataPathTest, GueBackendGetsGueWithAFlowHashSourcePort) {
   EXPECT_EQ(fixture::VerifyChecksums(out), "");
 }
 
+// A host behind OVS asks for GRE: basic header, protocol IPv4, the client's packet unchanged.
+TEST_F(MuxDataPathTest, GreBackendGetsBasicGreCarryingTheClientPacket) {
+  MuxConfig config = LabConfig();
+  config.vips.push_back({.vip = Ip("10.200.0.21"), .port = 80, .proto = 6,
+                         .backends = {{.dip = Ip("10.1.0.4"), .host = kHost2,
+                                       .encap = flow::Tunnel::kGre}}});
+  std::string error;
+  mux_ = MuxDataPath::Create(config, 0, kMuxMac, pool_, &error);
+  ASSERT_NE(mux_, nullptr) << error;
+  ResolveHosts();
+  const fixture::Packet syn = ClientSyn(40000, Ip("10.200.0.21"));
+  const std::vector<uint8_t> in = syn.Bytes();
+  std::vector<uint8_t> out;
+  ASSERT_EQ(Run(syn, &out), MuxDataPath::Outcome::kTransmit);
+  ASSERT_EQ(out.size(), in.size() + 24);
+  EXPECT_TRUE(std::equal(kHost2Mac.begin(), kHost2Mac.end(), out.begin()));
+  EXPECT_EQ(out[14 + 9], flow::kProtoGre);
+  EXPECT_EQ(fixture::internal::Get32(out, 14 + 16), kHost2);
+  EXPECT_EQ(fixture::internal::Get16(out, 34), 0);       // no checksum, key, sequence
+  EXPECT_EQ(fixture::internal::Get16(out, 36), 0x0800);  // IPv4 inside
+  EXPECT_TRUE(std::equal(in.begin() + 14, in.end(), out.begin() + 38));
+  EXPECT_EQ(fixture::VerifyChecksums(out), "");
+}
+
 TEST_F(MuxDataPathTest, IntraCloudFlowIsRedirectedOnceAfterTheHandshake) {
   ResolveHosts();
   const uint32_t vip2 = Ip("10.200.0.20");
