@@ -21,10 +21,11 @@ install(FILES ${_deploy}/systemd/sluice-mux.service
   DESTINATION ${SLUICE_SYSTEMD_UNIT_DIR} COMPONENT mux)
 install(FILES ${_deploy}/systemd/vswitch.conf
   DESTINATION ${CMAKE_INSTALL_DATAROOTDIR}/doc/sluice-agent/examples COMPONENT agent)
+# deploy/INSTALL.md as setup.md (the units' Documentation=; left uncompressed by debian/rules).
 install(FILES ${_deploy}/INSTALL.md DESTINATION ${CMAKE_INSTALL_DATAROOTDIR}/doc/sluice-agent
-  COMPONENT agent)
+  RENAME setup.md COMPONENT agent)
 install(FILES ${_deploy}/INSTALL.md DESTINATION ${CMAKE_INSTALL_DATAROOTDIR}/doc/sluice-mux
-  COMPONENT mux)
+  RENAME setup.md COMPONENT mux)
 
 # The libvirt hook (deploy/libvirt/) when it is built. libvirt runs every executable in
 # qemu.d; a symlink (not a conffile) means removing the package also removes the hook, so

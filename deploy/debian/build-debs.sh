@@ -34,7 +34,7 @@ rm -f "$stage/sluice/debian/build-debs.sh"
 # noautodbgsym: no -dbgsym packages (the build tree keeps the unstripped binaries).
 (cd "$stage/sluice" &&
   SLUICE_BUILD=$build DEB_BUILD_OPTIONS="noautodbgsym ${DEB_BUILD_OPTIONS:-}" \
-    dpkg-buildpackage -b -us -uc >"$stage/dpkg-buildpackage.log" 2>&1) || {
+    dpkg-buildpackage -b -us -uc --no-pre-clean >"$stage/dpkg-buildpackage.log" 2>&1) || {
   echo "build-debs: dpkg-buildpackage failed; last lines of $stage/dpkg-buildpackage.log:" >&2
   tail -n 40 "$stage/dpkg-buildpackage.log" >&2
   exit 1

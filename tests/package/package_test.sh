@@ -144,7 +144,8 @@ for f in /usr/sbin/sluice-agent /usr/sbin/sluice-mux /usr/bin/sluicectl \
   if ldd "$f" | grep -q 'not found'; then fail "$f: $(ldd "$f" | grep 'not found')"; fi
 done
 for f in /lib/systemd/system/sluice-agent.service /lib/systemd/system/sluice-mux.service \
-  /usr/share/doc/sluice-agent/INSTALL.md.gz /usr/share/doc/sluice-agent/examples/vswitch.conf; do
+  /usr/share/doc/sluice-agent/setup.md /usr/share/doc/sluice-mux/setup.md \
+  /usr/share/doc/sluice-agent/examples/vswitch.conf; do
   [[ -f "$f" ]] || fail "$f was not installed"
 done
 HOOK=/etc/libvirt/hooks/qemu.d/sluice
@@ -224,8 +225,9 @@ ip -n "$NS_HOST" link add up0 type veth peer eth0 netns "$NS_ROUTER" &&
   ip -n "$NS_HOST" link set up0 up && ip -n "$NS_HOST" link set vm0 up &&
   ip -n "$NS_HOST" link set vm0p up || fail "cannot build the test topology"
 mkdir -p "$TMP/run"
+AGENT_GRPC=$TMP/run/agent-grpc.sock
 sed -e 's|^  uplink: .*|  uplink: "net_af_packet0,iface=up0"|' \
-  -e 's|^    port: "0000:3b:00.0,representor=vf0"|    port: "net_af_packet1,iface=vm0"|' \
+  -e 's|^    port: "0000:3b:00.0,representor=vf0"|    port: "net_af_packet_vm0,iface=vm0"|' \
   -e "s|^  flow_state_file: .*|  flow_state_file: $TMP/run/agent.flows|" \
   /etc/sluice/agent.yaml >"$TMP/agent.yaml"
 grep -q 'iface=vm0' "$TMP/agent.yaml" && grep -q 'iface=up0' "$TMP/agent.yaml" ||
@@ -233,7 +235,7 @@ grep -q 'iface=vm0' "$TMP/agent.yaml" && grep -q 'iface=up0' "$TMP/agent.yaml" |
 ip netns exec "$NS_HOST" /usr/sbin/sluice-agent -l 0 --no-huge --no-shconf -m 256 \
   --file-prefix "sp$$" --no-pci --no-telemetry --log-level lib.eal:warning -- \
   --config "$TMP/agent.yaml" --stats-socket "$TMP/run/agent.sock" --run-dir "$TMP/run" \
-  </dev/null >"$TMP/agent.log" 2>&1 &
+  --grpc-socket "$AGENT_GRPC" </dev/null >"$TMP/agent.log" 2>&1 &
 agent_pid=$!
 ready=0
 for _ in $(seq 300); do # up to 30 s
@@ -246,6 +248,32 @@ for _ in $(seq 300); do # up to 30 s
   sleep 0.1
 done
 ((ready)) || fail "the installed sluice-agent did not report ready: $(tail -n 20 "$TMP/agent.log")"
+
+# The installed hook against the installed agent, fail-closed so that exit 0 means the agent
+# accepted, and the installed sluicectl reading the agent's VM table over gRPC. VM web1
+# (tests/package/web1.xml, a tap NIC) stops (detached) and starts (attached again); a domain
+# whose MAC differs from the agent's config is refused (69).
+say "the installed hook against the installed agent"
+XML=$REPO/tests/package/web1.xml
+hook_env=(SLUICE_HOOK_FAIL_CLOSED=1 "SLUICE_AGENT=unix:$AGENT_GRPC")
+hook_call() { env -i PATH=/usr/bin:/bin "${hook_env[@]}" "$HOOK" web1 "$@" >"$TMP/hook.log" 2>&1; }
+web1_attached() {
+  /usr/bin/sluicectl get vms --socket "$AGENT_GRPC" -o json >"$TMP/vms.json" 2>&1 ||
+    fail "sluicectl get vms: $(cat "$TMP/vms.json")"
+  grep -q '"name": *"web1"' "$TMP/vms.json" || fail "no VM web1 in: $(cat "$TMP/vms.json")"
+  grep -qE '"attached": *true' "$TMP/vms.json"
+}
+web1_attached || fail "web1 is not attached after the agent started: $(cat "$TMP/vms.json")"
+hook_call stopped end - <"$XML" || fail "hook 'web1 stopped' exited $?: $(cat "$TMP/hook.log")"
+web1_attached && fail "web1 is still attached after 'stopped': $(cat "$TMP/vms.json")"
+sed 's/52:54:00:10:00:01/52:54:00:10:00:99/g' "$XML" >"$TMP/web1-other-mac.xml"
+hook_call started begin - <"$TMP/web1-other-mac.xml"
+rc=$?
+((rc == 69)) || fail "the agent did not refuse a VM with another MAC (hook exit $rc, want 69)"
+web1_attached && fail "a refused 'started' attached web1: $(cat "$TMP/vms.json")"
+hook_call started begin - <"$XML" || fail "hook 'web1 started' exited $?: $(cat "$TMP/hook.log")"
+web1_attached || fail "web1 is not attached after 'started': $(cat "$TMP/vms.json")"
+
 kill -TERM "$agent_pid"
 for _ in $(seq 100); do kill -0 "$agent_pid" 2>/dev/null || break; sleep 0.1; done
 kill -0 "$agent_pid" 2>/dev/null && fail "sluice-agent ignored SIGTERM for 10 s"
