@@ -12,6 +12,8 @@ PACKAGES=(
   # control plane (gRPC), libvirt domain XML, fuzzing
   protobuf-compiler protobuf-compiler-grpc libgrpc++-dev libprotobuf-dev libxml2-dev clang
   libclang-rt-dev
+  # metrics: Prometheus text exposition over HTTP
+  prometheus-cpp-dev
   # vswitch backend: Open vSwitch with DPDK (userspace datapath)
   openvswitch-switch openvswitch-switch-dpdk
   # packaging and its test (systemd-analyze verify)
