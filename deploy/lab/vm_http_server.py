@@ -94,7 +94,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
 class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
     daemon_threads = True
     allow_reuse_address = True
-    request_queue_size = 128
+    request_queue_size = 1024  # the chaos run opens 500 connections at once
 
     def __init__(self, address, vm_name):
         super().__init__(address, Handler)

@@ -103,7 +103,7 @@ short_pid=$!
 all_established() {
   (($(lab_ns sl-client ss -Htn state established "( dport = :$LAB_VIP_PORT )" | wc -l) >= CONNECTIONS))
 }
-lab_poll 60 0.5 all_established ||
+lab_poll 120 0.5 all_established ||
   broken "only $(lab_ns sl-client ss -Htn state established | wc -l) of $CONNECTIONS downloads established"
 echo "chaos: $CONNECTIONS long downloads established ($BYTES bytes at $RATE B/s each), new connections running"
 
