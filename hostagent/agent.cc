@@ -203,6 +203,7 @@ void AgentDataPath::AdoptConfig() {
       executor_.SetRules(s->rules);
       installed_rules_.Reset();
       installed_rules_.Add(s->rule_count);
+      if (rule_listener_) rule_listener_(s->rules->rules());
     } else {
       InstallRules(gateway_mac_);
     }
@@ -825,6 +826,7 @@ void AgentDataPath::InstallRules(const flow::MacAddr& gateway_mac) {
     return;
   }
   executor_.SetRules(table);
+  if (rule_listener_) rule_listener_(table->rules());
   gateway_mac_ = gateway_mac;
   gateway_mac_bits_.store(MacBits(gateway_mac), std::memory_order_release);
   installed_rules_.Reset();

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -145,6 +146,11 @@ class AgentDataPath {
   /// MAC changes, and ages a slice of the flow table. Call about every 100 ms.
   void Housekeeping(rte_mempool* pool, uint64_t now_ns);
   void FlushAll();
+  /// Called on the data path with every rule set it installs in the software executor (to
+  /// mirror it into the NIC executor); must not block. Set before the first burst.
+  void SetRuleListener(std::function<void(const std::vector<flow::Rule>&)> listener) {
+    rule_listener_ = std::move(listener);
+  }
 
   /// True once the rules are installed (the gateway is resolved).
   bool ready() const { return ready_.load(std::memory_order_relaxed); }
@@ -246,6 +252,7 @@ class AgentDataPath {
   std::array<Counter, 3> walk_packets_;
   Counter installed_rules_;
   std::atomic<bool> ready_{false};
+  std::function<void(const std::vector<flow::Rule>&)> rule_listener_;
   // Runtime config changes (PublishConfig / AdoptConfig / ReclaimRetired).
   mutable std::mutex control_mu_;  ///< Serialises PublishConfig and ReclaimRetired.
   AgentConfig published_config_;   ///< Guarded by control_mu_: what the newest snapshot holds.
