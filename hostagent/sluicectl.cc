@@ -8,6 +8,7 @@
 //   sluicectl mux drain|resume --socket MUX
 //   sluicectl version [--socket S]
 //   sluicectl stats --socket STATS_SOCKET [-o json|table]   (the daemons' stats socket)
+//   sluicectl get nic-rules --stats-socket AGENT_STATS_SOCKET [--testpmd]
 //
 // --socket takes a daemon's gRPC address: a unix socket path, unix:PATH or host:port.
 // Exit status: 0 done, 1 a daemon refused or could not be reached (nothing is half-applied
@@ -49,7 +50,8 @@ int Usage() {
           "       sluicectl health (--socket S | -f cloud.yaml) [-o json]\n"
           "       sluicectl mux drain|resume --socket MUX\n"
           "       sluicectl version [--socket S]\n"
-          "       sluicectl stats --socket STATS_SOCKET [-o json|table]\n");
+          "       sluicectl stats --socket STATS_SOCKET [-o json|table]\n"
+          "       sluicectl get nic-rules --stats-socket AGENT_STATS_SOCKET [--testpmd]\n");
   return kUsage;
 }
 
@@ -60,6 +62,8 @@ struct Options {
   std::string dip;
   uint32_t limit = 0;
   bool dry_run = false;
+  std::string stats_socket;  ///< --stats-socket: a daemon's stats socket (get nic-rules).
+  bool testpmd = false;      ///< --testpmd: full dpdk-testpmd commands, not just the rules.
   std::vector<std::string> args;  ///< Positional words after the command.
 };
 
@@ -87,6 +91,10 @@ bool ParseOptions(int argc, char** argv, int first, Options* o) {
       o->limit = static_cast<uint32_t>(n);
     } else if (arg == "--dry-run") {
       o->dry_run = true;
+    } else if (arg == "--stats-socket") {
+      if (!value(&o->stats_socket)) return false;
+    } else if (arg == "--testpmd") {
+      o->testpmd = true;
     } else if (!arg.empty() && arg[0] == '-') {
       fprintf(stderr, "sluicectl: unknown option '%s'\n", arg.c_str());
       return false;
@@ -228,6 +236,27 @@ void PrintStatsTable(const nlohmann::json& doc) {
     printf("\n%s:\n", key.c_str());
     PrintTable(columns, rows);
   }
+}
+
+// The agent's rules as the rte_flow translator sees them: each IR rule with where the NIC
+// executor placed it and, with --testpmd, the equivalent dpdk-testpmd commands (replayable
+// on a real NIC: tests/hw/run.sh).
+int NicRules(const Options& o) {
+  absl::StatusOr<std::string> reply = QueryStatsSocket(o.stats_socket, "nic-rules");
+  if (!reply.ok()) {
+    fprintf(stderr, "sluicectl: %s\n", std::string(reply.status().message()).c_str());
+    return kFailed;
+  }
+  if (reply->rfind("{\"error\"", 0) == 0) {
+    fprintf(stderr, "sluicectl: the daemon does not list NIC rules (an agent does): %s\n",
+            reply->c_str());
+    return kFailed;
+  }
+  for (std::string_view line : SplitString(*reply, '\n')) {
+    if (line.empty()) continue;
+    if (o.testpmd || line[0] == '#') printf("%.*s\n", static_cast<int>(line.size()), line.data());
+  }
+  return kOk;
 }
 
 int StatsSocket(const Options& o) {
@@ -877,6 +906,10 @@ int Main(int argc, char** argv) {
   if (command == "stats" && o.args.empty()) return StatsSocket(o);
   if (command == "apply" && o.args.empty()) return Apply(o);
   if (command == "health" && o.args.empty()) return Health(o);
+  if (command == "get" && o.args.size() == 1 && o.args[0] == "nic-rules" &&
+      !o.stats_socket.empty()) {
+    return NicRules(o);
+  }
   if (command == "get" && o.args.size() == 1 && !o.socket.empty()) {
     const std::string& what = o.args[0];
     if (what == "vips" || what == "backends" || what == "snat-ranges") return GetMux(o, what);
