@@ -86,20 +86,22 @@ OvsExecutor::OvsExecutor(OpenFlowChannel* channel, OvsExecutorConfig config)
   base_.insert(base_.end(), config_.extra_flows.begin(), config_.extra_flows.end());
 }
 
-AddOutcome OvsExecutor::Add(const flow::Rule& rule) {
+AddOutcome OvsExecutor::Add(const flow::Rule& rule, const RuleOptions& options) {
   Entry entry{.rule = rule, .status = {.id = rule.id, .name = rule.name}};
-  absl::StatusOr<OvsFlow> flow = Translate(rule, config_.ports);
-  if (flow.ok()) {
+  absl::StatusOr<std::vector<OvsFlow>> flows = TranslateRule(rule, config_.ports, options);
+  if (flows.ok()) {
     entry.translated = true;
-    entry.flow = *flow;
-    entry.status.flow = flow->Text();
+    entry.flows = *flows;
+    for (const OvsFlow& f : *flows) {
+      entry.status.flow += (entry.status.flow.empty() ? "" : "\n") + f.Text();
+    }
   } else {
-    entry.status.error = std::string(flow.status().message());
+    entry.status.error = std::string(flows.status().message());
   }
   auto old = entries_.find(rule.id);
   if (old != entries_.end()) {
     entry.status.on_bridge = old->second.status.on_bridge && old->second.translated &&
-                             entry.translated && old->second.flow == entry.flow;
+                             entry.translated && old->second.flows == entry.flows;
   }
   AddOutcome outcome{.ok = entry.translated, .error = entry.status.error};
   entries_[rule.id] = std::move(entry);
@@ -110,11 +112,12 @@ bool OvsExecutor::Remove(uint64_t id) { return entries_.erase(id) > 0; }
 
 void OvsExecutor::RemoveAll() { entries_.clear(); }
 
-std::map<uint64_t, OvsFlow> OvsExecutor::DesiredById() const {
-  std::map<uint64_t, OvsFlow> desired;
-  for (const OvsFlow& f : base_) desired[f.cookie] = f;
+std::map<std::pair<uint64_t, size_t>, OvsFlow> OvsExecutor::DesiredById() const {
+  std::map<std::pair<uint64_t, size_t>, OvsFlow> desired;
+  for (const OvsFlow& f : base_) desired[{f.cookie, 0}] = f;
   for (const auto& [id, e] : entries_) {
-    if (e.translated) desired[id] = e.flow;
+    if (!e.translated) continue;
+    for (size_t i = 0; i < e.flows.size(); ++i) desired[{id, i}] = e.flows[i];
   }
   return desired;
 }
@@ -123,13 +126,14 @@ std::string OvsExecutor::DesiredFlows() const {
   std::string text;
   for (const OvsFlow& f : base_) text += f.Text() + "\n";
   for (const auto& [id, e] : entries_) {
-    if (e.translated) text += e.flow.Text() + "\n";
+    if (!e.translated) continue;
+    for (const OvsFlow& f : e.flows) text += f.Text() + "\n";
   }
   return text;
 }
 
 absl::Status OvsExecutor::Commit() {
-  const std::map<uint64_t, OvsFlow> desired = DesiredById();
+  const auto desired = DesiredById();
   std::string deletes, adds;
   for (const auto& [cookie, flow] : installed_) {
     auto it = desired.find(cookie);
@@ -194,6 +198,8 @@ absl::Status OvsExecutor::QueryCounters() {
     std::string line = " " + std::string(view);
     uint64_t cookie = 0, packets = 0, bytes = 0;
     if (!FieldValue(line, "cookie", &cookie)) continue;
+    uint64_t table = 0;
+    if (FieldValue(line, "table", &table) && table != 0) continue;  // counters: table 0 flow
     auto it = entries_.find(cookie);
     if (it == entries_.end()) continue;
     FieldValue(line, "n_packets", &packets);

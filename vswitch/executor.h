@@ -90,7 +90,7 @@ class OvsExecutor {
 
   /// Stages a rule (replacing one with the same id). A rule OVS cannot express is kept
   /// with its reason in Status(id) and never reaches the bridge.
-  AddOutcome Add(const flow::Rule& rule);
+  AddOutcome Add(const flow::Rule& rule, const RuleOptions& options = {});
   /// Stages a removal. False if the id is unknown.
   bool Remove(uint64_t id);
   void RemoveAll();
@@ -116,15 +116,16 @@ class OvsExecutor {
     flow::Rule rule;
     OvsRuleStatus status;
     bool translated = false;
-    OvsFlow flow;
+    std::vector<OvsFlow> flows;  // first: table 0 (counters); conntrack return: table 1 too
   };
-  std::map<uint64_t, OvsFlow> DesiredById() const;
+  // Every desired flow by (cookie, index within its rule).
+  std::map<std::pair<uint64_t, size_t>, OvsFlow> DesiredById() const;
 
   OpenFlowChannel* channel_;
   OvsExecutorConfig config_;
   std::vector<OvsFlow> base_;
   std::map<uint64_t, Entry> entries_;
-  std::map<uint64_t, OvsFlow> installed_;  // cookie → flow believed on the bridge
+  std::map<std::pair<uint64_t, size_t>, OvsFlow> installed_;  // believed on the bridge
   uint64_t commits_ = 0;
   uint64_t commit_errors_ = 0;
 };

@@ -187,7 +187,9 @@ class OvsTrafficTest : public ::testing::Test {
     ASSERT_EQ(mux_->error(), "");
     for (const std::vector<std::string>& cmd : std::vector<std::vector<std::string>>{
              In(kClientNs, {"ip", "link", "set", "svtun0", "mtu", "1400", "up"}),
-             In(kClientNs, {"ip", "route", "add", "10.200.0.10/32", "dev", "svtun0", "src",
+             In(kClientNs,
+                {"ip", "route", "add", "10.200.0.10/32", "dev", "svtun0", "src", "198.51.100.7"}),
+             In(kClientNs, {"ip", "route", "add", "10.200.0.11/32", "dev", "svtun0", "src",
                             "198.51.100.7"})}) {
       absl::Status s = Sh(cmd);
       ASSERT_TRUE(s.ok()) << s;
@@ -249,6 +251,65 @@ class OvsTrafficTest : public ::testing::Test {
     for (const char* ns : {kHostNs, kClientNs, kVmNs}) RunCommand({"ip", "netns", "delete", ns});
   }
 
+  Rule Inbound(uint64_t id, uint32_t vip) {
+    return Rule{.id = id,
+                .priority = 100,
+                .match = {.in_port = 0,
+                          .tunnel = flow::Tunnel::kGre,
+                          .outer_dst = Ipv4Match::Exact(kHostPa),
+                          .dst = Ipv4Match::Exact(vip),
+                          .proto = flow::kProtoTcp,
+                          .dst_port = PortMatch::Exact(80)},
+                .actions = {Action::Decap(), Action::SetIpv4Dst(kDip), Action::SetL4Dst(8080),
+                            Action::DecTtl(), Action::SetMac(MacOf(kBridgeMac), MacOf(kVmMac)),
+                            Action::Count(), Action::Output(1)},
+                .name = StrCat("inbound-gre vip=", flow::FormatIpv4(vip), ":80 dip=10.1.0.1:8080")};
+  }
+  Rule Return(uint64_t id) {
+    return Rule{.id = id,
+                .priority = 100,
+                .match = {.in_port = 1,
+                          .src = Ipv4Match::Exact(kDip),
+                          .proto = flow::kProtoTcp,
+                          .src_port = PortMatch::Exact(8080)},
+                .actions = {Action::SetIpv4Src(kVip), Action::SetL4Src(80), Action::DecTtl(),
+                            Action::SetMac(MacOf(kBridgeMac), MacOf(kClientMac)), Action::Count(),
+                            Action::Output(0)},
+                .name = "dsr-return dip=10.1.0.1:8080"};
+  }
+  OvsExecutorConfig ExecutorConfig() const {
+    return {.ports = {.ofport = {{0, kUplinkOfport}, {1, kVmOfport}}, .gre_port = kGreOfport},
+            .base = {.uplink_ofport = kUplinkOfport, .tunnel_endpoints = {kHostPa}}};
+  }
+  // Waits until OVS has learnt the tunnel endpoint address of its LOCAL port: GRE to it is
+  // then popped (tnl_pop) instead of handed to the kernel.
+  absl::Status WaitForTunnelPop() {
+    const std::string gre_flow = StrCat("in_port=", kUplinkOfport, ",dl_dst=", kBridgeMac,
+                                        ",ip,nw_src=10.0.1.254,nw_dst=10.0.1.1,nw_proto=47");
+    return WaitFor(
+        [&] {
+          absl::StatusOr<std::string> trace =
+              ovs_->Appctl({"ofproto/trace", kBridgeName, gre_flow});
+          return trace.ok() && trace->find("tnl_pop(") != std::string::npos;
+        },
+        std::chrono::seconds(20), "ovs-vswitchd to pop GRE sent to 10.0.1.1");
+  }
+  // Runs `n` curls to http://<vip>/; returns how many got the VM's page, `*error` the last
+  // failure.
+  int Curl(const std::string& vip, int n, std::string* error) {
+    int ok = 0;
+    for (int i = 0; i < n; ++i) {
+      CommandResult r = RunCommand(In(kClientNs, {"curl", "-s", "--connect-timeout", "5",
+                                                  "--max-time", "10", "http://" + vip + "/"}));
+      if (r.exit_code == 0 && r.out == "served by sv-vm through OVS\n") {
+        ++ok;
+      } else {
+        *error = StrCat("curl ", vip, " exit ", r.exit_code, ": ", r.out, r.err);
+      }
+    }
+    return ok;
+  }
+
   std::string dir_;
   pid_t web_pid_ = -1;
   std::unique_ptr<OvsInstance> ovs_;
@@ -257,64 +318,17 @@ class OvsTrafficTest : public ::testing::Test {
 
 TEST_F(OvsTrafficTest, CurlThroughGreDecapDnatAndDsr) {
   OfctlChannel channel(ovs_.get(), kBridgeName);
-  OvsExecutor executor(
-      &channel, {.ports = {.ofport = {{0, kUplinkOfport}, {1, kVmOfport}}, .gre_port = kGreOfport},
-                 .base = {.uplink_ofport = kUplinkOfport, .tunnel_endpoints = {kHostPa}}});
-  ASSERT_TRUE(
-      executor
-          .Add(Rule{.id = 1,
-                    .priority = 100,
-                    .match = {.in_port = 0,
-                              .tunnel = flow::Tunnel::kGre,
-                              .outer_dst = Ipv4Match::Exact(kHostPa),
-                              .dst = Ipv4Match::Exact(kVip),
-                              .proto = flow::kProtoTcp,
-                              .dst_port = PortMatch::Exact(80)},
-                    .actions = {Action::Decap(), Action::SetIpv4Dst(kDip), Action::SetL4Dst(8080),
-                                Action::DecTtl(), Action::SetMac(MacOf(kBridgeMac), MacOf(kVmMac)),
-                                Action::Count(), Action::Output(1)},
-                    .name = "inbound-gre vip=10.200.0.10:80 dip=10.1.0.1:8080"})
-          .ok);
-  ASSERT_TRUE(
-      executor
-          .Add(Rule{.id = 2,
-                    .priority = 100,
-                    .match = {.in_port = 1,
-                              .src = Ipv4Match::Exact(kDip),
-                              .proto = flow::kProtoTcp,
-                              .src_port = PortMatch::Exact(8080)},
-                    .actions = {Action::SetIpv4Src(kVip), Action::SetL4Src(80), Action::DecTtl(),
-                                Action::SetMac(MacOf(kBridgeMac), MacOf(kClientMac)),
-                                Action::Count(), Action::Output(0)},
-                    .name = "dsr-return dip=10.1.0.1:8080 as vip=10.200.0.10:80"})
-          .ok);
+  OvsExecutor executor(&channel, ExecutorConfig());
+  ASSERT_TRUE(executor.Add(Inbound(1, kVip)).ok);
+  ASSERT_TRUE(executor.Add(Return(2)).ok);
   absl::StatusOr<ReconcileReport> report = executor.Reconcile();
   ASSERT_TRUE(report.ok()) << report.status();
-
-  // Wait until OVS has learnt the tunnel endpoint address of its LOCAL port: GRE to it is
-  // then popped (tnl_pop) instead of handed to the kernel.
-  const std::string gre_flow = StrCat("in_port=", kUplinkOfport, ",dl_dst=", kBridgeMac,
-                                      ",ip,nw_src=10.0.1.254,nw_dst=10.0.1.1,nw_proto=47");
-  absl::Status popping = WaitFor(
-      [&] {
-        absl::StatusOr<std::string> trace = ovs_->Appctl({"ofproto/trace", kBridgeName, gre_flow});
-        return trace.ok() && trace->find("tnl_pop(") != std::string::npos;
-      },
-      std::chrono::seconds(20), "ovs-vswitchd to pop GRE sent to 10.0.1.1");
+  absl::Status popping = WaitForTunnelPop();
   ASSERT_TRUE(popping.ok()) << popping;
 
-  int ok = 0;
-  std::string last_error;
-  for (int i = 0; i < 20; ++i) {
-    CommandResult r = RunCommand(In(kClientNs, {"curl", "-s", "--connect-timeout", "5",
-                                                "--max-time", "10", "http://10.200.0.10/"}));
-    if (r.exit_code == 0 && r.out == "served by sv-vm through OVS\n") {
-      ++ok;
-    } else {
-      last_error = StrCat("curl exit ", r.exit_code, ": ", r.out, r.err);
-    }
-  }
-  EXPECT_EQ(ok, 20) << last_error << "\nflows:\n" << channel.DumpFlows().value_or("?");
+  std::string error;
+  EXPECT_EQ(Curl("10.200.0.10", 20, &error), 20) << error << "\nflows:\n"
+                                                 << channel.DumpFlows().value_or("?");
 
   ASSERT_TRUE(ovs_->Appctl({"revalidator/wait"}).ok());
   ASSERT_TRUE(executor.QueryCounters().ok());
@@ -323,6 +337,37 @@ TEST_F(OvsTrafficTest, CurlThroughGreDecapDnatAndDsr) {
   EXPECT_GE(executor.Status(2)->packets, 20u * 3);
   EXPECT_GE(mux_->packets(), 20u * 4);
   RecordProperty("dpdk", ovs_->dpdk() ? "yes" : "no");
+}
+
+// One DIP:port behind two VIPs: the reply's source VIP exists only per connection, so the
+// inbound DNAT is recorded in OVS conntrack and replies are un-NATed from it. A reply with
+// the wrong VIP would be reset by the client's TCP, so every curl must succeed on both.
+TEST_F(OvsTrafficTest, SharedDipPortUsesConntrackNatState) {
+  OfctlChannel channel(ovs_.get(), kBridgeName);
+  OvsExecutor executor(&channel, ExecutorConfig());
+  const RuleOptions ct{.conntrack = true};
+  ASSERT_TRUE(executor.Add(Inbound(1, kVip), ct).ok);
+  ASSERT_TRUE(executor.Add(Inbound(3, kVip + 1), ct).ok);
+  ASSERT_TRUE(executor.Add(Return(2), ct).ok);
+  absl::StatusOr<ReconcileReport> report = executor.Reconcile();
+  ASSERT_TRUE(report.ok()) << report.status();
+  absl::Status popping = WaitForTunnelPop();
+  ASSERT_TRUE(popping.ok()) << popping;
+
+  std::string error;
+  for (int round = 0; round < 5; ++round) {
+    EXPECT_EQ(Curl("10.200.0.10", 2, &error), 2) << error;
+    EXPECT_EQ(Curl("10.200.0.11", 2, &error), 2) << error;
+  }
+  if (!error.empty()) ADD_FAILURE() << "flows:\n" << channel.DumpFlows().value_or("?");
+  ASSERT_TRUE(ovs_->Appctl({"revalidator/wait"}).ok());
+  ASSERT_TRUE(executor.QueryCounters().ok());
+  EXPECT_GE(executor.Status(1)->packets, 10u * 4);
+  EXPECT_GE(executor.Status(3)->packets, 10u * 4);
+  EXPECT_GE(executor.Status(2)->packets, 20u * 3);
+  absl::StatusOr<std::string> conns = ovs_->Appctl({"dpctl/dump-conntrack"});
+  ASSERT_TRUE(conns.ok());
+  EXPECT_NE(conns->find("dst=10.200.0.11"), std::string::npos) << *conns;
 }
 
 }  // namespace

@@ -35,9 +35,10 @@ std::string PortText(const flow::PortMatch& m) {
 
 class RuleTranslator {
  public:
-  RuleTranslator(const flow::Rule& rule, const OvsPorts& ports) : rule_(rule), ports_(ports) {}
+  RuleTranslator(const flow::Rule& rule, const OvsPorts& ports, const RuleOptions& options)
+      : rule_(rule), ports_(ports), options_(options) {}
 
-  absl::StatusOr<OvsFlow> Run() {
+  absl::StatusOr<std::vector<OvsFlow>> Run() {
     if (std::string invalid = flow::Validate(rule_); !invalid.empty()) {
       return absl::InvalidArgumentError(invalid);
     }
@@ -54,7 +55,8 @@ class RuleTranslator {
     flow_.priority = static_cast<uint16_t>(rule_.priority);
     if (absl::Status s = BuildMatch(); !s.ok()) return s;
     if (absl::Status s = BuildActions(); !s.ok()) return s;
-    return flow_;
+    if (!options_.conntrack) return std::vector<OvsFlow>{flow_};
+    return Conntrack();
   }
 
  private:
@@ -214,6 +216,73 @@ class RuleTranslator {
     return absl::OkStatus();
   }
 
+  // Rewrites flow_ for per-flow NAT state (RuleOptions::conntrack).
+  absl::StatusOr<std::vector<OvsFlow>> Conntrack() {
+    const flow::Action* dst_ip = nullptr;
+    const flow::Action* dst_port = nullptr;
+    bool snat = false;
+    for (const flow::Action& a : rule_.actions) {
+      if (a.type == ActionType::kSetIpv4Dst) dst_ip = &a;
+      if (a.type == ActionType::kSetL4Dst) dst_port = &a;
+      if (a.type == ActionType::kSetIpv4Src || a.type == ActionType::kSetL4Src) snat = true;
+    }
+    const std::string zone = StrCat("zone=", options_.ct_zone);
+    if (dst_ip != nullptr && !snat) {
+      // Inbound: the DNAT is done (and recorded) by conntrack instead of set_field.
+      std::string nat = "dst=" + flow::FormatIpv4(dst_ip->ipv4);
+      if (dst_port != nullptr) nat += StrCat(":", dst_port->l4_port);
+      const std::string ct = StrCat("ct(commit,", zone, ",nat(", nat, "))");
+      std::string actions;
+      bool placed = false;
+      for (std::string_view part : SplitString(flow_.actions, ',')) {
+        std::string p(part);
+        if (p.ends_with("->ip_dst") || p.ends_with("->tcp_dst") || p.ends_with("->udp_dst")) {
+          if (placed) continue;
+          p = ct;
+          placed = true;
+        }
+        actions += (actions.empty() ? "" : ",") + p;
+      }
+      flow_.actions = actions;
+      return std::vector<OvsFlow>{flow_};
+    }
+    if (snat && dst_ip == nullptr && dst_port == nullptr) {
+      // Return: un-NAT by the connection's state, then the rest of the rule in table 1.
+      const uint32_t mark = static_cast<uint32_t>(rule_.id);
+      OvsFlow replies = flow_;
+      replies.table = 1;
+      std::string actions;
+      for (std::string_view part : SplitString(flow_.actions, ',')) {
+        std::string p(part);
+        if (p.ends_with("->ip_src") || p.ends_with("->tcp_src") || p.ends_with("->udp_src")) {
+          continue;
+        }
+        actions += (actions.empty() ? "" : ",") + p;
+      }
+      replies.actions = actions;
+      // Matched on the packet before un-NAT: its source is still the DIP:port.
+      replies.match = StrCat("ct_state=+trk+rpl,reg0=", Hex(mark), ",", ProtoOnly());
+      flow_.actions = StrCat("set_field:", Hex(mark), "->reg0,ct(", zone, ",nat,table=1)");
+      return std::vector<OvsFlow>{flow_, replies};
+    }
+    return Refuse(absl::StatusCode::kInvalidArgument,
+                  "conntrack NAT needs a rule that rewrites either the destination (inbound) or "
+                  "the source (return), not both or neither");
+  }
+
+  std::string ProtoOnly() const {
+    switch (rule_.match.proto) {
+      case flow::kProtoTcp:
+        return "tcp";
+      case flow::kProtoUdp:
+        return "udp";
+      case flow::kProtoIcmp:
+        return "icmp";
+      default:
+        return "ip";
+    }
+  }
+
   absl::Status NeedsMac() const {
     return Refuse(absl::StatusCode::kUnimplemented,
                   "decapsulates without a later set_mac: OVS's GRE port delivers the inner "
@@ -222,6 +291,7 @@ class RuleTranslator {
 
   const flow::Rule& rule_;
   const OvsPorts& ports_;
+  const RuleOptions& options_;
   OvsFlow flow_;
   uint32_t in_ofport_ = 0;
 };
@@ -240,7 +310,14 @@ std::string OvsFlow::Text() const {
 }
 
 absl::StatusOr<OvsFlow> Translate(const flow::Rule& rule, const OvsPorts& ports) {
-  return RuleTranslator(rule, ports).Run();
+  absl::StatusOr<std::vector<OvsFlow>> flows = TranslateRule(rule, ports, RuleOptions{});
+  if (!flows.ok()) return flows.status();
+  return flows->front();
+}
+
+absl::StatusOr<std::vector<OvsFlow>> TranslateRule(const flow::Rule& rule, const OvsPorts& ports,
+                                                   const RuleOptions& options) {
+  return RuleTranslator(rule, ports, options).Run();
 }
 
 std::vector<OvsFlow> BaseFlows(const BaseFlowSpec& spec) {

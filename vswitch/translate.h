@@ -44,10 +44,26 @@ struct OvsFlow {
   bool operator==(const OvsFlow&) const = default;
 };
 
+/// Per-rule choices the IR does not carry.
+struct RuleOptions {
+  /// Per-flow NAT state in OVS conntrack, for a DIP:port that serves several VIP:ports (the
+  /// reply's VIP is known only per connection). An inbound rule's set_ipv4_dst/set_l4_dst
+  /// become `ct(commit,zone=Z,nat(dst=DIP:port))`; a return rule's set_ipv4_src/set_l4_src
+  /// become the reverse of that recorded DNAT: table 0 marks the packet (reg0 = low 32 bits
+  /// of the rule id) and sends it through `ct(zone=Z,nat,table=1)`; a table-1 flow takes
+  /// replies of tracked connections (`ct_state=+trk+rpl`) with that mark and runs the rest of
+  /// the rule's actions. The return rule then translates to two flows.
+  bool conntrack = false;
+  uint16_t ct_zone = 1;
+};
+
 /// Translates one rule. Errors say why OVS cannot express it (INVALID_ARGUMENT for a rule
 /// that fails flow::Validate or names an unmapped port, UNIMPLEMENTED for what OVS's
 /// userspace datapath has no form for: IPIP/GUE tunnels, encap).
 absl::StatusOr<OvsFlow> Translate(const flow::Rule& rule, const OvsPorts& ports);
+/// As Translate, with options; a conntrack return rule gives two flows (table 0, table 1).
+absl::StatusOr<std::vector<OvsFlow>> TranslateRule(const flow::Rule& rule, const OvsPorts& ports,
+                                                   const RuleOptions& options);
 
 /// The flows every bridge needs besides the rules:
 ///  - per uplink: GRE to a local tunnel endpoint → LOCAL, where the userspace datapath

@@ -179,6 +179,31 @@ TEST(TranslateTest, RefusesWhatOvsCannotExpressWithReasons) {
   EXPECT_EQ(Translate(no_gre_port, ports).status().code(), absl::StatusCode::kFailedPrecondition);
 }
 
+// A DIP:port serving several VIPs: DNAT recorded in conntrack, replies un-NATed from it.
+TEST(TranslateTest, ConntrackForPerFlowNatState) {
+  absl::StatusOr<std::vector<OvsFlow>> in =
+      TranslateRule(InboundGre(), Ports(), {.conntrack = true, .ct_zone = 7});
+  ASSERT_TRUE(in.ok()) << in.status();
+  ASSERT_EQ(in->size(), 1u);
+  EXPECT_EQ((*in)[0].actions,
+            "ct(commit,zone=7,nat(dst=10.1.0.1:8080)),dec_ttl,"
+            "set_field:02:00:00:00:01:01->eth_src,set_field:02:00:00:00:03:01->eth_dst,output:2");
+  absl::StatusOr<std::vector<OvsFlow>> back =
+      TranslateRule(DsrReturn(), Ports(), {.conntrack = true, .ct_zone = 7});
+  ASSERT_TRUE(back.ok()) << back.status();
+  ASSERT_EQ(back->size(), 2u);
+  EXPECT_EQ((*back)[0].Text(),
+            "table=0,priority=100,cookie=0x2,tcp,in_port=2,nw_src=10.1.0.1,tp_src=8080,nw_frag=no "
+            "actions=set_field:0x2->reg0,ct(zone=7,nat,table=1)");
+  EXPECT_EQ((*back)[1].Text(),
+            "table=1,priority=100,cookie=0x2,ct_state=+trk+rpl,reg0=0x2,tcp actions=dec_ttl,"
+            "set_field:02:00:00:00:01:01->eth_src,set_field:02:00:00:00:00:01->eth_dst,output:1");
+  Rule both = DsrReturn();
+  both.actions.insert(both.actions.begin(), Action::SetIpv4Dst(Ip(1, 2, 3, 4)));
+  EXPECT_EQ(TranslateRule(both, Ports(), {.conntrack = true}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
 TEST(TranslateTest, GoldenWalks) { ExpectGolden("walks.txt", Golden({InboundGre(), DsrReturn()})); }
 
 // The agent's own rule builder: its IPIP/GUE inbound rules are refused with the reason, the
