@@ -28,6 +28,8 @@ bool ParseDaemonArgs(int argc, char** argv, DaemonOptions* options) {
       options->grpc_socket = argv[++i];
     } else if (arg == "--grpc-listen" && i + 1 < argc) {
       options->grpc_listen = argv[++i];
+    } else if (arg == "--metrics-listen" && i + 1 < argc) {
+      options->metrics_listen = argv[++i];
     } else if (arg == "--check-config") {
       options->check_config = true;
     } else {
@@ -47,6 +49,7 @@ bool ParseDaemonArgs(int argc, char** argv, DaemonOptions* options) {
             "  --stats-socket PATH  unix socket answering 'stats' with JSON\n"
             "  --grpc-socket PATH   unix socket of the gRPC API (sluicectl --socket PATH)\n"
             "  --grpc-listen H:P    also serve the gRPC API on TCP (host:port)\n"
+            "  --metrics-listen A:P serve Prometheus metrics on http://A:P/metrics\n"
             "  --run-dir DIR        where the daemon keeps runtime files (default /run/sluice)\n"
             "  --check-config       validate the configuration and exit (0 if it is valid)\n",
             prog, prog);

@@ -12,6 +12,7 @@ struct DaemonOptions {
   std::string run_dir = "/run/sluice";  ///< Files the daemon writes (speaker config, state).
   std::string grpc_socket;  ///< Unix socket of the gRPC API ("" = none).
   std::string grpc_listen;  ///< Optional TCP "host:port" of the gRPC API.
+  std::string metrics_listen;  ///< Optional "ADDR:PORT" serving Prometheus GET /metrics.
   int eal_argc = 0;  ///< argv[0 .. eal_argc) goes to rte_eal_init.
   bool check_config = false;  ///< Only load and validate --config, then exit (no EAL, no NIC).
 };

@@ -30,6 +30,7 @@
 #include "common/daemon_args.h"
 #include "common/grpc_util.h"
 #include "common/json_writer.h"
+#include "common/metrics.h"
 #include "common/net_text.h"
 #include "common/stats_server.h"
 #include "mux_lite/bgp.h"
@@ -445,6 +446,12 @@ int Run(int argc, char** argv) {
       fprintf(stderr, "sluice-mux: %s\n", std::string(s.message()).c_str());
       return 1;
     }
+  }
+  auto metrics_server = metrics::ServeDaemonMetrics(
+      opt.metrics_listen, [&] { return StatsJson(*mux, control, offload, now_ns()); });
+  if (!metrics_server.ok()) {
+    fprintf(stderr, "sluice-mux: %s\n", std::string(metrics_server.status().message()).c_str());
+    return 1;
   }
   signal(SIGINT, OnSignal);
   signal(SIGTERM, OnSignal);
