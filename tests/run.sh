@@ -3,8 +3,11 @@
 # and runs ctest (unit tests, then the end-to-end lab tests, which need root).
 #
 #   tests/run.sh [--bench] [ctest args...]
+#   tests/run.sh --fuzz [target...]
 #
-# --bench also runs bench/run.sh afterwards, if present. Extra arguments go to ctest
+# --bench also runs bench/run.sh afterwards, if present. --fuzz instead builds the fuzz
+# targets with clang + libFuzzer in their own directory and fuzzes each for 60 s
+# (tests/fuzz/run.sh; exits non-zero on a crash). Extra arguments go to ctest
 # (e.g. -L unit, -R mux_kill). Environment: SLUICE_BUILD (default <repo>/build).
 # Works without a terminal; exits non-zero if anything fails.
 set -euo pipefail
@@ -21,6 +24,11 @@ for arg in "$@"; do
 done
 
 "$REPO/deploy/ensure-deps.sh"
+
+if [[ "${1:-}" == "--fuzz" ]]; then
+  shift
+  exec "$REPO/tests/fuzz/run.sh" "$@"
+fi
 
 if [[ ! -f "$BUILD/build.ninja" ]]; then
   cmake -S "$REPO" -B "$BUILD" -G Ninja
