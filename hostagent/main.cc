@@ -14,6 +14,8 @@
 #include <ctime>
 #include <memory>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include <rte_ethdev.h>
 #include <rte_mbuf.h>
@@ -29,6 +31,9 @@
 #include "hostagent/config.h"
 #include "hostagent/grpc_service.h"
 #include "hostagent/nat_flow_table.h"
+#include "hostagent/nic_rules.h"
+#include "offload/rte_flow/executor.h"
+#include "offload/rte_flow/flow_api.h"
 #include "offload/port/eal.h"
 #include "offload/port/port.h"
 
@@ -38,7 +43,7 @@ namespace {
 volatile std::sig_atomic_t g_stop = 0;
 void OnSignal(int) { g_stop = 1; }
 
-std::string StatsJson(const AgentDataPath& agent) {
+std::string StatsJson(const AgentDataPath& agent, const AgentNicRules& nic_rules) {
   JsonWriter j;
   uint64_t rx = 0, tx = 0;
   for (const auto& port : agent.ports()) {
@@ -82,6 +87,7 @@ std::string StatsJson(const AgentDataPath& agent) {
       .Field("redirects_applied_source", c.fastpath_redirects_source.Get())
       .Field("redirects_applied_destination", c.fastpath_redirects_destination.Get())
       .EndObject();
+  nic_rules.WriteStats(j);
   j.Key("drops").BeginObject();
   uint64_t tx_full = 0;
   for (const auto& port : agent.ports()) tx_full += port->tx.tx_full_drops.Get();
@@ -244,6 +250,22 @@ int Run(int argc, char** argv) {
           config->name.c_str(), config->nat.flow_state_file.c_str(), agent.flows_restored(),
           agent.flows_kept(), note.empty() ? "" : "; ", note.c_str());
 
+  // The rules also go to the rte_flow NIC executor (placed in the NIC where the port takes
+  // them, counted with the port's reason where not); the software executor keeps them all.
+  nic::DpdkFlowApi flow_api;
+  nic::NicExecutor nic_executor(&flow_api, {.default_port = ports.uplink_port,
+                                            .gue_port = flow::kDefaultGuePort});
+  AgentNicRules nic_rules(&nic_executor, ports.uplink_port, flow::kDefaultGuePort);
+  agent.SetRuleListener([&nic_rules](const std::vector<flow::Rule>& rules) {
+    nic_rules.Post(rules);
+  });
+  std::jthread nic_thread([&nic_rules](std::stop_token stop) {  // joined on every return
+    while (!stop.stop_requested()) {
+      nic_rules.Sync();
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));  // a control-thread tick
+    }
+  });
+
   DataPathRuntime runtime(&agent);
   AgentService service(&runtime, *config);
   std::unique_ptr<grpc::Server> grpc_server;
@@ -260,8 +282,9 @@ int Run(int argc, char** argv) {
   StatsServer stats;
   if (!opt.stats_socket.empty()) {
     absl::Status s = stats.Start(opt.stats_socket, [&](const std::string& request) {
+      if (request == "nic-rules") return nic_rules.Testpmd();
       if (request != "stats") return std::string("{\"error\":\"unknown request\"}");
-      return StatsJson(agent);
+      return StatsJson(agent, nic_rules);
     });
     if (!s.ok()) {
       fprintf(stderr, "sluice-agent: %s\n", std::string(s.message()).c_str());
@@ -269,7 +292,7 @@ int Run(int argc, char** argv) {
     }
   }
   auto metrics_server =
-      metrics::ServeDaemonMetrics(opt.metrics_listen, [&] { return StatsJson(agent); });
+      metrics::ServeDaemonMetrics(opt.metrics_listen, [&] { return StatsJson(agent, nic_rules); });
   if (!metrics_server.ok()) {
     fprintf(stderr, "sluice-agent: %s\n", std::string(metrics_server.status().message()).c_str());
     return 1;
@@ -314,6 +337,9 @@ int Run(int argc, char** argv) {
   service.Shutdown();
   if (grpc_server) grpc_server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
   stats.Stop();
+  nic_thread.request_stop();
+  nic_thread.join();
+  nic_executor.RemoveAll();
   for (const auto& port : agent.ports()) port::ClosePort(port->port_id);
   return 0;
 }
