@@ -197,6 +197,31 @@ std::string OvsInstance::MgmtSocket(const std::string& bridge) const {
   return "unix:" + config_.run_dir + "/" + bridge + ".mgmt";
 }
 
+namespace {
+uint64_t NumberAfter(const std::string& text, const std::string& key) {
+  size_t at = text.find(key);
+  return at == std::string::npos ? 0 : strtoull(text.c_str() + at + key.size(), nullptr, 10);
+}
+}  // namespace
+
+absl::StatusOr<DatapathStats> ReadDatapathStats(const OvsInstance& ovs) {
+  absl::StatusOr<std::string> show = ovs.Appctl({"dpctl/show"});
+  if (!show.ok()) return show.status();
+  absl::StatusOr<std::string> dump = ovs.Appctl({"dpctl/dump-flows", "-m"});
+  if (!dump.ok()) return dump.status();
+  DatapathStats stats;
+  stats.hits = NumberAfter(*show, "hit:");
+  stats.misses = NumberAfter(*show, "missed:");
+  stats.lost = NumberAfter(*show, "lost:");
+  for (std::string_view line : SplitString(*dump, '\n')) {
+    if (line.find("actions:") == std::string_view::npos) continue;
+    ++stats.flows;
+    if (line.find("offloaded:yes") != std::string_view::npos) ++stats.offloaded;
+    if (line.find("offloaded:partial") != std::string_view::npos) ++stats.partially_offloaded;
+  }
+  return stats;
+}
+
 absl::Status EnsureBridge(const OvsInstance& ovs, const BridgeSpec& spec) {
   std::vector<std::string> args = {"--may-exist",
                                    "add-br",

@@ -84,6 +84,18 @@ class OvsInstance {
   bool dpdk_ = false;
 };
 
+/// The datapath's view for stats (`dpctl/show`, `dpctl/dump-flows -m`): what the agent
+/// reports for an OVS host, including how many datapath flows hw-offload pushed to a NIC.
+struct DatapathStats {
+  uint64_t flows = 0;                ///< Datapath (megaflow) entries.
+  uint64_t offloaded = 0;            ///< Of those, fully in hardware ("offloaded:yes").
+  uint64_t partially_offloaded = 0;  ///< Match in hardware, actions in software.
+  uint64_t hits = 0;                 ///< Lookups that found a datapath flow.
+  uint64_t misses = 0;               ///< Upcalls to ovs-vswitchd.
+  uint64_t lost = 0;                 ///< Upcalls dropped.
+};
+absl::StatusOr<DatapathStats> ReadDatapathStats(const OvsInstance& ovs);
+
 /// A port of a bridge. `ofport` is requested (ofport_request) so OpenFlow numbers are stable.
 struct PortSpec {
   std::string name;

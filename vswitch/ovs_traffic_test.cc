@@ -337,6 +337,10 @@ TEST_F(OvsTrafficTest, CurlThroughGreDecapDnatAndDsr) {
   EXPECT_GE(executor.Status(2)->packets, 20u * 3);
   EXPECT_GE(mux_->packets(), 20u * 4);
   RecordProperty("dpdk", ovs_->dpdk() ? "yes" : "no");
+  absl::StatusOr<DatapathStats> dp = ReadDatapathStats(*ovs_);
+  ASSERT_TRUE(dp.ok()) << dp.status();
+  EXPECT_GT(dp->hits + dp->misses, 20u * 8);
+  EXPECT_EQ(dp->offloaded, 0u) << "no offload-capable NIC here";
 }
 
 // One DIP:port behind two VIPs: the reply's source VIP exists only per connection, so the
