@@ -77,8 +77,9 @@ say "building the packages from $BUILD"
 }
 declare -A DEB
 for p in "${PKGS[@]}"; do
-  DEB[$p]=$(ls "$TMP"/deb/"${p}"_*.deb 2>/dev/null | head -n 1)
-  [[ -n "${DEB[$p]}" ]] || fail "no ${p}_*.deb was built ($(ls "$TMP/deb" | tr '\n' ' '))"
+  debs=("$TMP"/deb/"${p}"_*.deb)
+  [[ -f "${debs[0]}" ]] || fail "no ${p}_*.deb was built: $(cd "$TMP/deb" && echo *)"
+  DEB[$p]=${debs[0]}
 done
 
 # Depends: the DPDK, gRPC and libxml2 libraries come from dpkg-shlibdeps, gobgpd by hand.
@@ -103,7 +104,7 @@ expect_conffiles() {
   local pkg=$1 got want
   got=$(conffiles_of "$pkg" | sort)
   want=$(printf '%s\n' "${@:2}" | sort)
-  [[ "$got" == "$want" ]] || fail "$pkg conffiles: got [$(echo $got)], want [$(echo $want)]"
+  [[ "$got" == "$want" ]] || fail "$pkg conffiles: got [${got//$'\n'/ }], want [${want//$'\n'/ }]"
 }
 expect_conffiles sluice-agent /etc/sluice/agent.yaml /etc/sluice/libvirt-hook.yaml \
   /etc/default/sluice-agent
@@ -203,7 +204,8 @@ run_hook() { env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin "$@" "$HOOK" db1 started 
 env -i "$HOOK" db1 prepare begin - </dev/null >"$TMP/hook.log" 2>&1 ||
   fail "hook 'prepare' exited $?: $(cat "$TMP/hook.log")"
 # No agent listening on the default socket: fail-open (the default) lets the VM start...
-run_hook >"$TMP/hook.log" 2>&1 || fail "fail-open hook exited $? with no agent: $(cat "$TMP/hook.log")"
+run_hook >"$TMP/hook.log" 2>&1 ||
+  fail "fail-open hook exited $? with no agent: $(cat "$TMP/hook.log")"
 # ... fail-closed refuses it with 69, and a broken domain XML is 65.
 run_hook SLUICE_HOOK_FAIL_CLOSED=1 >"$TMP/hook.log" 2>&1
 rc=$?
@@ -291,7 +293,8 @@ apt-get -o DPkg::Lock::Timeout=300 remove -y "${PKGS[@]}" >"$TMP/remove.log" 2>&
   fail "apt-get remove failed"
 }
 for p in sluice-agent sluice-mux; do
-  [[ "$(pkg_status "$p")" == rc ]] || fail "$p: dpkg status '$(pkg_status "$p")' after remove, want rc"
+  s=$(pkg_status "$p")
+  [[ "$s" == rc ]] || fail "$p: dpkg status '$s' after remove, want rc"
 done
 for path in "${PATHS[@]}"; do
   [[ -n "${PRE_EXISTED[$path]:-}" ]] && continue
