@@ -29,9 +29,10 @@ namespace {
 constexpr char kDefaultConfig[] = "/etc/sluice/libvirt-hook.yaml";
 constexpr size_t kMaxDomainXml = 16 << 20;
 /// Left for writing logs and exiting after the agent call gives up.
-constexpr std::chrono::milliseconds kExitMargin{150};
-/// The watchdog fires this much before the deadline, for the exit itself.
-constexpr std::chrono::milliseconds kWatchdogMargin{30};
+constexpr std::chrono::milliseconds kExitMargin{300};
+/// The watchdog fires this much before the deadline: the exit itself, and the scheduling
+/// delay of a loaded host, must still fit.
+constexpr std::chrono::milliseconds kWatchdogMargin{200};
 
 volatile sig_atomic_t g_watchdog_exit = kExitOk;
 
