@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include <google/protobuf/stubs/logging.h>
+
 #include "hostagent/grpc_service.h"
 #include "hostagent/rules.h"
 #include "hostagent/snat_ports.h"
@@ -99,6 +101,12 @@ void MuxRequest(bool vips, const uint8_t* data, size_t size) {
 
 }  // namespace
 }  // namespace sluice::fuzz
+
+extern "C" int LLVMFuzzerInitialize(int*, char***) {
+  // Invalid UTF-8 in string fields is an ordinary parse failure here, not worth a log line.
+  google::protobuf::SetLogHandler(nullptr);
+  return 0;
+}
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace sluice::fuzz;

@@ -1,8 +1,8 @@
 // Writes the seed corpora of the fuzz targets into <repo>/tests/fuzz/corpus/<target>/:
 // packets from the conformance fixture table and the lab's packet walks, the lab's YAML
 // configs, the libvirt hook's domain XML samples, signed Fastpath redirects and the lab
-// configs as gRPC requests. Files whose
-// name starts with "regress-" (inputs that once crashed a target) are left alone.
+// configs as gRPC requests. Files named "regress-*" (inputs that once crashed a target) and
+// "found-*" (inputs fuzzing found, merged in with -merge=1) are left alone.
 //
 //   fuzz_seed_corpus <repo>
 #include <cstdio>
@@ -65,7 +65,8 @@ void CopyFiles(const std::string& target, const fs::path& dir, const std::string
 void RemoveSeeds(const std::string& target) {
   if (!fs::exists(g_corpus / target)) return;
   for (const auto& entry : fs::directory_iterator(g_corpus / target)) {
-    if (entry.path().filename().string().rfind("regress-", 0) != 0) fs::remove(entry.path());
+    const std::string name = entry.path().filename().string();
+    if (name.rfind("regress-", 0) != 0 && name.rfind("found-", 0) != 0) fs::remove(entry.path());
   }
 }
 
