@@ -272,7 +272,9 @@ std::string StatsJson(const MuxWorkers& mux, ControlState& control,
             .Field("dip", Ipv4ToString(backend.dip))
             .Field("host", Ipv4ToString(backend.host))
             .Field("weight", backend.weight)
-            .Field("encap", backend.encap == flow::Tunnel::kGue ? "gue" : "ipip")
+            .Field("encap", backend.encap == flow::Tunnel::kGue   ? "gue"
+                            : backend.encap == flow::Tunnel::kGre ? "gre"
+                                                                  : "ipip")
             .Field("packets", known ? backend_packets[b_index] : 0)
             .Field("flows", known ? backend_flows[b_index] : 0)
             .EndObject();
