@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmarks that print ratios against a baseline measured in the same run.
 #
-#   bench/run.sh [mux|all] [--smoke] [--flows N] [--seconds S] [--rounds R]
+#   bench/run.sh [mux|all] [--smoke] [--flows N] [--seconds S] [--rounds R] [--results FILE]
 #
 # mux (default): sluice-mux-bench and dpdk-testpmd (io and 5tswap forwarding) on the same
 #   PMDs (net_pcap infinite_rx → net_null), the same frames (a pcap the mux bench writes) and
@@ -9,6 +9,8 @@
 #   Rounds alternate mux / testpmd io / testpmd 5tswap; the table shows the best round of each.
 # all: mux, then the other benchmarks in bench/ (rte_flow_translate_bench).
 # --smoke: 10k flows, short windows, one round (seconds, not minutes).
+# --results FILE: also write the tables, with the machine they ran on, as Markdown (a full
+#   `all` run writes bench/RESULTS.md unless told otherwise; a smoke run writes nothing).
 #
 # Environment: SLUICE_BUILD (default <repo>/build), SLUICE_BENCH_CPU (the forwarding core;
 # default the last CPU this shell may use), TESTPMD (default dpdk-testpmd on PATH).
@@ -22,6 +24,7 @@ smoke=0
 flows=1000000
 seconds=5
 rounds=3
+results=""
 while (($#)); do
   case "$1" in
     mux | all) what=$1 ;;
@@ -29,6 +32,7 @@ while (($#)); do
     --flows) flows=$2; shift ;;
     --seconds) seconds=$2; shift ;;
     --rounds) rounds=$2; shift ;;
+    --results) results=$2; shift ;;
     -h | --help) sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "run.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
   esac
@@ -39,6 +43,8 @@ if ((smoke)); then
   seconds=1
   rounds=1
 fi
+[[ -z "$results" && $what == all && $smoke == 0 ]] && results=$REPO/bench/RESULTS.md
+load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # --- build -----------------------------------------------------------------------------------
 targets=(sluice-mux-bench)
@@ -210,6 +216,7 @@ B_SLOT=$(best max "${slot[@]}")
 B_LIVE=$(best max "${live[@]}")
 B_INPROC=$(best max "${io_inproc[@]}")
 
+{
 awk -v flows="$flows" -v core="$fwd_cpu" -v rounds="$rounds" -v est="$B_EST" -v io="$B_IO" \
   -v t5="$B_5T" -v newf="$B_NEW" -v maglev="$B_MAGLEV" -v bpf="$B_BPF" -v slot="$B_SLOT" \
   -v live="$B_LIVE" -v inproc="$B_INPROC" '
@@ -246,6 +253,7 @@ awk -v flows="$flows" -v core="$fwd_cpu" -v rounds="$rounds" -v est="$B_EST" -v 
     row("memory per flow, bytes", sprintf("%d", bpf),
         sprintf("%.1f/slot %.1f/live", slot, live), "-", "<= 64 B", verdict(live <= 64 && bpf <= 64))
   }'
+} | tee "$TMP/mux-table.txt"
 
 echo
 echo "Per round (wall-clock Mpps, CPU share of the forwarding thread):"
@@ -264,12 +272,47 @@ fi
 echo "DESIGN.md reference (another machine): testpmd io ~25.8 Mpps, 5tswap ~16.8 Mpps."
 echo "Logs: $TMP"
 
+: >"$TMP/translate.txt"
 if [[ $what == all ]]; then
   echo
   echo "== rte_flow_translate_bench"
   if ((smoke)); then
-    "$BUILD/bin/rte_flow_translate_bench" 2000
+    "$BUILD/bin/rte_flow_translate_bench" 2000 | tee "$TMP/translate.txt"
   else
-    "$BUILD/bin/rte_flow_translate_bench"
+    "$BUILD/bin/rte_flow_translate_bench" | tee "$TMP/translate.txt"
   fi
+fi
+
+if [[ -n "$results" ]]; then
+  {
+    echo "# Sluice benchmark results"
+    echo
+    echo "Written by \`bench/run.sh $what\` on $(date -u '+%Y-%m-%d %H:%M UTC'). Ratios compare"
+    echo "against baselines measured in the same run on the same core; absolute numbers depend"
+    echo "on the machine and its load."
+    echo
+    echo "| machine | |"
+    echo "|---|---|"
+    echo "| CPU | $(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -1) |"
+    echo "| cores | $(nproc) (forwarding core $fwd_cpu) |"
+    echo "| kernel | $(uname -r) |"
+    echo "| DPDK | $(pkg-config --modversion libdpdk 2>/dev/null) |"
+    echo "| load average (start / end) | $load_start / $(cut -d' ' -f1-3 /proc/loadavg) |"
+    echo "| flows, rounds | $flows, $rounds |"
+    echo
+    echo "## Mux (DESIGN.md targets)"
+    echo
+    echo '```'
+    cat "$TMP/mux-table.txt"
+    echo '```'
+    if [[ -s "$TMP/translate.txt" ]]; then
+      echo
+      echo "## rte_flow translation vs software rule install"
+      echo
+      echo '```'
+      cat "$TMP/translate.txt"
+      echo '```'
+    fi
+  } >"$results"
+  echo "Results written to $results"
 fi
