@@ -72,7 +72,7 @@ inline rte_mbuf* MbufFrom(rte_mempool* pool, const std::vector<uint8_t>& bytes) 
     rte_pktmbuf_free(m);
     return nullptr;
   }
-  memcpy(dst, bytes.data(), bytes.size());
+  if (!bytes.empty()) memcpy(dst, bytes.data(), bytes.size());  // data() may be null
   return m;
 }
 
