@@ -435,6 +435,20 @@ lab_vip_answers() {
     "http://$LAB_VIP:$LAB_VIP_PORT/")" =~ ^vm[0-9]+$ ]]
 }
 
+# For the e2e tests: lab_skip_unless_root exits 77 (ctest's skip) when not root; lab_fail
+# MESSAGE prints it with the lab's diagnostics and exits 1.
+lab_skip_unless_root() {
+  if [[ $EUID -ne 0 ]]; then
+    echo "SKIP: the lab needs root"
+    exit 77
+  fi
+}
+lab_fail() {
+  echo "FAIL: $*" >&2
+  lab_dump_diagnostics
+  exit 1
+}
+
 # Every daemon's stats and log tail, and the router's view: for failure reports.
 lab_dump_diagnostics() {
   local d

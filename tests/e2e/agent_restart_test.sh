@@ -14,16 +14,7 @@ SNAT_PER_VM=8
 BYTES=120000
 RATE=20000   # 6 s per download: all are mid-transfer when the agent dies
 
-fail() {
-  echo "FAIL: $*" >&2
-  lab_dump_diagnostics
-  exit 1
-}
-
-if [[ $EUID -ne 0 ]]; then
-  echo "SKIP: the lab needs root"
-  exit 77
-fi
+lab_skip_unless_root
 load_pids=()
 cleanup() {
   local p
@@ -33,8 +24,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-lab_up || fail "lab up failed"
-lab_poll 15 0.5 lab_vip_answers || fail "no answer from the VIP within 15s"
+lab_up || lab_fail "lab up failed"
+lab_poll 15 0.5 lab_vip_answers || lab_fail "no answer from the VIP within 15s"
 
 RESULTS=$LAB_RUN/agent_restart_results.txt
 : >"$RESULTS"
@@ -55,25 +46,25 @@ want=$((INBOUND + 2 * SNAT_PER_VM))
 
 snat_flows_up() { (($(lab_stat host1 flows.active) >= 2 * SNAT_PER_VM)); }
 lab_poll 20 0.2 snat_flows_up ||
-  fail "host1 has $(lab_stat host1 flows.active) NAT flows, want >= $((2 * SNAT_PER_VM))"
+  lab_fail "host1 has $(lab_stat host1 flows.active) NAT flows, want >= $((2 * SNAT_PER_VM))"
 established() {
   (($(lab_ns sl-client ss -Htn state established "( dport = :$LAB_VIP_PORT )" | wc -l) >= INBOUND))
 }
-lab_poll 20 0.2 established || fail "the inbound downloads did not all start"
+lab_poll 20 0.2 established || lab_fail "the inbound downloads did not all start"
 echo "  live: $INBOUND inbound downloads, $((2 * SNAT_PER_VM)) SNAT downloads from host1's VMs"
 echo "  host1 NAT flows before the kill: $(lab_stat host1 flows.active)"
 
 killed_ms=$(lab_now_ms)
-lab_kill_daemon host1 KILL || fail "could not kill host1's agent"
-lab_start_daemon host1 || fail "could not start host1's agent again"
-lab_wait_ready host1 || fail "host1's agent did not come back"
+lab_kill_daemon host1 KILL || lab_fail "could not kill host1's agent"
+lab_start_daemon host1 || lab_fail "could not start host1's agent again"
+lab_wait_ready host1 || lab_fail "host1's agent did not come back"
 echo "  kill -9 host1's agent, restarted and ready after $(($(lab_now_ms) - killed_ms)) ms"
 restored=$(lab_stat host1 flows.restored_at_start)
 kept=$(lab_stat host1 flows.kept_at_start)
 echo "  restarted agent: restored $restored flows from $(lab_stat host1 flows.state_file), kept $kept"
 
 for p in "${load_pids[@]}"; do
-  lab_poll 120 0.5 lab_pid_gone "$p" || fail "downloads still running 120s after the restart"
+  lab_poll 120 0.5 lab_pid_gone "$p" || lab_fail "downloads still running 120s after the restart"
 done
 load_pids=()
 ok=$(grep -c " 200 $BYTES$" "$RESULTS")
@@ -83,7 +74,7 @@ for kind in inbound snat-vm1 snat-vm2; do
   echo "  $kind: $(grep -c "^$kind 200 $BYTES$" "$RESULTS") of $(grep -c "^$kind " "$RESULTS") intact"
 done
 echo "  lost: $((want - ok)) of $want"
-((kept >= 2 * SNAT_PER_VM)) || fail "the restarted agent kept $kept flows, want >= $((2 * SNAT_PER_VM))"
+((kept >= 2 * SNAT_PER_VM)) || lab_fail "the restarted agent kept $kept flows, want >= $((2 * SNAT_PER_VM))"
 ((total == want && ok == want)) ||
-  fail "$((want - ok)) connections lost: $(grep -v " 200 $BYTES$" "$RESULTS" | head -5 | tr '\n' ';')"
+  lab_fail "$((want - ok)) connections lost: $(grep -v " 200 $BYTES$" "$RESULTS" | head -5 | tr '\n' ';')"
 echo "PASS: no connection lost when the agent was killed and restarted"

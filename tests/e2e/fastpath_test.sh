@@ -11,25 +11,16 @@ set -uo pipefail
 # shellcheck source=deploy/lab/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../../deploy/lab/lib.sh"
 
-fail() {
-  echo "FAIL: $*" >&2
-  lab_dump_diagnostics
-  exit 1
-}
-
-if [[ $EUID -ne 0 ]]; then
-  echo "SKIP: the lab needs root"
-  exit 77
-fi
+lab_skip_unless_root
 trap 'lab_down quiet' EXIT
 trap 'exit 130' INT TERM
 
-lab_up || fail "lab up failed"
-lab_poll 15 0.5 lab_vip_answers || fail "no answer from the VIP within 15s"
+lab_up || lab_fail "lab up failed"
+lab_poll 15 0.5 lab_vip_answers || lab_fail "no answer from the VIP within 15s"
 echo "=== Fastpath report ==="
-lab_fastpath_download 5000000 || fail "Fastpath goal missed"
+lab_fastpath_download 5000000 || lab_fail "Fastpath goal missed"
 bad_auth=$(lab_stat_sum drops.fastpath_redirect_bad_auth "${LAB_AGENTS[@]}")
-((bad_auth == 0)) || fail "$bad_auth redirects failed authentication"
+((bad_auth == 0)) || lab_fail "$bad_auth redirects failed authentication"
 ((100 * $(lab_stat host1 fastpath.redirects_applied_source) > 0)) ||
-  fail "host1 applied no redirect"
+  lab_fail "host1 applied no redirect"
 echo "PASS: after the handshake the connection went host to host"

@@ -24,11 +24,6 @@ source "$(dirname "${BASH_SOURCE[0]}")/../../deploy/lab/lib.sh"
 UPDATES=${SLUICE_GRPC_UPDATES:-1000}
 WORK=$(mktemp -d /tmp/sluice-grpc-test.XXXXXX)
 CTL="$LAB_BUILD/bin/sluicectl"
-fail() {
-  echo "FAIL: $*" >&2
-  lab_dump_diagnostics
-  exit 1
-}
 load_pid=""
 cleanup() {
   touch "$WORK/stop"
@@ -88,13 +83,13 @@ mux_generation() { lab_stat "$1" config_generation; }
 no_rule_drops() { echo $(($(lab_stat host1 drops.no_rule) + $(lab_stat host2 drops.no_rule))); }
 no_backend_drops() { echo $(($(lab_stat mux1 drops.no_backend) + $(lab_stat mux2 drops.no_backend))); }
 
-lab_up || fail "lab up failed"
-lab_poll 15 0.5 lab_vip_answers || fail "no answer from the VIP within 15s"
-"$CTL" health -f <(write_cloud 1) || fail "not every daemon is healthy"
+lab_up || lab_fail "lab up failed"
+lab_poll 15 0.5 lab_vip_answers || lab_fail "no answer from the VIP within 15s"
+"$CTL" health -f <(write_cloud 1) || lab_fail "not every daemon is healthy"
 
 write_cloud 1 >"$WORK/a.yaml"
 write_cloud 2 extra >"$WORK/b.yaml"
-"$CTL" apply -f "$WORK/a.yaml" || fail "first apply failed"
+"$CTL" apply -f "$WORK/a.yaml" || lab_fail "first apply failed"
 
 # Bad input: refused with the field named, exit 2, and nothing changes anywhere.
 gen_before=$(mux_generation mux1)
@@ -103,16 +98,16 @@ write_cloud 1 | sed 's/{ dip: 10.1.0.4, port: 8080, weight: 1 }/{ dip: 10.1.0.9,
 out=$("$CTL" apply -f "$WORK/unknown_host.yaml" 2>&1)
 rc=$?
 [[ $rc == 2 && $out == *"vips[0].backends[3].dip: 10.1.0.9 is not a VM of any agent listed"* ]] ||
-  fail "a backend on an unknown host was not refused precisely (exit $rc): $out"
+  lab_fail "a backend on an unknown host was not refused precisely (exit $rc): $out"
 echo "refused: $out"
 write_cloud 1 | sed 's/port_start: 20064, port_count: 64/port_start: 20000, port_count: 10/' \
   >"$WORK/overlap.yaml"
 out=$("$CTL" apply -f "$WORK/overlap.yaml" 2>&1)
 rc=$?
 [[ $rc == 2 && $out == *"snat[1].port_start: ports 20000..20009 overlap the lease of 10.1.0.1"* ]] ||
-  fail "overlapping SNAT leases were not refused precisely (exit $rc): $out"
+  lab_fail "overlapping SNAT leases were not refused precisely (exit $rc): $out"
 echo "refused: $out"
-[[ $(mux_generation mux1) == "$gen_before" ]] || fail "a refused apply changed mux1's tables"
+[[ $(mux_generation mux1) == "$gen_before" ]] || lab_fail "a refused apply changed mux1's tables"
 
 RESULTS=$WORK/results.txt
 : >"$RESULTS"
@@ -120,7 +115,7 @@ RESULTS=$WORK/results.txt
   while [[ ! -e $WORK/stop ]]; do lab_http_requests 40 4 >>"$RESULTS"; done
 ) &
 load_pid=$!
-lab_poll 10 0.1 test -s "$RESULTS" || fail "no request completed within 10s"
+lab_poll 10 0.1 test -s "$RESULTS" || lab_fail "no request completed within 10s"
 
 no_rule_before=$(no_rule_drops)
 no_backend_before=$(no_backend_drops)
@@ -131,25 +126,25 @@ while ((updates < UPDATES)); do
   file=$WORK/a.yaml
   ((applies % 2 == 0)) && file=$WORK/b.yaml
   if ! out=$("$CTL" apply -f "$file" 2>&1); then
-    fail "apply $((applies + 1)) ($(basename "$file")) failed after $updates updates: $out"
+    lab_fail "apply $((applies + 1)) ($(basename "$file")) failed after $updates updates: $out"
   fi
   ((applies == 0)) && echo "$out"
   applies=$((applies + 1))
   # "+10.200.0.10:8081/tcp", "-10...", "~10.200.0.10:80/tcp": one per VIP or endpoint changed.
   n=$(grep -oE ' [+~-][0-9]' <<<"$out" | wc -l)
-  ((n > 0)) || fail "apply $applies changed nothing: $out"
+  ((n > 0)) || lab_fail "apply $applies changed nothing: $out"
   updates=$((updates + n))
 done
 elapsed_ms=$(($(lab_now_ms) - start_ms))
 echo "$updates updates in $applies applies (${elapsed_ms} ms) while requests ran"
 touch "$WORK/stop"
-lab_poll 60 0.2 lab_pid_gone "$load_pid" || fail "requests still running 60s after the updates"
+lab_poll 60 0.2 lab_pid_gone "$load_pid" || lab_fail "requests still running 60s after the updates"
 load_pid=""
 
 # Every apply swapped each mux's VIP tables once (the SNAT ranges do not change).
 gen1_after=$(mux_generation mux1)
 ((gen1_after - gen1_before == applies)) ||
-  fail "mux1 went from generation $gen1_before to $gen1_after over $applies applies"
+  lab_fail "mux1 went from generation $gen1_before to $gen1_after over $applies applies"
 final=$WORK/a.yaml
 ((applies % 2 == 1)) && final=$WORK/b.yaml
 want_weight=1 want_8081=0
@@ -157,21 +152,21 @@ want_weight=1 want_8081=0
 backends=$("$CTL" get backends --socket "$(lab_grpc_socket mux2)")
 echo "$backends"
 grep -qE "^10\.200\.0\.10:80/tcp +10\.1\.0\.4 +10\.101\.0\.34 +$want_weight " <<<"$backends" ||
-  fail "mux2 does not show vm4 with weight $want_weight"
+  lab_fail "mux2 does not show vm4 with weight $want_weight"
 endpoints=$("$CTL" get endpoints --socket "$(lab_grpc_socket host1)")
 echo "$endpoints"
 (($(grep -c '^10\.200\.0\.10:8081/tcp' <<<"$endpoints") == want_8081)) ||
-  fail "host1's endpoints do not match the last update"
+  lab_fail "host1's endpoints do not match the last update"
 
 answered=$(grep -cE '^0\|vm[0-9]+\|' "$RESULTS")
 total=$(wc -l <"$RESULTS")
 echo "requests answered: $answered of $total"
-((total >= 100)) || fail "only $total requests ran during the updates"
+((total >= 100)) || lab_fail "only $total requests ran during the updates"
 ((answered == total)) ||
-  fail "$((total - answered)) requests failed: $(grep -vE '^0\|vm' "$RESULTS" | head -3 | tr '\n' ';')"
+  lab_fail "$((total - answered)) requests failed: $(grep -vE '^0\|vm' "$RESULTS" | head -3 | tr '\n' ';')"
 no_rule_after=$(no_rule_drops)
 no_backend_after=$(no_backend_drops)
 echo "agent no_rule drops: $no_rule_before -> $no_rule_after; mux no_backend drops: $no_backend_before -> $no_backend_after"
-((no_rule_after == no_rule_before)) || fail "packets reached an agent with no rule during the updates"
-((no_backend_after == no_backend_before)) || fail "a mux dropped packets for want of a backend"
+((no_rule_after == no_rule_before)) || lab_fail "packets reached an agent with no rule during the updates"
+((no_backend_after == no_backend_before)) || lab_fail "a mux dropped packets for want of a backend"
 echo "PASS: $updates gRPC updates ($applies sluicectl applies) under traffic, $total requests, none failed"

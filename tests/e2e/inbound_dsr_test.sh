@@ -12,22 +12,13 @@ source "$(dirname "${BASH_SOURCE[0]}")/../../deploy/lab/lib.sh"
 REQUESTS=200
 PARALLEL=8
 
-fail() {
-  echo "FAIL: $*" >&2
-  lab_dump_diagnostics
-  exit 1
-}
-
-if [[ $EUID -ne 0 ]]; then
-  echo "SKIP: the lab needs root"
-  exit 77
-fi
+lab_skip_unless_root
 trap 'lab_down quiet' EXIT
 trap 'exit 130' INT TERM
 
-lab_up || fail "lab up failed"
+lab_up || lab_fail "lab up failed"
 # Fail fast (instead of 200 timeouts) if the data path does not work at all.
-lab_poll 15 0.5 lab_vip_answers || fail "no answer from http://$LAB_VIP:$LAB_VIP_PORT/ within 15s"
+lab_poll 15 0.5 lab_vip_answers || lab_fail "no answer from http://$LAB_VIP:$LAB_VIP_PORT/ within 15s"
 
 echo "sending $REQUESTS requests to http://$LAB_VIP:$LAB_VIP_PORT/ ($PARALLEL at a time)"
 results=$(lab_http_requests "$REQUESTS" "$PARALLEL")
@@ -52,13 +43,13 @@ for vm in "${LAB_VMS[@]}"; do
 done
 
 for d in "${LAB_MUXES[@]}"; do
-  no_rule=$(lab_stat "$d" drops.no_rule) || fail "cannot read $d stats"
-  vip=$(lab_stat "$d" vip_packets) || fail "cannot read $d stats"
+  no_rule=$(lab_stat "$d" drops.no_rule) || lab_fail "cannot read $d stats"
+  vip=$(lab_stat "$d" vip_packets) || lab_fail "cannot read $d stats"
   echo "  $d: vip_packets $vip, drops.no_rule $no_rule"
   ((no_rule == 0)) || errors+=("$d drops.no_rule = $no_rule (expected 0: return traffic reached a mux)")
 done
-vip_total=$(lab_stat_sum vip_packets "${LAB_MUXES[@]}") || fail "cannot read mux stats"
-dsr_total=$(lab_stat_sum dsr_return_packets "${LAB_AGENTS[@]}") || fail "cannot read agent stats"
+vip_total=$(lab_stat_sum vip_packets "${LAB_MUXES[@]}") || lab_fail "cannot read mux stats"
+dsr_total=$(lab_stat_sum dsr_return_packets "${LAB_AGENTS[@]}") || lab_fail "cannot read agent stats"
 echo "  muxes vip_packets total $vip_total; agents dsr_return_packets total $dsr_total"
 ((vip_total > 0)) || errors+=("muxes' vip_packets total is 0")
 ((dsr_total > 0)) || errors+=("agents' dsr_return_packets total is 0")
@@ -71,7 +62,7 @@ for _ in $(seq 20); do
   body=$(lab_ns sl-client curl -s --connect-timeout 3 --max-time 5 "http://$LAB_VIP2:$LAB_VIP_PORT/")
   [[ "$body" == vm3 || "$body" == vm4 ]] && vip2_ok=$((vip2_ok + 1))
 done
-stateful=$(lab_stat host2 stateful_return_packets) || fail "cannot read host2 stats"
+stateful=$(lab_stat host2 stateful_return_packets) || lab_fail "cannot read host2 stats"
 echo "  VIP2 ($LAB_VIP2, shares vm3/vm4's DIP:port with VIP1): $vip2_ok of 20 answered; host2 stateful_return_packets $stateful"
 ((vip2_ok == 20)) || errors+=("only $vip2_ok of 20 requests to VIP2 answered by vm3/vm4")
 ((stateful > 0)) || errors+=("host2 translated no reply from flow state")
@@ -83,12 +74,12 @@ placed=$(grep -c '^# placement: software' <<<"$nic_rules")
 creates=$(grep -c '^flow create ' <<<"$nic_rules")
 echo "  host1 nic-rules: $placed rules in software (port refuses rte_flow), $creates testpmd 'flow create' lines"
 ((placed > 0 && creates >= placed)) || errors+=("sluicectl get nic-rules: '$(head -3 <<<"$nic_rules")'")
-fallback=$(lab_stat host1 nic.fallback_reasons) || fail "cannot read host1 stats"
+fallback=$(lab_stat host1 nic.fallback_reasons) || lab_fail "cannot read host1 stats"
 [[ "$fallback" == *"not implemented"* || "$fallback" == *"not supported"* || "$fallback" == *"rte_flow"* ]] ||
   errors+=("host1 nic.fallback_reasons does not give the port's reason: $fallback")
 
 if ((${#errors[@]} > 0)); then
   printf '  - %s\n' "${errors[@]}" >&2
-  fail "${#errors[@]} check(s) failed"
+  lab_fail "${#errors[@]} check(s) failed"
 fi
 echo "PASS: $ok/$REQUESTS answered, every VM served, replies bypassed the muxes ($dsr_total DSR packets, 0 no_rule drops on the muxes)"

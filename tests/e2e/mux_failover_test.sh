@@ -11,20 +11,12 @@ set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../../deploy/lab/lib.sh"
 
 CONNECTIONS=${SLUICE_FAILOVER_CONNECTIONS:-120}
-fail() {
-  echo "FAIL: $*" >&2
-  lab_dump_diagnostics
-  exit 1
-}
-if [[ $EUID -ne 0 ]]; then
-  echo "SKIP: the lab needs root"
-  exit 77
-fi
+lab_skip_unless_root
 trap 'lab_down quiet' EXIT
 trap 'exit 130' INT TERM
 
-lab_up || fail "lab up failed"
-lab_poll 15 0.5 lab_vip_answers || fail "no answer from the VIP within 15s"
+lab_up || lab_fail "lab up failed"
+lab_poll 15 0.5 lab_vip_answers || lab_fail "no answer from the VIP within 15s"
 echo "=== mux failover report ==="
-lab_mux_failover "$CONNECTIONS" || fail "connections were lost (or a step failed) when mux1 died"
+lab_mux_failover "$CONNECTIONS" || lab_fail "connections were lost (or a step failed) when mux1 died"
 echo "PASS: no connection lost when a mux died"

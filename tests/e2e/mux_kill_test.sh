@@ -19,19 +19,11 @@ RATE=300000
 WITHDRAW_TIMEOUT_S=5   # the session drops with the mux: the route must follow quickly
 RESUME_TIMEOUT_S=60
 
-fail() {
-  echo "FAIL: $*" >&2
-  lab_dump_diagnostics
-  exit 1
-}
 file_size() { stat -c %s "$DOWNLOAD" 2>/dev/null || echo 0; }
 now_ms() { lab_now_ms; }
 secs_since() { awk -v a="$1" -v b="$(now_ms)" 'BEGIN { printf "%.1f", (b - a) / 1000 }'; }
 
-if [[ $EUID -ne 0 ]]; then
-  echo "SKIP: the lab needs root"
-  exit 77
-fi
+lab_skip_unless_root
 curl_pid=""
 cleanup() {
   [[ -n "$curl_pid" ]] && kill "$curl_pid" 2>/dev/null
@@ -40,8 +32,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-lab_up || fail "lab up failed"
-lab_poll 15 0.5 lab_vip_answers || fail "no answer from http://$LAB_VIP:$LAB_VIP_PORT/ within 15s"
+lab_up || lab_fail "lab up failed"
+lab_poll 15 0.5 lab_vip_answers || lab_fail "no answer from http://$LAB_VIP:$LAB_VIP_PORT/ within 15s"
 DOWNLOAD=$LAB_RUN/mux_kill_download.bin
 CURL_OUT=$LAB_RUN/mux_kill_curl.txt
 rm -f "$DOWNLOAD" "$CURL_OUT"
@@ -54,11 +46,11 @@ lab_ns sl-client curl -s --max-time 180 -o "$DOWNLOAD" \
 curl_pid=$!
 started_ms=$(now_ms)
 download_started() { (($(file_size) >= 100000)); }
-lab_poll 15 0.05 download_started || fail "the download did not start (size $(file_size) after 15s; curl: $(cat "$CURL_OUT"))"
+lab_poll 15 0.05 download_started || lab_fail "the download did not start (size $(file_size) after 15s; curl: $(cat "$CURL_OUT"))"
 
 # 2. Which mux carries it: its vip_packets rise while the download runs.
 declare -A vip_before=()
-for d in "${LAB_MUXES[@]}"; do vip_before[$d]=$(lab_stat "$d" vip_packets) || fail "cannot read $d stats"; done
+for d in "${LAB_MUXES[@]}"; do vip_before[$d]=$(lab_stat "$d" vip_packets) || lab_fail "cannot read $d stats"; done
 victim=""
 find_carrier() {
   local d delta best=0
@@ -71,7 +63,7 @@ find_carrier() {
   done
   [[ -n "$victim" ]]
 }
-lab_poll 10 0.2 find_carrier || fail "neither mux's vip_packets rose during the download"
+lab_poll 10 0.2 find_carrier || lab_fail "neither mux's vip_packets rose during the download"
 survivor=""
 for d in "${LAB_MUXES[@]}"; do [[ "$d" != "$victim" ]] && survivor=$d; done
 carried=""
@@ -84,14 +76,14 @@ echo "flow carried by $victim (vip_packets since the download started:$carried)"
 survivor_vip_before=$(lab_stat "$survivor" vip_packets)
 survivor_flows_before=$(lab_stat "$survivor" new_flows)
 bytes_at_kill=$(file_size)
-lab_kill_daemon "$victim" KILL || fail "could not kill $victim"
+lab_kill_daemon "$victim" KILL || lab_fail "could not kill $victim"
 killed_ms=$(now_ms)
 echo "killed $victim (kill -9) at $bytes_at_kill bytes, $(secs_since "$started_ms") s into the download"
 
 # 4. BGP withdraws it: the mux's gobgpd dies with it, the session drops, BIRD removes that
 #    next hop and the router rehashes the flow onto the survivor.
 lab_poll "$WITHDRAW_TIMEOUT_S" 0.05 lab_vip_routed_via "$survivor" ||
-  fail "the router still routes $LAB_VIP via $(lab_vip_nexthops | tr '\n' ' ') ${WITHDRAW_TIMEOUT_S}s after the kill"
+  lab_fail "the router still routes $LAB_VIP via $(lab_vip_nexthops | tr '\n' ' ') ${WITHDRAW_TIMEOUT_S}s after the kill"
 withdrawn_ms=$(now_ms)
 withdraw_report="withdrawn by BGP $(secs_since "$killed_ms") s after the kill; route now via ${LAB_MUX_PA[$survivor]} only"
 echo "$withdraw_report"
@@ -107,7 +99,7 @@ while lab_pid_alive "$curl_pid" && (($(now_ms) < resume_deadline)); do
   sleep 0.1
 done
 if lab_pid_alive "$curl_pid"; then
-  fail "download did not complete within ${RESUME_TIMEOUT_S}s of the withdrawal ($(file_size) of $BYTES bytes)"
+  lab_fail "download did not complete within ${RESUME_TIMEOUT_S}s of the withdrawal ($(file_size) of $BYTES bytes)"
 fi
 wait "$curl_pid"
 curl_rc=$?
@@ -129,8 +121,8 @@ echo "  result:            curl exit $curl_rc, HTTP ${http_code:-?}, $final_size
 echo "  served by:         ${vms_in_body:-nothing}"
 echo "======================="
 
-((curl_rc == 0)) || fail "curl exited $curl_rc after the withdrawal ($(cat "$CURL_OUT"))"
-[[ "$http_code" == 200 ]] || fail "HTTP status '$http_code'"
-((final_size == BYTES)) || fail "downloaded $final_size bytes, expected $BYTES"
-[[ "$vms_in_body" != *,* ]] || fail "the body came from more than one VM: $vms_in_body"
+((curl_rc == 0)) || lab_fail "curl exited $curl_rc after the withdrawal ($(cat "$CURL_OUT"))"
+[[ "$http_code" == 200 ]] || lab_fail "HTTP status '$http_code'"
+((final_size == BYTES)) || lab_fail "downloaded $final_size bytes, expected $BYTES"
+[[ "$vms_in_body" != *,* ]] || lab_fail "the body came from more than one VM: $vms_in_body"
 echo "PASS: the download survived the mux kill (BGP withdrew the dead mux)"

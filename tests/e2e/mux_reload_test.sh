@@ -18,11 +18,6 @@ export SLUICE_LAB_CONFIG_DIR=$CONFIGS
 source "$(dirname "${BASH_SOURCE[0]}")/../../deploy/lab/lib.sh"
 
 RELOADS=20
-fail() {
-  echo "FAIL: $*" >&2
-  lab_dump_diagnostics
-  exit 1
-}
 load_pid=""
 cleanup() {
   [[ -n "$load_pid" ]] && pkill -P "$load_pid" 2>/dev/null
@@ -34,8 +29,8 @@ trap 'exit 130' INT TERM
 
 generation_is() { [[ "$(lab_stat "$1" config_generation)" == "$2" ]]; }
 
-lab_up || fail "lab up failed"
-lab_poll 15 0.5 lab_vip_answers || fail "no answer from the VIP within 15s"
+lab_up || lab_fail "lab up failed"
+lab_poll 15 0.5 lab_vip_answers || lab_fail "no answer from the VIP within 15s"
 RESULTS=$LAB_RUN/reload_results.txt
 lab_http_requests 300 4 >"$RESULTS" &
 load_pid=$!
@@ -45,11 +40,11 @@ for ((i = 1; i <= RELOADS; i++)); do
   for m in "${LAB_MUXES[@]}"; do
     sed -i -E "s/(dip: 10\.1\.0\.4, host: 10\.101\.0\.34, weight: )[0-9]+/\1$weight/" \
       "$CONFIGS/$m.yaml"
-    lab_request "$m" reload >/dev/null || fail "$m did not take the reload request"
+    lab_request "$m" reload >/dev/null || lab_fail "$m did not take the reload request"
   done
   for m in "${LAB_MUXES[@]}"; do
     lab_poll 5 0.05 generation_is "$m" $((i + 1)) ||
-      fail "$m is at config generation $(lab_stat "$m" config_generation), expected $((i + 1))"
+      lab_fail "$m is at config generation $(lab_stat "$m" config_generation), expected $((i + 1))"
   done
 done
 echo "$RELOADS reloads applied on both muxes while requests ran"
@@ -58,14 +53,14 @@ echo "$RELOADS reloads applied on both muxes while requests ran"
 echo "vips: [" >>"$CONFIGS/mux1.yaml"
 lab_request mux1 reload >/dev/null
 refused() { (($(lab_stat mux1 reload.errors) >= 1)); }
-lab_poll 5 0.05 refused || fail "mux1 did not refuse a broken config"
-generation_is mux1 $((RELOADS + 1)) || fail "mux1 changed its table on a broken config"
+lab_poll 5 0.05 refused || lab_fail "mux1 did not refuse a broken config"
+generation_is mux1 $((RELOADS + 1)) || lab_fail "mux1 changed its table on a broken config"
 echo "broken config refused: $(lab_stat mux1 reload.last_error)"
 
-lab_poll 120 0.5 lab_pid_gone "$load_pid" || fail "requests still running after 120s"
+lab_poll 120 0.5 lab_pid_gone "$load_pid" || lab_fail "requests still running after 120s"
 load_pid=""
 answered=$(grep -cE '^0\|vm[0-9]+\|' "$RESULTS")
 total=$(wc -l <"$RESULTS")
 echo "requests answered: $answered of $total"
-((total == 300 && answered == 300)) || fail "$((300 - answered)) requests failed: $(grep -vE '^0\|vm' "$RESULTS" | head -3 | tr '\n' ';')"
+((total == 300 && answered == 300)) || lab_fail "$((300 - answered)) requests failed: $(grep -vE '^0\|vm' "$RESULTS" | head -3 | tr '\n' ';')"
 echo "PASS: no request failed across $RELOADS table swaps"

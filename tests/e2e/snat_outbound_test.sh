@@ -16,20 +16,11 @@ PER_VM=16
 declare -A LEASE_FIRST=([vm1]=20000 [vm2]=20064 [vm3]=20128 [vm4]=20192)
 LEASE_SIZE=64
 
-fail() {
-  echo "FAIL: $*" >&2
-  lab_dump_diagnostics
-  exit 1
-}
-
-if [[ $EUID -ne 0 ]]; then
-  echo "SKIP: the lab needs root"
-  exit 77
-fi
+lab_skip_unless_root
 trap 'lab_down quiet' EXIT
 trap 'exit 130' INT TERM
 
-lab_up || fail "lab up failed"
+lab_up || lab_fail "lab up failed"
 
 url="http://$LAB_INTERNET:$LAB_INTERNET_PORT"
 errors=()
@@ -79,6 +70,6 @@ echo "  muxes:  snat_return_packets $mux_return"
 
 if ((${#errors[@]} > 0)); then
   printf '  %s\n' "${errors[@]}" >&2
-  fail "${#errors[@]} problem(s)"
+  lab_fail "${#errors[@]} problem(s)"
 fi
 echo "PASS: SNAT outbound and its replies through the muxes"
