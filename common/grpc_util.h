@@ -5,9 +5,12 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -49,5 +52,25 @@ absl::StatusOr<std::unique_ptr<grpc::Server>> StartGrpcServer(
 
 /// A channel to "unix:/path", "/path" (taken as a unix socket) or "host:port".
 std::shared_ptr<grpc::Channel> DialSluice(const std::string& target);
+
+/// The body of a server-streaming Watch call: every 100 ms `fill(Message*)` describes the
+/// daemon's state, and the message is written whenever it differs from the last one sent,
+/// until the client cancels, `stop` is set or a write fails.
+template <typename Message, typename Fill>
+grpc::Status WriteOnChange(grpc::ServerContext* context, const std::atomic<bool>& stop,
+                           grpc::ServerWriter<Message>* writer, Fill fill) {
+  std::string last;
+  while (!context->IsCancelled() && !stop.load()) {
+    Message message;
+    fill(&message);
+    std::string now = message.SerializeAsString();
+    if (now != last) {
+      if (!writer->Write(message)) break;
+      last = std::move(now);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));  // polls daemon state
+  }
+  return grpc::Status::OK;
+}
 
 }  // namespace sluice

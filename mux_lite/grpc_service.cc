@@ -559,18 +559,8 @@ grpc::Status MuxService::Health(grpc::ServerContext*, const v1::HealthRequest*,
 
 grpc::Status MuxService::WatchHealth(grpc::ServerContext* context, const v1::HealthRequest*,
                                      grpc::ServerWriter<v1::HealthResponse>* writer) {
-  std::string last;
-  while (!context->IsCancelled() && !shutdown_.load()) {
-    v1::HealthResponse health;
-    FillHealth(&health);
-    std::string now = health.SerializeAsString();
-    if (now != last) {
-      if (!writer->Write(health)) break;
-      last = std::move(now);
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));  // polls daemon state
-  }
-  return grpc::Status::OK;
+  return WriteOnChange(context, shutdown_, writer,
+                       [this](v1::HealthResponse* health) { FillHealth(health); });
 }
 
 }  // namespace sluice::mux
