@@ -6,6 +6,7 @@
 
 #include "hostagent/agent.h"
 #include "offload/sw/fixture_builder.h"
+#include "tests/support/lab_addresses.h"
 #include "tests/support/ring_port.h"
 
 namespace sluice::agent {
@@ -19,17 +20,7 @@ using fixture::Mac;
 using fixture::Payload;
 using fixture::Tcp;
 
-const flow::MacAddr kRouterMac = Mac("02:00:00:00:00:01");
-const flow::MacAddr kMuxMac = Mac("02:00:00:00:00:11");
-const flow::MacAddr kVmMac = Mac("02:00:0a:01:00:01");
-const flow::MacAddr kBroadcast = Mac("ff:ff:ff:ff:ff:ff");
-const uint32_t kRouter = Ip("10.101.0.1");
-const uint32_t kHostPa = Ip("10.101.0.21");
-const uint32_t kVmPa = Ip("10.101.0.31");
-const uint32_t kMuxPa = Ip("10.101.0.11");
-const uint32_t kVip = Ip("10.200.0.10");
-const uint32_t kDip = Ip("10.1.0.1");
-const uint32_t kClient = Ip("10.100.0.2");
+using namespace sluice::testing::lab;  // the lab addresses, tests/support/lab_addresses.h
 
 AgentConfig Config() {
   return AgentConfig{
