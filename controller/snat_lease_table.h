@@ -1,0 +1,109 @@
+// The SNAT allocator's lease table: per-VIP/protocol port pools carved into fixed chunks,
+// which chunk is leased to which host and DIP, and its text form for the state file. Pure
+// logic (no I/O, no locks): sluice-snatd's SnatAllocator wraps it.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace sluice::snatd {
+
+/// Ports port_start..port_start+port_count-1 of vip/proto, leased in chunks of chunk_ports
+/// (the last chunk takes what is left, so it may be shorter).
+struct SnatPoolConfig {
+  uint32_t vip = 0;
+  uint8_t proto = 6;
+  uint16_t port_start = 0;
+  uint32_t port_count = 0;
+  uint32_t chunk_ports = 64;
+};
+
+/// One leased chunk.
+struct SnatChunkLease {
+  uint32_t vip = 0;
+  uint8_t proto = 6;
+  uint16_t port_start = 0;
+  uint16_t port_count = 0;
+  std::string host;      ///< The agent's name.
+  uint32_t host_pa = 0;  ///< Where the muxes encapsulate replies.
+  uint32_t dip = 0;      ///< The VM using the ports.
+  bool operator==(const SnatChunkLease&) const = default;
+};
+
+/// How full one pool is.
+struct SnatPoolStatus {
+  SnatPoolConfig config;
+  uint32_t chunks = 0;
+  uint32_t chunks_leased = 0;
+};
+
+/// "10.200.0.10 tcp 20000-29999" (for errors and logs).
+std::string PoolText(const SnatPoolConfig& pool);
+/// "10.200.0.10:20064+64/tcp -> host2 (10.101.0.22) dip 10.1.0.4".
+std::string ChunkText(const SnatChunkLease& lease);
+
+class SnatLeaseTable {
+ public:
+  /// `pools` must be valid (see CheckPools).
+  explicit SnatLeaseTable(std::vector<SnatPoolConfig> pools);
+
+  /// Pools are non-empty, inside 1..65535, chunk_ports ≥ 1, and pools of one VIP/protocol do
+  /// not overlap; errors say "pools[i]...".
+  static absl::Status CheckPools(const std::vector<SnatPoolConfig>& pools);
+
+  /// Leases the chunk of vip/proto's pools that has been free longest. NOT_FOUND "vip: ..."
+  /// when no pool serves vip/proto; RESOURCE_EXHAUSTED naming the pools when all are leased.
+  absl::StatusOr<SnatChunkLease> Lease(const std::string& host, uint32_t host_pa, uint32_t dip,
+                                       uint32_t vip, uint8_t proto);
+  /// Takes back the chunk starting at port_start. NOT_FOUND when no chunk starts there or it
+  /// is not leased; FAILED_PRECONDITION when it is leased to another host or DIP.
+  absl::Status Release(const std::string& host, uint32_t dip, uint32_t vip, uint8_t proto,
+                       uint16_t port_start);
+
+  /// Every leased chunk, by VIP, protocol and port.
+  std::vector<SnatChunkLease> Leases() const;
+  std::vector<SnatPoolStatus> Pools() const;
+  const std::vector<SnatPoolConfig>& pool_configs() const { return configs_; }
+  /// Bumped by every Lease and Release (and restored from the state file).
+  uint64_t generation() const { return generation_; }
+
+  /// The state file's text: a version line, the generation, one line per leased chunk.
+  std::string Serialize() const;
+  /// Replaces the leases with those of `text` (from Serialize). Every chunk must be a chunk
+  /// of the configured pools (same start and size) and leased once; on any error nothing
+  /// changes and the message names `origin` and the line.
+  absl::Status Restore(const std::string& text, const std::string& origin);
+
+ private:
+  struct Chunk {
+    uint16_t port_start = 0;
+    uint16_t port_count = 0;
+    std::optional<SnatChunkLease> lease;
+    uint64_t free_since = 0;  ///< Sequence number of the release (0: never leased).
+  };
+  struct Pool {
+    SnatPoolConfig config;
+    std::vector<Chunk> chunks;
+  };
+  static std::vector<Pool> Carve(const std::vector<SnatPoolConfig>& pools);
+  /// The chunk of vip/proto that starts at port_start, or nullptr.
+  static Chunk* FindChunk(std::vector<Pool>& pools, uint32_t vip, uint8_t proto,
+                          uint16_t port_start);
+
+  std::vector<SnatPoolConfig> configs_;
+  std::vector<Pool> pools_;
+  uint64_t generation_ = 0;
+  uint64_t release_sequence_ = 0;
+};
+
+/// Writes `text` to `path` atomically: a temporary file in the same directory, fsync,
+/// rename over `path`, fsync of the directory. A crash leaves the old or the new file.
+absl::Status WriteFileAtomically(const std::string& path, const std::string& text);
+/// The file's contents; NOT_FOUND if it does not exist.
+absl::StatusOr<std::string> ReadWholeFile(const std::string& path);
+
+}  // namespace sluice::snatd
