@@ -9,6 +9,7 @@
 //   sluicectl version [--socket S]
 //   sluicectl stats --socket STATS_SOCKET [-o json|table]   (the daemons' stats socket)
 //   sluicectl get nic-rules --stats-socket AGENT_STATS_SOCKET [--testpmd]
+//   sluicectl top --socket STATS_SOCKET [--socket ...] [--interval S] [--count N] [--rows N]
 //
 // --socket takes a daemon's gRPC address: a unix socket path, unix:PATH or host:port.
 // Exit status: 0 done, 1 a daemon refused or could not be reached (nothing is half-applied
@@ -29,6 +30,7 @@
 #include "common/net_text.h"
 #include "common/stats_server.h"
 #include "common/strings.h"
+#include "hostagent/sluicectl_top.h"
 #include "sluice/v1/agent.grpc.pb.h"
 #include "sluice/v1/mux.grpc.pb.h"
 
@@ -51,7 +53,9 @@ int Usage() {
           "       sluicectl mux drain|resume --socket MUX\n"
           "       sluicectl version [--socket S]\n"
           "       sluicectl stats --socket STATS_SOCKET [-o json|table]\n"
-          "       sluicectl get nic-rules --stats-socket AGENT_STATS_SOCKET [--testpmd]\n");
+          "       sluicectl get nic-rules --stats-socket AGENT_STATS_SOCKET [--testpmd]\n"
+          "       sluicectl top --socket STATS_SOCKET [--socket ...] [--interval S] [--count N]"
+          " [--rows N]\n");
   return kUsage;
 }
 
@@ -900,6 +904,7 @@ int Version(const Options& o) {
 int Main(int argc, char** argv) {
   if (argc < 2) return Usage();
   const std::string command = argv[1];
+  if (command == "top") return Top(std::vector<std::string>(argv + 2, argv + argc));
   Options o;
   if (!ParseOptions(argc, argv, 2, &o)) return Usage();
   if (command == "version" && o.args.empty()) return Version(o);

@@ -118,6 +118,28 @@ for d in "${LAB_AGENTS[@]}"; do
   lab_stats_table "$d" | sed 's/^/    /'
 done
 
+section "live view: sluicectl top (one 2 s frame while 200 more requests run)"
+lab_http_requests 200 "$PARALLEL" >/dev/null &
+top_traffic=$!
+top_sockets=()
+for d in "${LAB_MUXES[@]}" "${LAB_AGENTS[@]}"; do top_sockets+=(--socket "$(lab_socket "$d")"); done
+"$LAB_BUILD/bin/sluicectl" top "${top_sockets[@]}" --interval 2 --count 1 --rows 8 | sed 's/^/  /' ||
+  echo "  (sluicectl top could not read the daemons)"
+wait "$top_traffic" || true
+
+section "Prometheus metrics (scraped from each daemon's --metrics-listen $LAB_METRICS_LISTEN)"
+for d in "${LAB_MUXES[@]}"; do
+  printf '  %-5s sluice_mux_new_flows_total %s  sluice_mux_vip_packets_total %s\n' "$d" \
+    "$(lab_metric "$d" sluice_mux_new_flows_total || echo '?')" \
+    "$(lab_metric "$d" sluice_mux_vip_packets_total || echo '?')"
+done
+for d in "${LAB_AGENTS[@]}"; do
+  printf '  %-5s sluice_agent_inbound_packets_total %s  sluice_agent_dsr_return_packets_total %s  sluice_agent_stateful_return_packets_total %s\n' \
+    "$d" "$(lab_metric "$d" sluice_agent_inbound_packets_total || echo '?')" \
+    "$(lab_metric "$d" sluice_agent_dsr_return_packets_total || echo '?')" \
+    "$(lab_metric "$d" sluice_agent_stateful_return_packets_total || echo '?')"
+done
+
 section "did the replies bypass the muxes?"
 dsr_ok=1
 vip_total=$(lab_stat_sum vip_packets "${LAB_MUXES[@]}") || dsr_ok=0

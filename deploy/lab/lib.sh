@@ -316,7 +316,24 @@ lab_start_daemon() {
     -l "${LAB_LCORE[$d]}" "${LAB_EAL_MEMORY[@]}" -m 256 --file-prefix "sl-$d" --no-pci \
     --no-telemetry --log-level lib.eal:warning \
     -- --config "$LAB_CONFIG_DIR/$d.yaml" --stats-socket "$(lab_socket "$d")" --run-dir "$LAB_RUN" \
-    --grpc-socket "$(lab_grpc_socket "$d")"
+    --grpc-socket "$(lab_grpc_socket "$d")" --metrics-listen "$LAB_METRICS_LISTEN"
+}
+
+# Every daemon serves Prometheus text on the loopback of its own namespace (one address for
+# all: each namespace has its own loopback).
+LAB_METRICS_LISTEN=127.0.0.1:9464
+# lab_metrics DAEMON : scrapes the daemon's /metrics from inside its namespace.
+lab_metrics() {
+  ip netns exec "sl-$1" "$LAB_PYTHON" - "http://$LAB_METRICS_LISTEN/metrics" <<'PY'
+import sys, urllib.request
+with urllib.request.urlopen(sys.argv[1], timeout=5) as r:
+    sys.stdout.write(r.read().decode())
+PY
+}
+# lab_metric DAEMON NAME : the sum of every sample of metric NAME (all label sets).
+lab_metric() {
+  lab_metrics "$1" | awk -v n="$2" '$1 == n || index($1, n "{") == 1 { s += $NF; f = 1 }
+    END { if (!f) exit 1; printf "%d\n", s }'
 }
 
 # Prints the daemon's stats as one JSON object.

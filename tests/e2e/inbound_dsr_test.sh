@@ -78,6 +78,20 @@ fallback=$(lab_stat host1 nic.fallback_reasons) || lab_fail "cannot read host1 s
 [[ "$fallback" == *"not implemented"* || "$fallback" == *"not supported"* || "$fallback" == *"rte_flow"* ]] ||
   errors+=("host1 nic.fallback_reasons does not give the port's reason: $fallback")
 
+# Every daemon's Prometheus endpoint (scraped in its namespace) counts what the stats say.
+for d in "${LAB_MUXES[@]}"; do
+  m=$(lab_metric "$d" sluice_mux_vip_packets_total) || { errors+=("$d: no sluice_mux_vip_packets_total at /metrics"); continue; }
+  s=$(lab_stat "$d" vip_packets)
+  echo "  $d /metrics: sluice_mux_vip_packets_total $m (stats vip_packets $s)"
+  ((m > 0 && m >= s)) || errors+=("$d: sluice_mux_vip_packets_total $m vs stats $s")
+done
+for d in "${LAB_AGENTS[@]}"; do
+  m=$(lab_metric "$d" sluice_agent_inbound_packets_total) ||
+    { errors+=("$d: no sluice_agent_inbound_packets_total at /metrics"); continue; }
+  echo "  $d /metrics: sluice_agent_inbound_packets_total $m"
+  ((m > 0)) || errors+=("$d: sluice_agent_inbound_packets_total is 0")
+done
+
 if ((${#errors[@]} > 0)); then
   printf '  - %s\n' "${errors[@]}" >&2
   lab_fail "${#errors[@]} check(s) failed"
