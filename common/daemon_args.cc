@@ -28,6 +28,14 @@ bool ParseDaemonArgs(int argc, char** argv, DaemonOptions* options) {
       options->grpc_socket = argv[++i];
     } else if (arg == "--grpc-listen" && i + 1 < argc) {
       options->grpc_listen = argv[++i];
+    } else if (arg == "--grpc-socket-group" && i + 1 < argc) {
+      options->grpc_socket_group = argv[++i];
+    } else if (arg == "--grpc-tls-cert" && i + 1 < argc) {
+      options->grpc_tls_cert = argv[++i];
+    } else if (arg == "--grpc-tls-key" && i + 1 < argc) {
+      options->grpc_tls_key = argv[++i];
+    } else if (arg == "--grpc-tls-ca" && i + 1 < argc) {
+      options->grpc_tls_ca = argv[++i];
     } else if (arg == "--metrics-listen" && i + 1 < argc) {
       options->metrics_listen = argv[++i];
     } else if (arg == "--check-config") {
@@ -44,11 +52,16 @@ bool ParseDaemonArgs(int argc, char** argv, DaemonOptions* options) {
   if (!ok) {
     fprintf(stderr,
             "usage: %s <EAL args> -- --config FILE [--stats-socket PATH] [--run-dir DIR]\n"
+            "           [--grpc-socket PATH] [--grpc-listen H:P] [--metrics-listen A:P]\n"
             "       %s -- --config FILE --check-config\n"
             "  --config FILE        YAML configuration (see deploy/lab/config/)\n"
             "  --stats-socket PATH  unix socket answering 'stats' with JSON\n"
             "  --grpc-socket PATH   unix socket of the gRPC API (sluicectl --socket PATH)\n"
+            "  --grpc-socket-group G  group of the gRPC socket (mode 0660: its members may call)\n"
             "  --grpc-listen H:P    also serve the gRPC API on TCP (host:port)\n"
+            "  --grpc-tls-cert F    TLS on --grpc-listen: this server's PEM certificate ...\n"
+            "  --grpc-tls-key F     ... and its private key\n"
+            "  --grpc-tls-ca F      require client certificates signed by this CA (mutual TLS)\n"
             "  --metrics-listen A:P serve Prometheus metrics on http://A:P/metrics\n"
             "  --run-dir DIR        where the daemon keeps runtime files (default /run/sluice)\n"
             "  --check-config       validate the configuration and exit (0 if it is valid)\n",

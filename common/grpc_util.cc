@@ -1,10 +1,16 @@
 #include "common/grpc_util.h"
 
+#include <grp.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
+#include <fstream>
+#include <sstream>
 
 #include "common/net_text.h"
 #include "common/strings.h"
@@ -72,10 +78,190 @@ std::string EndpointKey(uint32_t vip, uint16_t port, uint8_t proto) {
   return StrCat(Ipv4ToString(vip), ":", port, "/", proto == 0 ? "any" : L4ProtocolName(proto));
 }
 
+namespace {
+
+std::string OpenSslError() {
+  unsigned long code = ERR_get_error();
+  ERR_clear_error();
+  if (code == 0) return "no PEM data";
+  char text[256];
+  ERR_error_string_n(code, text, sizeof(text));
+  return text;
+}
+
+absl::StatusOr<std::string> ReadPemFile(const std::string& path, const std::string& flag) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return absl::InvalidArgumentError(
+        StrCat(flag, " ", path, ": cannot read: ", strerror(errno)));
+  }
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (in.bad()) {
+    return absl::InvalidArgumentError(StrCat(flag, " ", path, ": read error"));
+  }
+  return text.str();
+}
+
+struct BioFree {
+  void operator()(BIO* b) const { BIO_free(b); }
+};
+struct X509Free {
+  void operator()(X509* x) const { X509_free(x); }
+};
+struct PkeyFree {
+  void operator()(EVP_PKEY* k) const { EVP_PKEY_free(k); }
+};
+using BioPtr = std::unique_ptr<BIO, BioFree>;
+using X509Ptr = std::unique_ptr<X509, X509Free>;
+using PkeyPtr = std::unique_ptr<EVP_PKEY, PkeyFree>;
+
+BioPtr MemBio(const std::string& text) {
+  return BioPtr(BIO_new_mem_buf(text.data(), static_cast<int>(text.size())));
+}
+
+// Never prompts for a passphrase: an encrypted key is refused.
+int NoPassphrase(char*, int, int, void*) { return -1; }
+
+// The certificates in a PEM text, in order; an error if there is none or one is broken.
+absl::StatusOr<std::vector<X509Ptr>> ParseCertificates(const std::string& pem,
+                                                       const std::string& what) {
+  std::vector<X509Ptr> certs;
+  BioPtr bio = MemBio(pem);
+  ERR_clear_error();
+  while (true) {
+    X509* cert = PEM_read_bio_X509(bio.get(), nullptr, NoPassphrase, nullptr);
+    if (cert == nullptr) break;
+    certs.emplace_back(cert);
+  }
+  // The loop ends at the end of the data (PEM_R_NO_START_LINE) or at a broken block.
+  unsigned long code = ERR_peek_last_error();
+  if (certs.empty() || (code != 0 && ERR_GET_REASON(code) != PEM_R_NO_START_LINE)) {
+    return absl::InvalidArgumentError(
+        StrCat(what, ": not a PEM certificate (", OpenSslError(), ")"));
+  }
+  ERR_clear_error();
+  return certs;
+}
+
+}  // namespace
+
+absl::StatusOr<TlsPem> LoadTlsPem(const TlsFiles& files, const std::string& flag_prefix) {
+  const std::string cert_flag = flag_prefix + "cert";
+  const std::string key_flag = flag_prefix + "key";
+  const std::string ca_flag = flag_prefix + "ca";
+  if (files.cert.empty() != files.key.empty()) {
+    return absl::InvalidArgumentError(
+        StrCat(files.cert.empty() ? key_flag : cert_flag, " needs ",
+               files.cert.empty() ? cert_flag : key_flag, " too (a certificate and its key)"));
+  }
+  TlsPem pem;
+  if (!files.cert.empty()) {
+    absl::StatusOr<std::string> cert = ReadPemFile(files.cert, cert_flag);
+    if (!cert.ok()) return cert.status();
+    absl::StatusOr<std::string> key = ReadPemFile(files.key, key_flag);
+    if (!key.ok()) return key.status();
+    absl::StatusOr<std::vector<X509Ptr>> chain =
+        ParseCertificates(*cert, StrCat(cert_flag, " ", files.cert));
+    if (!chain.ok()) return chain.status();
+    BioPtr key_bio = MemBio(*key);
+    ERR_clear_error();
+    PkeyPtr pkey(PEM_read_bio_PrivateKey(key_bio.get(), nullptr, NoPassphrase, nullptr));
+    if (pkey == nullptr) {
+      return absl::InvalidArgumentError(
+          StrCat(key_flag, " ", files.key,
+                 ": not an unencrypted PEM private key (", OpenSslError(), ")"));
+    }
+    if (X509_check_private_key(chain->front().get(), pkey.get()) != 1) {
+      ERR_clear_error();
+      return absl::InvalidArgumentError(StrCat(key_flag, " ", files.key,
+                                               ": is not the key of the certificate in ",
+                                               files.cert));
+    }
+    pem.cert = std::move(*cert);
+    pem.key = std::move(*key);
+  }
+  if (!files.ca.empty()) {
+    absl::StatusOr<std::string> ca = ReadPemFile(files.ca, ca_flag);
+    if (!ca.ok()) return ca.status();
+    absl::StatusOr<std::vector<X509Ptr>> certs =
+        ParseCertificates(*ca, StrCat(ca_flag, " ", files.ca));
+    if (!certs.ok()) return certs.status();
+    pem.ca = std::move(*ca);
+  }
+  return pem;
+}
+
+absl::StatusOr<GrpcServerOptions> DaemonGrpcOptions(const DaemonOptions& options) {
+  GrpcServerOptions out{.unix_socket = options.grpc_socket,
+                        .tcp_listen = options.grpc_listen,
+                        .socket_group = options.grpc_socket_group};
+  if (!out.socket_group.empty()) {
+    if (out.unix_socket.empty()) {
+      return absl::InvalidArgumentError("--grpc-socket-group needs --grpc-socket");
+    }
+    if (getgrnam(out.socket_group.c_str()) == nullptr) {
+      return absl::InvalidArgumentError(
+          StrCat("--grpc-socket-group ", out.socket_group, ": no such group"));
+    }
+  }
+  const TlsFiles files{
+      .cert = options.grpc_tls_cert, .key = options.grpc_tls_key, .ca = options.grpc_tls_ca};
+  if (files.empty()) return out;
+  if (out.tcp_listen.empty()) {
+    return absl::InvalidArgumentError(
+        "--grpc-tls-cert/--grpc-tls-key/--grpc-tls-ca secure --grpc-listen, which is not set "
+        "(the unix socket is guarded by its permissions)");
+  }
+  if (files.cert.empty() && files.key.empty()) {
+    return absl::InvalidArgumentError(
+        "--grpc-tls-ca needs --grpc-tls-cert and --grpc-tls-key (the server's own certificate)");
+  }
+  absl::StatusOr<TlsPem> pem = LoadTlsPem(files, "--grpc-tls-");
+  if (!pem.ok()) return pem.status();
+  out.tcp_tls = std::move(*pem);
+  return out;
+}
+
+std::string DescribeGrpcServer(const GrpcServerOptions& options, int bound_tcp_port) {
+  std::vector<std::string> parts;
+  if (!options.unix_socket.empty()) {
+    parts.push_back(StrCat("unix:", options.unix_socket, " (mode 0",
+                           (options.socket_mode >> 6) & 7, (options.socket_mode >> 3) & 7,
+                           options.socket_mode & 7, options.socket_group.empty() ? "" : ", group ",
+                           options.socket_group, ")"));
+  }
+  if (!options.tcp_listen.empty()) {
+    const char* security = !options.tcp_tls ? "plaintext: anyone who reaches it may call"
+                           : options.tcp_tls->ca.empty()
+                               ? "TLS, clients not authenticated"
+                               : "mutual TLS: clients need a certificate from the CA";
+    std::string address = options.tcp_listen;
+    const size_t colon = address.rfind(':');
+    if (bound_tcp_port != 0 && colon != std::string::npos) {
+      address = StrCat(address.substr(0, colon + 1), bound_tcp_port);
+    }
+    parts.push_back(StrCat(address, " (", security, ")"));
+  }
+  std::string out = "gRPC on ";
+  for (size_t i = 0; i < parts.size(); ++i) out += (i ? " and " : "") + parts[i];
+  return out;
+}
+
 absl::StatusOr<std::unique_ptr<grpc::Server>> StartGrpcServer(
-    const GrpcServerOptions& options, const std::vector<grpc::Service*>& services) {
+    const GrpcServerOptions& options, const std::vector<grpc::Service*>& services,
+    int* bound_tcp_port) {
   if (options.unix_socket.empty() && options.tcp_listen.empty()) {
     return absl::FailedPreconditionError("gRPC: no unix socket and no TCP address to listen on");
+  }
+  gid_t group = static_cast<gid_t>(-1);
+  if (!options.socket_group.empty()) {
+    struct group* g = getgrnam(options.socket_group.c_str());
+    if (g == nullptr) {
+      return absl::FailedPreconditionError(
+          StrCat("gRPC: socket group ", options.socket_group, ": no such group"));
+    }
+    group = g->gr_gid;
   }
   grpc::ServerBuilder builder;
   if (!options.unix_socket.empty()) {
@@ -91,7 +277,16 @@ absl::StatusOr<std::unique_ptr<grpc::Server>> StartGrpcServer(
   }
   int tcp_port = 0;
   if (!options.tcp_listen.empty()) {
-    builder.AddListeningPort(options.tcp_listen, grpc::InsecureServerCredentials(), &tcp_port);
+    std::shared_ptr<grpc::ServerCredentials> credentials = grpc::InsecureServerCredentials();
+    if (options.tcp_tls) {
+      grpc::SslServerCredentialsOptions ssl(
+          options.tcp_tls->ca.empty() ? GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE
+                                      : GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+      ssl.pem_root_certs = options.tcp_tls->ca;
+      ssl.pem_key_cert_pairs.push_back({options.tcp_tls->key, options.tcp_tls->cert});
+      credentials = grpc::SslServerCredentials(ssl);
+    }
+    builder.AddListeningPort(options.tcp_listen, credentials, &tcp_port);
   }
   for (grpc::Service* service : services) builder.RegisterService(service);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
@@ -105,19 +300,44 @@ absl::StatusOr<std::unique_ptr<grpc::Server>> StartGrpcServer(
     server->Shutdown();
     return absl::FailedPreconditionError(StrCat("gRPC: cannot listen on ", options.tcp_listen));
   }
-  if (!options.unix_socket.empty() &&
-      chmod(options.unix_socket.c_str(), static_cast<mode_t>(options.socket_mode)) != 0) {
-    std::string error = strerror(errno);
-    server->Shutdown();
-    return absl::FailedPreconditionError(StrCat("gRPC: chmod ", options.unix_socket, ": ", error));
+  if (bound_tcp_port != nullptr) *bound_tcp_port = tcp_port;
+  if (!options.unix_socket.empty()) {
+    // The socket is created under the daemon's umask; narrowing it here never opens a window
+    // wider than the final mode for callers that are neither owner nor group.
+    if (group != static_cast<gid_t>(-1) &&
+        chown(options.unix_socket.c_str(), static_cast<uid_t>(-1), group) != 0) {
+      std::string error = strerror(errno);
+      server->Shutdown();
+      return absl::FailedPreconditionError(
+          StrCat("gRPC: chgrp ", options.socket_group, " ", options.unix_socket, ": ", error));
+    }
+    if (chmod(options.unix_socket.c_str(), static_cast<mode_t>(options.socket_mode)) != 0) {
+      std::string error = strerror(errno);
+      server->Shutdown();
+      return absl::FailedPreconditionError(
+          StrCat("gRPC: chmod ", options.unix_socket, ": ", error));
+    }
   }
   return server;
 }
 
-std::shared_ptr<grpc::Channel> DialSluice(const std::string& target) {
+bool IsUnixTarget(const std::string& target) {
+  return (!target.empty() && target[0] == '/') || target.rfind("unix:", 0) == 0;
+}
+
+std::shared_ptr<grpc::Channel> DialSluice(const std::string& target, const DialOptions& options) {
   std::string address = target;
   if (!address.empty() && address[0] == '/') address = "unix:" + address;
-  return grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
+  if (IsUnixTarget(target) || !options.tls) {
+    return grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
+  }
+  grpc::SslCredentialsOptions ssl;
+  ssl.pem_root_certs = options.tls->ca;
+  ssl.pem_private_key = options.tls->key;
+  ssl.pem_cert_chain = options.tls->cert;
+  grpc::ChannelArguments args;
+  if (!options.server_name.empty()) args.SetSslTargetNameOverride(options.server_name);
+  return grpc::CreateCustomChannel(address, grpc::SslCredentials(ssl), args);
 }
 
 }  // namespace sluice

@@ -1,6 +1,7 @@
 // gRPC glue shared by the daemons' services and sluicectl: absl::Status → grpc::Status,
 // checked reading of request fields (each error names the field by its path in the
-// request), and starting a server on a unix socket (default) and optionally TCP.
+// request), starting a server on a unix socket (default) and optionally TCP with TLS or
+// mutual TLS, and dialling one.
 #pragma once
 
 #include <grpcpp/grpcpp.h>
@@ -9,12 +10,14 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "common/daemon_args.h"
 #include "sluice/v1/common.pb.h"
 
 namespace sluice {
@@ -37,21 +40,68 @@ v1::L4Protocol ProtocolToProto(uint8_t proto);
 /// "10.200.0.10:80/tcp".
 std::string EndpointKey(uint32_t vip, uint16_t port, uint8_t proto);
 
+/// Paths of PEM files for TLS on gRPC over TCP ("" = not given).
+struct TlsFiles {
+  std::string cert;  ///< This side's certificate (chain), leaf first.
+  std::string key;   ///< Its private key (unencrypted PEM).
+  std::string ca;    ///< CA certificate(s) the peer's certificate must be signed by.
+  bool empty() const { return cert.empty() && key.empty() && ca.empty(); }
+};
+
+/// The PEM text of TlsFiles, read and checked.
+struct TlsPem {
+  std::string cert;
+  std::string key;
+  std::string ca;
+};
+
+/// Reads and checks `files`: every given file readable and PEM, the certificate and key
+/// given together and the key the certificate's. Errors name the flag ("<flag_prefix>key",
+/// e.g. "--grpc-tls-key") and the path.
+absl::StatusOr<TlsPem> LoadTlsPem(const TlsFiles& files, const std::string& flag_prefix);
+
 /// Where a daemon serves gRPC.
 struct GrpcServerOptions {
   std::string unix_socket;  ///< Path; "" = none. A stale socket file is replaced.
   std::string tcp_listen;   ///< "host:port"; "" = none.
   /// Permissions of the unix socket (who may call: owner and group by default).
   uint32_t socket_mode = 0660;
+  /// Group of the unix socket ("" = the daemon's own).
+  std::string socket_group;
+  /// TLS on `tcp_listen` (none = plaintext TCP). With `ca` set, every client must present a
+  /// certificate signed by it (mutual TLS); without, clients are not asked for one.
+  std::optional<TlsPem> tcp_tls;
 };
 
+/// The daemons' --grpc-* flags as server options, TLS files read and checked (call it before
+/// starting anything, and with --check-config). INVALID_ARGUMENT names the flag at fault.
+absl::StatusOr<GrpcServerOptions> DaemonGrpcOptions(const DaemonOptions& options);
+
+/// One line for the daemon's log: where it serves gRPC and who may call (with the TCP port
+/// actually bound, when `bound_tcp_port` is not 0).
+std::string DescribeGrpcServer(const GrpcServerOptions& options, int bound_tcp_port = 0);
+
 /// Starts a server with `services` (which must outlive it). FAILED_PRECONDITION when
-/// neither address is set or a bind fails.
+/// neither address is set, a bind fails or the socket's group cannot be set. `tcp_port`, if
+/// given, receives the TCP port bound (useful with "host:0").
 absl::StatusOr<std::unique_ptr<grpc::Server>> StartGrpcServer(
-    const GrpcServerOptions& options, const std::vector<grpc::Service*>& services);
+    const GrpcServerOptions& options, const std::vector<grpc::Service*>& services,
+    int* tcp_port = nullptr);
+
+/// How a client reaches a TCP target: plaintext (no `tls`) or TLS, verifying the server
+/// against `tls->ca` (the system's roots when empty) and presenting `tls->cert` when set.
+struct DialOptions {
+  std::optional<TlsPem> tls;
+  /// Name the server's certificate must carry, when it differs from the target's host.
+  std::string server_name;
+};
+
+/// True for "unix:/path" and "/path" targets (TLS never applies to them).
+bool IsUnixTarget(const std::string& target);
 
 /// A channel to "unix:/path", "/path" (taken as a unix socket) or "host:port".
-std::shared_ptr<grpc::Channel> DialSluice(const std::string& target);
+std::shared_ptr<grpc::Channel> DialSluice(const std::string& target,
+                                          const DialOptions& options = {});
 
 /// The body of a server-streaming Watch call: every 100 ms `fill(Message*)` describes the
 /// daemon's state, and the message is written whenever it differs from the last one sent,

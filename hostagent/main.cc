@@ -4,7 +4,8 @@
 // flow table lives in nat.flow_state_file, so after a crash it restarts with its flows.
 //
 //   sluice-agent <EAL args> -- --config host.yaml [--stats-socket /run/sluice/agent.sock]
-//                              [--grpc-socket PATH] [--grpc-listen HOST:PORT]
+//                              [--grpc-socket PATH] [--grpc-listen HOST:PORT
+//                              [--grpc-tls-cert F --grpc-tls-key F [--grpc-tls-ca F]]]
 //
 // The gRPC API (hostagent/grpc_service.h) replaces endpoints and SNAT leases while packets
 // flow: the data path adopts each new config snapshot between bursts.
@@ -209,6 +210,13 @@ int Run(int argc, char** argv) {
     fprintf(stderr, "sluice-agent: %s\n", std::string(config.status().message()).c_str());
     return 1;
   }
+  // Before anything starts: a TLS file that is unreadable or a key that is not the
+  // certificate's stops the agent here (and fails --check-config).
+  absl::StatusOr<GrpcServerOptions> grpc_options = DaemonGrpcOptions(opt);
+  if (!grpc_options.ok()) {
+    fprintf(stderr, "sluice-agent: %s\n", std::string(grpc_options.status().message()).c_str());
+    return 1;
+  }
   if (opt.check_config) {
     printf("sluice-agent: %s: configuration OK\n", opt.config.c_str());
     return 0;
@@ -269,14 +277,17 @@ int Run(int argc, char** argv) {
   DataPathRuntime runtime(&agent);
   AgentService service(&runtime, *config);
   std::unique_ptr<grpc::Server> grpc_server;
+  int grpc_tcp_port = 0;
   if (!opt.grpc_socket.empty() || !opt.grpc_listen.empty()) {
-    absl::StatusOr<std::unique_ptr<grpc::Server>> started = StartGrpcServer(
-        {.unix_socket = opt.grpc_socket, .tcp_listen = opt.grpc_listen}, {&service});
+    absl::StatusOr<std::unique_ptr<grpc::Server>> started =
+        StartGrpcServer(*grpc_options, {&service}, &grpc_tcp_port);
     if (!started.ok()) {
       fprintf(stderr, "sluice-agent: %s\n", std::string(started.status().message()).c_str());
       return 1;
     }
     grpc_server = std::move(*started);
+    fprintf(stderr, "sluice-agent %s: %s\n", config->name.c_str(),
+            DescribeGrpcServer(*grpc_options, grpc_tcp_port).c_str());
   }
 
   StatsServer stats;

@@ -12,6 +12,11 @@
 //   sluicectl top --socket STATS_SOCKET [--socket ...] [--interval S] [--count N] [--rows N]
 //
 // --socket takes a daemon's gRPC address: a unix socket path, unix:PATH or host:port.
+// host:port targets (--socket or cloud.yaml's grpc:) use TLS when --tls-ca and/or --tls-cert
+// + --tls-key are given: the server must present a certificate from --tls-ca (the system's
+// roots without it) for the target's host (or --tls-server-name), and sluicectl presents
+// --tls-cert to a daemon that requires client certificates (mutual TLS). Unix sockets are
+// always plain: their file permissions decide who may call.
 // Exit status: 0 done, 1 a daemon refused or could not be reached (nothing is half-applied
 // silently: apply prints what each daemon changed before the failure), 2 bad command line
 // or cloud.yaml.
@@ -55,7 +60,9 @@ int Usage() {
           "       sluicectl stats --socket STATS_SOCKET [-o json|table]\n"
           "       sluicectl get nic-rules --stats-socket AGENT_STATS_SOCKET [--testpmd]\n"
           "       sluicectl top --socket STATS_SOCKET [--socket ...] [--interval S] [--count N]"
-          " [--rows N]\n");
+          " [--rows N]\n"
+          "TLS to host:port targets: [--tls-ca CA.pem] [--tls-cert CERT.pem --tls-key KEY.pem]\n"
+          "       [--tls-server-name NAME]\n");
   return kUsage;
 }
 
@@ -69,7 +76,14 @@ struct Options {
   std::string stats_socket;  ///< --stats-socket: a daemon's stats socket (get nic-rules).
   bool testpmd = false;      ///< --testpmd: full dpdk-testpmd commands, not just the rules.
   std::vector<std::string> args;  ///< Positional words after the command.
+  TlsFiles tls;               ///< --tls-cert/--tls-key/--tls-ca for host:port targets.
+  std::string tls_server_name;  ///< --tls-server-name: the name the server's cert carries.
+  DialOptions dial;           ///< From the above, files read and checked.
 };
+
+std::shared_ptr<grpc::Channel> Dial(const Options& o, const std::string& target) {
+  return DialSluice(target, o.dial);
+}
 
 bool ParseOptions(int argc, char** argv, int first, Options* o) {
   for (int i = first; i < argc; ++i) {
@@ -99,6 +113,14 @@ bool ParseOptions(int argc, char** argv, int first, Options* o) {
       if (!value(&o->stats_socket)) return false;
     } else if (arg == "--testpmd") {
       o->testpmd = true;
+    } else if (arg == "--tls-cert") {
+      if (!value(&o->tls.cert)) return false;
+    } else if (arg == "--tls-key") {
+      if (!value(&o->tls.key)) return false;
+    } else if (arg == "--tls-ca") {
+      if (!value(&o->tls.ca)) return false;
+    } else if (arg == "--tls-server-name") {
+      if (!value(&o->tls_server_name)) return false;
     } else if (!arg.empty() && arg[0] == '-') {
       fprintf(stderr, "sluicectl: unknown option '%s'\n", arg.c_str());
       return false;
@@ -287,8 +309,9 @@ int StatsSocket(const Options& o) {
 // get / health / mux / version over gRPC
 
 // Asks a daemon which role it has (Agent or Mux service), via its Health call.
-grpc::Status Identify(const std::string& target, v1::HealthResponse* health, bool* is_mux) {
-  auto channel = DialSluice(target);
+grpc::Status Identify(const Options& o, const std::string& target, v1::HealthResponse* health,
+                      bool* is_mux) {
+  auto channel = Dial(o, target);
   {
     grpc::ClientContext context;
     SetDeadline(&context);
@@ -305,7 +328,7 @@ grpc::Status Identify(const std::string& target, v1::HealthResponse* health, boo
 }
 
 int GetMux(const Options& o, const std::string& what) {
-  auto stub = v1::Mux::NewStub(DialSluice(o.socket));
+  auto stub = v1::Mux::NewStub(Dial(o, o.socket));
   grpc::ClientContext context;
   SetDeadline(&context);
   if (what == "vips" || what == "backends") {
@@ -358,7 +381,7 @@ int GetMux(const Options& o, const std::string& what) {
 }
 
 int GetAgent(const Options& o, const std::string& what) {
-  auto stub = v1::Agent::NewStub(DialSluice(o.socket));
+  auto stub = v1::Agent::NewStub(Dial(o, o.socket));
   grpc::ClientContext context;
   SetDeadline(&context);
   std::vector<std::vector<std::string>> rows;
@@ -427,13 +450,13 @@ void PrintCounters(const google::protobuf::RepeatedPtrField<v1::Counter>& counte
 int GetStats(const Options& o) {
   v1::HealthResponse health;
   bool is_mux = false;
-  grpc::Status s = Identify(o.socket, &health, &is_mux);
+  grpc::Status s = Identify(o, o.socket, &health, &is_mux);
   if (!s.ok()) return Fail(o.socket, s);
   grpc::ClientContext context;
   SetDeadline(&context);
   if (is_mux) {
     v1::MuxStats r;
-    s = v1::Mux::NewStub(DialSluice(o.socket))->GetStats(&context, v1::GetStatsRequest(), &r);
+    s = v1::Mux::NewStub(Dial(o, o.socket))->GetStats(&context, v1::GetStatsRequest(), &r);
     if (!s.ok()) return Fail(o.socket, s);
     if (o.output == "json") return printf("%s\n", ToJson(r).c_str()), kOk;
     printf("mux %s: ready=%s draining=%s bgp=%s generation=%lu\n", r.name().c_str(),
@@ -445,7 +468,7 @@ int GetStats(const Options& o) {
     return kOk;
   }
   v1::AgentStats r;
-  s = v1::Agent::NewStub(DialSluice(o.socket))->GetStats(&context, v1::GetStatsRequest(), &r);
+  s = v1::Agent::NewStub(Dial(o, o.socket))->GetStats(&context, v1::GetStatsRequest(), &r);
   if (!s.ok()) return Fail(o.socket, s);
   if (o.output == "json") return printf("%s\n", ToJson(r).c_str()), kOk;
   printf("agent %s: ready=%s generation=%lu\n", r.name().c_str(), r.ready() ? "yes" : "no",
@@ -457,7 +480,7 @@ int GetStats(const Options& o) {
 }
 
 int MuxCommand(const Options& o, const std::string& what) {
-  auto stub = v1::Mux::NewStub(DialSluice(o.socket));
+  auto stub = v1::Mux::NewStub(Dial(o, o.socket));
   grpc::ClientContext context;
   SetDeadline(&context);
   v1::DrainResponse r;
@@ -637,7 +660,7 @@ int Apply(const Options& o) {
   std::vector<std::unique_ptr<v1::Agent::Stub>> agents;
   for (size_t a = 0; a < cloud->agents.size(); ++a) {
     const Daemon& d = cloud->agents[a];
-    agents.push_back(v1::Agent::NewStub(DialSluice(d.target)));
+    agents.push_back(v1::Agent::NewStub(Dial(o, d.target)));
     grpc::ClientContext context;
     SetDeadline(&context);
     v1::GetVmsResponse vms;
@@ -725,7 +748,7 @@ int Apply(const Options& o) {
   }
 
   std::vector<std::unique_ptr<v1::Mux::Stub>> muxes;
-  for (const Daemon& d : cloud->muxes) muxes.push_back(v1::Mux::NewStub(DialSluice(d.target)));
+  for (const Daemon& d : cloud->muxes) muxes.push_back(v1::Mux::NewStub(Dial(o, d.target)));
   std::vector<Outcome> outcomes;
   auto call = [&](const std::string& who, const std::string& what, auto&& rpc) {
     grpc::ClientContext context;
@@ -861,7 +884,7 @@ int Health(const Options& o) {
   for (const Daemon& d : daemons) {
     v1::HealthResponse h;
     bool is_mux = false;
-    grpc::Status s = Identify(d.target, &h, &is_mux);
+    grpc::Status s = Identify(o, d.target, &h, &is_mux);
     std::string problems;
     for (const std::string& p : h.problems()) problems += (problems.empty() ? "" : "; ") + p;
     if (!s.ok()) {
@@ -894,7 +917,7 @@ int Version(const Options& o) {
   if (o.socket.empty()) return kOk;
   v1::HealthResponse h;
   bool is_mux = false;
-  grpc::Status s = Identify(o.socket, &h, &is_mux);
+  grpc::Status s = Identify(o, o.socket, &h, &is_mux);
   if (!s.ok()) return Fail(o.socket, s);
   printf("%s %s: %s\n", is_mux ? "sluice-mux" : "sluice-agent", h.name().c_str(),
          h.version().c_str());
@@ -907,6 +930,19 @@ int Main(int argc, char** argv) {
   if (command == "top") return Top(std::vector<std::string>(argv + 2, argv + argc));
   Options o;
   if (!ParseOptions(argc, argv, 2, &o)) return Usage();
+  if (!o.tls.empty()) {
+    absl::StatusOr<TlsPem> pem = LoadTlsPem(o.tls, "--tls-");
+    if (!pem.ok()) {
+      fprintf(stderr, "sluicectl: %s\n", std::string(pem.status().message()).c_str());
+      return kUsage;
+    }
+    o.dial.tls = std::move(*pem);
+  }
+  if (!o.tls_server_name.empty() && !o.dial.tls) {
+    fprintf(stderr, "sluicectl: --tls-server-name needs TLS (--tls-ca and/or --tls-cert)\n");
+    return kUsage;
+  }
+  o.dial.server_name = o.tls_server_name;
   if (command == "version" && o.args.empty()) return Version(o);
   if (command == "stats" && o.args.empty()) return StatsSocket(o);
   if (command == "apply" && o.args.empty()) return Apply(o);

@@ -2,7 +2,8 @@
 // friends) and encapsulates it to the backends' hosts.
 //
 //   sluice-mux <EAL args> -- --config mux.yaml [--stats-socket PATH] [--run-dir DIR]
-//                            [--grpc-socket PATH] [--grpc-listen HOST:PORT]
+//                            [--grpc-socket PATH] [--grpc-listen HOST:PORT
+//                            [--grpc-tls-cert F --grpc-tls-key F [--grpc-tls-ca F]]]
 //
 // The data path polls on mux.workers lcores (the main lcore and EAL workers), each on its
 // own RSS queue; a control thread keeps the BGP announcement equal to "ready, every worker
@@ -361,6 +362,13 @@ int Run(int argc, char** argv) {
     fprintf(stderr, "sluice-mux: %s\n", std::string(config.status().message()).c_str());
     return 1;
   }
+  // Before anything starts: a TLS file that is unreadable or a key that is not the
+  // certificate's stops the mux here (and fails --check-config).
+  absl::StatusOr<GrpcServerOptions> grpc_options = DaemonGrpcOptions(opt);
+  if (!grpc_options.ok()) {
+    fprintf(stderr, "sluice-mux: %s\n", std::string(grpc_options.status().message()).c_str());
+    return 1;
+  }
   if (opt.check_config) {
     printf("sluice-mux: %s: configuration OK\n", opt.config.c_str());
     return 0;
@@ -420,14 +428,17 @@ int Run(int argc, char** argv) {
     control.changed_vips = VipAddresses(applied);
   });
   std::unique_ptr<grpc::Server> grpc_server;
+  int grpc_tcp_port = 0;
   if (!opt.grpc_socket.empty() || !opt.grpc_listen.empty()) {
-    absl::StatusOr<std::unique_ptr<grpc::Server>> started = StartGrpcServer(
-        {.unix_socket = opt.grpc_socket, .tcp_listen = opt.grpc_listen}, {&service});
+    absl::StatusOr<std::unique_ptr<grpc::Server>> started =
+        StartGrpcServer(*grpc_options, {&service}, &grpc_tcp_port);
     if (!started.ok()) {
       fprintf(stderr, "sluice-mux: %s\n", std::string(started.status().message()).c_str());
       return 1;
     }
     grpc_server = std::move(*started);
+    fprintf(stderr, "sluice-mux %s: %s\n", config->name.c_str(),
+            DescribeGrpcServer(*grpc_options, grpc_tcp_port).c_str());
   }
 
   StatsServer stats;
