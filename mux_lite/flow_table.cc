@@ -1,15 +1,34 @@
 #include "mux_lite/flow_table.h"
 
+#include <sys/mman.h>
+
+#include <memory>
+#include <new>
+
 namespace sluice::mux {
 
 FlowTable::FlowTable(uint32_t capacity, FlowTimeouts timeouts)
-    : buckets_(1), timeouts_(timeouts) {
+    : buckets_(1), timeouts_(timeouts), buckets_mem_(nullptr, Unmap{0}) {
   while (buckets_ * kWays < capacity) buckets_ <<= 1;
-  entries_ = std::make_unique<FlowEntry[]>(static_cast<size_t>(buckets_) * kWays);
+  constexpr size_t kPage = 4096;
+  constexpr size_t kHugePage = 2u << 20;
+  const size_t need = static_cast<size_t>(buckets_) * sizeof(Bucket);
+  // Tables of 2 MB and more in whole huge pages; smaller ones (tests, small labs) in pages.
+  const size_t unit = need >= kHugePage ? kHugePage : kPage;
+  const size_t bytes = (need + unit - 1) / unit * unit;
+  void* mem = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (mem == MAP_FAILED) throw std::bad_alloc();
+  // Advice only: without THP (or with it off) the table works the same on 4 KiB pages.
+  if (unit == kHugePage) (void)madvise(mem, bytes, MADV_HUGEPAGE);
+  Bucket* buckets = static_cast<Bucket*>(mem);
+  std::uninitialized_default_construct_n(buckets, buckets_);
+  buckets_mem_ = std::unique_ptr<Bucket[], Unmap>(buckets, Unmap{bytes});
 }
 
+void FlowTable::Unmap::operator()(Bucket* p) const { munmap(p, bytes); }
+
 FlowEntry* FlowTable::Find(const FlowKey& key, uint32_t hash, uint32_t now_s) {
-  FlowEntry* bucket = &entries_[static_cast<size_t>(hash & (buckets_ - 1)) * kWays];
+  FlowEntry* bucket = buckets_mem_[hash & (buckets_ - 1)].ways;
   for (uint32_t i = 0; i < kWays; ++i) {
     if (bucket[i].key == key && Live(bucket[i], now_s)) {
       if (!(bucket[i].flags & FlowEntry::kClosing)) bucket[i].expires_s = now_s + Timeout(bucket[i]);
@@ -20,7 +39,7 @@ FlowEntry* FlowTable::Find(const FlowKey& key, uint32_t hash, uint32_t now_s) {
 }
 
 FlowEntry* FlowTable::Insert(const FlowKey& key, uint32_t hash, uint32_t now_s) {
-  FlowEntry* bucket = &entries_[static_cast<size_t>(hash & (buckets_ - 1)) * kWays];
+  FlowEntry* bucket = buckets_mem_[hash & (buckets_ - 1)].ways;
   FlowEntry* victim = &bucket[0];
   for (uint32_t i = 0; i < kWays; ++i) {
     if (!Live(bucket[i], now_s)) {
@@ -44,8 +63,8 @@ void FlowTable::MarkClosing(FlowEntry* entry, uint32_t now_s) {
 
 uint64_t FlowTable::CountLive(uint32_t now_s) const {
   uint64_t live = 0;
-  for (size_t i = 0; i < static_cast<size_t>(buckets_) * kWays; ++i) {
-    live += Live(entries_[i], now_s);
+  for (uint32_t b = 0; b < buckets_; ++b) {
+    for (const FlowEntry& e : buckets_mem_[b].ways) live += Live(e, now_s);
   }
   return live;
 }

@@ -284,6 +284,39 @@ MuxDataPath::Outcome MuxDataPath::Process(rte_mbuf* m, uint64_t now_ns) {
   return Outcome::kTransmit;
 }
 
+void MuxDataPath::PrefetchFlow(const rte_mbuf* m) const {
+  const uint8_t* frame = rte_pktmbuf_mtod(m, const uint8_t*);
+  const uint32_t len = rte_pktmbuf_data_len(m);
+  constexpr uint32_t kNeed = packet::kEthHeaderLen + packet::kIpv4HeaderLen + 4;
+  if (len < kNeed || frame[12] != 0x08 || frame[13] != 0x00) return;
+  const uint8_t* ip = frame + packet::kEthHeaderLen;
+  const uint8_t proto = ip[9];
+  // No options (IHL 5), not a fragment; TCP or UDP.
+  if (ip[0] != 0x45 || (ip[6] & 0x3f) != 0 || ip[7] != 0 ||
+      (proto != flow::kProtoTcp && proto != flow::kProtoUdp)) {
+    return;
+  }
+  auto be32 = [](const uint8_t* p) {
+    return uint32_t{p[0]} << 24 | uint32_t{p[1]} << 16 | uint32_t{p[2]} << 8 | p[3];
+  };
+  const uint8_t* l4 = ip + packet::kIpv4HeaderLen;
+  flows_.Prefetch(packet::FlowHash(be32(ip + 12), be32(ip + 16), proto,
+                                   static_cast<uint16_t>(l4[0] << 8 | l4[1]),
+                                   static_cast<uint16_t>(l4[2] << 8 | l4[3])));
+}
+
+void MuxDataPath::ProcessBurst(rte_mbuf* const* pkts, uint16_t n, uint64_t now_ns,
+                               Outcome* outcomes) {
+  // Far enough ahead that a bucket arrives before its packet's turn, near enough that the
+  // buckets in flight stay within what the core can track (4 lines each).
+  constexpr uint16_t kAhead = 4;
+  for (uint16_t i = 0; i < n && i < kAhead; ++i) PrefetchFlow(pkts[i]);
+  for (uint16_t i = 0; i < n; ++i) {
+    if (i + kAhead < n) PrefetchFlow(pkts[i + kAhead]);
+    outcomes[i] = Process(pkts[i], now_ns);
+  }
+}
+
 bool MuxDataPath::BackendInService(const VipState& vip, const FlowEntry& flow,
                                    bool indices_valid) {
   if (indices_valid) return vip.config.backends[flow.backend_index].weight > 0;

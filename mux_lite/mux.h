@@ -90,6 +90,9 @@ class MuxDataPath {
   /// Handles one received packet; kTransmit means send `m` out of port_id(), kFree means
   /// it was consumed without error, kDropped means it was counted in drops.
   Outcome Process(rte_mbuf* m, uint64_t now_ns);
+  /// Process for each of a burst, in order (`outcomes[i]` for `pkts[i]`), with each packet's
+  /// flow-table bucket requested from memory a few packets ahead of its turn.
+  void ProcessBurst(rte_mbuf* const* pkts, uint16_t n, uint64_t now_ns, Outcome* outcomes);
 
   /// Replaces the VIPs, backends and SNAT ranges (control thread). The config's other
   /// fields (address, port, flow table ...) must be unchanged; returns false with `*error`
@@ -139,6 +142,10 @@ class MuxDataPath {
                              const SnatRangeConfig& source);
   bool Encapsulate(rte_mbuf* m, packet::ParsedPacket* pkt, flow::Tunnel tunnel, uint32_t host,
                    DropReason* reason);
+  /// Starts loading the flow-table bucket of a plain Ethernet/IPv4 TCP or UDP packet (the
+  /// shape of client traffic to a VIP); other packets are left to Process as they are.
+  void PrefetchFlow(const rte_mbuf* m) const;
+
   Outcome Drop(DropReason reason) {
     counters_.drops[static_cast<size_t>(reason)].Add();
     return Outcome::kDropped;

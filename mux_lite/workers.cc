@@ -46,8 +46,10 @@ void MuxWorkers::Run(size_t i, const std::atomic<bool>& stop, std::atomic<bool>*
       next_housekeeping = now + 100'000'000;
     }
     const uint16_t n = rte_eth_rx_burst(port_id, queue, pkts, kBurst);
+    MuxDataPath::Outcome outcomes[kBurst];
+    mux.ProcessBurst(pkts, n, now, outcomes);
     for (uint16_t k = 0; k < n; ++k) {
-      if (mux.Process(pkts[k], now) == MuxDataPath::Outcome::kTransmit) {
+      if (outcomes[k] == MuxDataPath::Outcome::kTransmit) {
         tx.Push(pkts[k]);
       } else {
         rte_pktmbuf_free(pkts[k]);
