@@ -1,5 +1,5 @@
 # Install layout of the Debian packages (deploy/debian/ turns `cmake --install` of a build
-# tree into sluice-agent, sluice-mux and sluicectl). Included from the top CMakeLists.txt after
+# tree into sluice-agent, sluice-mux, sluice-snatd and sluicectl). Included from the top CMakeLists.txt after
 # every directory, so the targets exist. `ninja deb` builds the .debs into <build>/deb/.
 include(GNUInstallDirs)
 
@@ -9,12 +9,20 @@ set(SLUICE_SYSTEMD_UNIT_DIR /lib/systemd/system)
 install(TARGETS sluice-agent RUNTIME DESTINATION ${CMAKE_INSTALL_SBINDIR} COMPONENT agent)
 install(TARGETS sluice-mux RUNTIME DESTINATION ${CMAKE_INSTALL_SBINDIR} COMPONENT mux)
 install(TARGETS sluicectl RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR} COMPONENT sluicectl)
+install(TARGETS sluice-snatd RUNTIME DESTINATION ${CMAKE_INSTALL_SBINDIR} COMPONENT snatd)
 
 set(_deploy ${PROJECT_SOURCE_DIR}/deploy)
 install(FILES ${_deploy}/config/agent.yaml DESTINATION /etc/sluice COMPONENT agent)
 install(FILES ${_deploy}/config/mux.yaml DESTINATION /etc/sluice COMPONENT mux)
 install(FILES ${_deploy}/config/default/sluice-agent DESTINATION /etc/default COMPONENT agent)
 install(FILES ${_deploy}/config/default/sluice-mux DESTINATION /etc/default COMPONENT mux)
+install(FILES ${_deploy}/config/snatd.yaml DESTINATION /etc/sluice COMPONENT snatd)
+install(FILES ${_deploy}/config/default/sluice-snatd DESTINATION /etc/default COMPONENT snatd)
+install(FILES ${_deploy}/systemd/sluice-snatd.service
+  DESTINATION ${SLUICE_SYSTEMD_UNIT_DIR} COMPONENT snatd)
+# controller/README.md (the allocator's behaviour) is the unit's Documentation=.
+install(FILES ${PROJECT_SOURCE_DIR}/controller/README.md
+  DESTINATION ${CMAKE_INSTALL_DATAROOTDIR}/doc/sluice-snatd COMPONENT snatd)
 install(FILES ${_deploy}/systemd/sluice-agent.service
   DESTINATION ${SLUICE_SYSTEMD_UNIT_DIR} COMPONENT agent)
 install(FILES ${_deploy}/systemd/sluice-mux.service
@@ -40,7 +48,7 @@ if(TARGET sluice-libvirt-hook)
          \"\$ENV{DESTDIR}/etc/libvirt/hooks/qemu.d/sluice\" SYMBOLIC)" COMPONENT agent)
 endif()
 
-set(_deb_targets sluice-agent sluice-mux sluicectl)
+set(_deb_targets sluice-agent sluice-mux sluice-snatd sluicectl)
 if(TARGET sluice-libvirt-hook)
   list(APPEND _deb_targets sluice-libvirt-hook)
 endif()

@@ -68,9 +68,9 @@ absl::StatusOr<SnatAllocatorConfig> ReadConfig(ConfigNode& root) {
   return config;
 }
 
-using RangeKey = std::tuple<std::string, int, uint32_t, uint32_t, std::string>;
+using RangeKey = std::tuple<std::string, int, uint32_t, uint32_t, std::string, bool>;
 RangeKey KeyOf(const v1::SnatRange& r) {
-  return {r.vip(), r.protocol(), r.port_start(), r.port_count(), r.host()};
+  return {r.vip(), r.protocol(), r.port_start(), r.port_count(), r.host(), r.dynamic()};
 }
 
 class GrpcMuxRangeClient final : public MuxRangeClient {
@@ -183,6 +183,7 @@ absl::StatusOr<std::vector<v1::SnatRange>> MergeSnatRanges(
     r.set_port_start(l.port_start);
     r.set_port_count(l.port_count);
     r.set_host(Ipv4ToString(l.host_pa));
+    r.set_dynamic(true);
     out.push_back(std::move(r));
   }
   std::set<RangeKey> before, after;

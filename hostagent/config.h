@@ -42,6 +42,27 @@ struct SnatLeaseConfig {
   uint8_t proto = 6;
   uint16_t port_start = 0;
   uint16_t port_count = 0;
+  /// Leased by this agent from the SNAT allocator (snat_allocator:), not configured:
+  /// SetSnatLeases and AttachVm replace only the others.
+  bool dynamic = false;
+};
+
+/// A VM whose SNAT ports of vip/proto come from the SNAT allocator in chunks.
+struct SnatDynamicLeaseConfig {
+  uint32_t dip = 0;
+  uint32_t vip = 0;
+  uint8_t proto = 6;
+};
+
+/// `snat_allocator:` — dynamic SNAT leasing from sluice-snatd (hostagent/snat_lease_client.h).
+struct SnatAllocatorClientConfig {
+  std::string address;              ///< The allocator's gRPC address ("unix:/path", "host:port").
+  uint32_t low_water = 16;          ///< Fewer free ports than this: request a chunk.
+  uint32_t return_idle_s = 60;      ///< A chunk unused this long is returned (one stays).
+  uint32_t check_interval_ms = 200; ///< How often the control thread looks.
+  uint32_t retry_interval_ms = 1000;  ///< After a refused request.
+  uint32_t timeout_ms = 5000;       ///< Per allocator call (a grant waits for every mux).
+  std::vector<SnatDynamicLeaseConfig> leases;
 };
 
 /// The per-flow NAT table: where it lives, how big it is and when entries age out.
@@ -68,6 +89,7 @@ struct AgentConfig {
   std::vector<VmConfig> vms;
   std::vector<EndpointConfig> endpoints;
   std::vector<SnatLeaseConfig> snat_leases;
+  std::optional<SnatAllocatorClientConfig> snat_allocator;
   NatConfig nat;
   /// HMAC-SHA256 key of Fastpath redirects, shared with the muxes; unset = Fastpath off
   /// (every redirect is dropped as unauthenticated).

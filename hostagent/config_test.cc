@@ -143,5 +143,40 @@ TEST(AgentConfigTest, BadLeasesAndNatAreNamed) {
             std::string::npos);
 }
 
+TEST(AgentConfigTest, SnatAllocatorIsReadAndChecked) {
+  const std::string with = std::string(kGood) + R"(snat_allocator:
+  address: unix:/run/sluice/snatd.sock
+  low_water: 8
+  return_idle_s: 30
+  leases:
+    - { dip: 10.1.0.1, vip: 10.200.0.10, protocol: tcp }
+)";
+  absl::StatusOr<AgentConfig> c = ParseAgentConfig(with, "host.yaml");
+  ASSERT_TRUE(c.ok()) << c.status();
+  ASSERT_TRUE(c->snat_allocator.has_value());
+  EXPECT_EQ(c->snat_allocator->address, "unix:/run/sluice/snatd.sock");
+  EXPECT_EQ(c->snat_allocator->low_water, 8u);
+  EXPECT_EQ(c->snat_allocator->return_idle_s, 30u);
+  EXPECT_EQ(c->snat_allocator->check_interval_ms, 200u);
+  ASSERT_EQ(c->snat_allocator->leases.size(), 1u);
+  EXPECT_EQ(c->snat_allocator->leases[0].proto, 6);
+  EXPECT_FALSE(ParseAgentConfig(kGood, "h")->snat_allocator.has_value());
+
+  EXPECT_NE(ErrorOf(Replace(with, "dip: 10.1.0.1, vip: 10.200.0.10, protocol: tcp",
+                            "dip: 10.1.0.9, vip: 10.200.0.10, protocol: tcp"))
+                .find("snat_allocator.leases[0].dip: 10.1.0.9 is not the DIP of any VM"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf(Replace(with, "low_water: 8", "low_water: 0")).find("snat_allocator.low_water"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf(Replace(with, "low_water: 8", "low_wat: 8")).find("low_wat"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf(Replace(with, "  address: unix:/run/sluice/snatd.sock\n", ""))
+                .find("snat_allocator.address"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf(with + "    - { dip: 10.1.0.1, vip: 10.200.0.11, protocol: tcp }\n")
+                .find("already leases tcp ports dynamically"),
+            std::string::npos);
+}
+
 }  // namespace
 }  // namespace sluice::agent

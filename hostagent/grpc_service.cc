@@ -26,7 +26,14 @@ std::string EndpointText(const EndpointConfig& ep) {
 
 std::string LeaseText(const SnatLeaseConfig& l) {
   return StrCat("snat ", EndpointKey(l.vip, l.port_start, l.proto), "+", l.port_count, "->",
-                Ipv4ToString(l.dip));
+                Ipv4ToString(l.dip), l.dynamic ? " (dynamic)" : "");
+}
+
+/// Names of the running leases kept by a request, for its errors.
+std::vector<std::string> RunningLeaseFields(const std::vector<SnatLeaseConfig>& leases) {
+  std::vector<std::string> out;
+  for (const SnatLeaseConfig& l : leases) out.push_back("(running) " + LeaseText(l));
+  return out;
 }
 
 // Keys before → after, as a ChangeSummary (endpoints and leases are sets: no "changed").
@@ -107,6 +114,11 @@ absl::StatusOr<EndpointConfig> EndpointFromProto(const v1::Endpoint& ep, const s
 absl::StatusOr<SnatLeaseConfig> SnatLeaseFromProto(const v1::SnatLease& lease,
                                                    const std::string& field) {
   SnatLeaseConfig out;
+  if (lease.dynamic()) {
+    return FieldError(field + ".dynamic",
+                      "dynamic leases come from the SNAT allocator (snat_allocator:), not from "
+                      "this call");
+  }
   absl::StatusOr<uint32_t> dip = Ipv4Field(lease.dip(), field + ".dip");
   if (!dip.ok()) return dip.status();
   out.dip = *dip;
@@ -146,6 +158,7 @@ void SnatLeaseToProto(const SnatLeaseConfig& lease, v1::SnatLease* out) {
   out->set_protocol(ProtocolToProto(lease.proto));
   out->set_port_start(lease.port_start);
   out->set_port_count(lease.port_count);
+  out->set_dynamic(lease.dynamic);
 }
 
 absl::Status CheckEndpointsAndLeases(const AgentConfig& config,
@@ -281,6 +294,12 @@ grpc::Status AgentService::SetSnatLeases(grpc::ServerContext*,
     }
   }
   AgentConfig next = running_;
+  // The leases the agent took from the SNAT allocator stay; the request sets the others.
+  for (const SnatLeaseConfig& l : running_.snat_leases) {
+    if (!l.dynamic) continue;
+    leases.push_back(l);
+    fields.push_back("(running) " + LeaseText(l));
+  }
   next.snat_leases = std::move(leases);
   std::vector<std::string> endpoint_fields;
   for (const EndpointConfig& ep : next.endpoints) {
@@ -382,7 +401,8 @@ grpc::Status AgentService::AttachVm(grpc::ServerContext*, const v1::AttachVmRequ
   AgentConfig next = running_;
   std::vector<std::string> endpoint_fields, lease_fields;
   std::erase_if(next.endpoints, [&](const EndpointConfig& ep) { return ep.dip == *dip; });
-  std::erase_if(next.snat_leases, [&](const SnatLeaseConfig& l) { return l.dip == *dip; });
+  std::erase_if(next.snat_leases,
+                [&](const SnatLeaseConfig& l) { return l.dip == *dip && !l.dynamic; });
   for (const EndpointConfig& ep : next.endpoints) {
     endpoint_fields.push_back("(running) " + EndpointText(ep));
   }
@@ -427,6 +447,75 @@ grpc::Status AgentService::DetachVm(grpc::ServerContext*, const v1::DetachVmRequ
     response->mutable_changes()->add_changed("vm " + name + " detached");
   }
   return grpc::Status::OK;
+}
+
+bool AgentService::VmAttached(uint32_t dip) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (const VmConfig& vm : running_.vms) {
+    if (vm.dip == dip) return detached_.count(vm.name) == 0;
+  }
+  return false;
+}
+
+absl::Status AgentService::AddDynamicLease(const SnatLeaseConfig& lease,
+                                           std::chrono::milliseconds timeout) {
+  return ChangeDynamicLease(lease, true, timeout);
+}
+
+absl::Status AgentService::RemoveDynamicLease(const SnatLeaseConfig& lease,
+                                              std::chrono::milliseconds timeout) {
+  return ChangeDynamicLease(lease, false, timeout);
+}
+
+absl::Status AgentService::ChangeDynamicLease(const SnatLeaseConfig& lease, bool add,
+                                              std::chrono::milliseconds timeout) {
+  SnatLeaseConfig chunk = lease;
+  chunk.dynamic = true;
+  uint64_t published = 0;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    AgentConfig next = running_;
+    auto same = [&](const SnatLeaseConfig& l) {
+      return l.dynamic && l.dip == chunk.dip && l.vip == chunk.vip && l.proto == chunk.proto &&
+             l.port_start == chunk.port_start && l.port_count == chunk.port_count;
+    };
+    if (add) {
+      for (const VmConfig& vm : running_.vms) {
+        if (vm.dip == chunk.dip && detached_.count(vm.name) != 0) {
+          return absl::FailedPreconditionError(StrCat("dip: ", Ipv4ToString(vm.dip), " is VM '",
+                                                      vm.name, "', which is detached"));
+        }
+      }
+      if (std::any_of(next.snat_leases.begin(), next.snat_leases.end(), same)) {
+        return absl::OkStatus();
+      }
+      next.snat_leases.push_back(chunk);
+    } else if (std::erase_if(next.snat_leases, same) == 0) {
+      return absl::NotFoundError(StrCat(LeaseText(chunk), " is not a lease of this agent"));
+    }
+    std::vector<std::string> lease_fields = RunningLeaseFields(next.snat_leases);
+    if (add) lease_fields.back() = "(from the SNAT allocator) " + LeaseText(chunk);
+    std::vector<std::string> endpoint_fields;
+    for (const EndpointConfig& ep : next.endpoints) {
+      endpoint_fields.push_back("(running) " + EndpointText(ep));
+    }
+    v1::ChangeSummary changes;
+    absl::Status applied = Apply(next, endpoint_fields, lease_fields, 0, false, &changes);
+    if (!applied.ok()) return applied;
+    published = runtime_->generation();
+  }
+  // Ports go live (or stop being handed out) when the lcore adopts the snapshot.
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (runtime_->adopted_generation() < published) {
+    if (std::chrono::steady_clock::now() >= deadline) {
+      return absl::DeadlineExceededError(
+          StrCat("the data path did not adopt config generation ", published, " within ",
+                 timeout.count(), " ms (not polling?)"));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));  // the lcore adopts between bursts
+  }
+  runtime_->ReclaimRetired();
+  return absl::OkStatus();
 }
 
 void AgentService::FillVms(const AgentConfig& config, const AgentRuntimeStatus& status,

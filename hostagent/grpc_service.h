@@ -65,6 +65,8 @@ class AgentRuntime {
   virtual bool PublishConfig(const AgentConfig& next, std::string* error) = 0;
   /// Generation of the newest published config.
   virtual uint64_t generation() const = 0;
+  /// Generation of the config the data path uses now.
+  virtual uint64_t adopted_generation() const { return generation(); }
   /// Frees snapshots the data path has moved past.
   virtual void ReclaimRetired() = 0;
   virtual AgentRuntimeStatus Status() const = 0;
@@ -79,6 +81,15 @@ class AgentService final : public v1::Agent::Service {
 
   AgentConfig running() const;
   void Shutdown() { shutdown_.store(true); }
+
+  /// Dynamic SNAT leasing (hostagent/snat_lease_client.h): adds or removes one lease leased
+  /// from the SNAT allocator, through the same whole-config checks as SetSnatLeases, then
+  /// waits up to `timeout` until the data path uses the new leases (DEADLINE_EXCEEDED
+  /// otherwise). FAILED_PRECONDITION for a detached VM; NOT_FOUND removing a lease it lacks.
+  absl::Status AddDynamicLease(const SnatLeaseConfig& lease, std::chrono::milliseconds timeout);
+  absl::Status RemoveDynamicLease(const SnatLeaseConfig& lease, std::chrono::milliseconds timeout);
+  /// True if a VM with this DIP is configured and not detached.
+  bool VmAttached(uint32_t dip) const;
 
   grpc::Status AttachVm(grpc::ServerContext*, const v1::AttachVmRequest*,
                         v1::AttachVmResponse*) override;
@@ -106,6 +117,8 @@ class AgentService final : public v1::Agent::Service {
   absl::Status Apply(const AgentConfig& next, const std::vector<std::string>& endpoint_fields,
                      const std::vector<std::string>& lease_fields, uint64_t expected_generation,
                      bool dry_run, v1::ChangeSummary* changes);
+  absl::Status ChangeDynamicLease(const SnatLeaseConfig& lease, bool add,
+                                  std::chrono::milliseconds timeout);
   void FillVms(const AgentConfig& config, const AgentRuntimeStatus& status,
                google::protobuf::RepeatedPtrField<v1::VmStatus>* out) const;
   void FillHealth(v1::HealthResponse* out) const;

@@ -388,6 +388,73 @@ TEST_F(AgentServiceTest, DetachVmRemovesItsStateAndBlocksEndpointsUntilAttached)
 }
 
 // The service behind a real gRPC server on a unix socket, called through a stub.
+TEST_F(AgentServiceTest, DynamicLeasesGoLiveAndSurviveSetSnatLeases) {
+  const SnatLeaseConfig chunk{.dip = Ip("10.1.0.1"), .vip = Ip("10.200.0.10"), .proto = 6,
+                              .port_start = 21000, .port_count = 32};
+  ASSERT_TRUE(service_.AddDynamicLease(chunk, std::chrono::milliseconds(100)).ok());
+  ASSERT_EQ(runtime_.published.size(), 1u);
+  ASSERT_EQ(runtime_.published[0].snat_leases.size(), 3u);
+  EXPECT_TRUE(runtime_.published[0].snat_leases[2].dynamic);
+  // Adding it again is a no-op.
+  ASSERT_TRUE(service_.AddDynamicLease(chunk, std::chrono::milliseconds(100)).ok());
+  EXPECT_EQ(runtime_.published.size(), 1u);
+
+  // The controller replaces the static leases; the dynamic one stays.
+  v1::SetSnatLeasesRequest request;
+  *request.add_leases() = Lease("10.1.0.2", 20064, 64);
+  v1::ChangeSummary changes;
+  ASSERT_TRUE(service_.SetSnatLeases(nullptr, &request, &changes).ok());
+  AgentConfig running = service_.running();
+  ASSERT_EQ(running.snat_leases.size(), 2u);
+  EXPECT_EQ(running.snat_leases[1].port_start, 21000);
+  EXPECT_TRUE(running.snat_leases[1].dynamic);
+  v1::GetLeasesResponse leases;
+  ASSERT_TRUE(service_.GetLeases(nullptr, nullptr, &leases).ok());
+  EXPECT_TRUE(leases.leases(1).dynamic());
+
+  // A static lease over the chunk is refused, naming the dynamic one.
+  *request.add_leases() = Lease("10.1.0.1", 21010, 4);
+  grpc::Status overlap = service_.SetSnatLeases(nullptr, &request, &changes);
+  EXPECT_EQ(overlap.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(overlap.error_message().find("(dynamic)"), std::string::npos)
+      << overlap.error_message();
+  // Nobody may set a dynamic lease through the API.
+  v1::SetSnatLeasesRequest forged;
+  *forged.add_leases() = Lease("10.1.0.1", 30000, 4);
+  forged.mutable_leases(0)->set_dynamic(true);
+  grpc::Status refused = service_.SetSnatLeases(nullptr, &forged, &changes);
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(refused.error_message().find("leases[0].dynamic"), std::string::npos);
+
+  ASSERT_TRUE(service_.RemoveDynamicLease(chunk, std::chrono::milliseconds(100)).ok());
+  EXPECT_EQ(service_.running().snat_leases.size(), 1u);
+  EXPECT_EQ(service_.RemoveDynamicLease(chunk, std::chrono::milliseconds(100)).code(),
+            absl::StatusCode::kNotFound);
+}
+
+TEST_F(AgentServiceTest, DynamicLeaseWaitsForTheDataPath) {
+  struct StalledRuntime : FakeAgentRuntime {
+    uint64_t adopted_generation() const override { return 1; }  // never adopts
+  } stalled;
+  AgentService service(&stalled, LabHost());
+  const SnatLeaseConfig chunk{.dip = Ip("10.1.0.2"), .vip = Ip("10.200.0.10"), .proto = 6,
+                              .port_start = 21000, .port_count = 32};
+  EXPECT_EQ(service.AddDynamicLease(chunk, std::chrono::milliseconds(20)).code(),
+            absl::StatusCode::kDeadlineExceeded);
+  // A detached VM gets no chunk.
+  v1::DetachVmRequest detach;
+  detach.set_name("vm1");
+  v1::DetachVmResponse detached;
+  ASSERT_TRUE(service_.DetachVm(nullptr, &detach, &detached).ok());
+  EXPECT_FALSE(service_.VmAttached(Ip("10.1.0.1")));
+  EXPECT_TRUE(service_.VmAttached(Ip("10.1.0.2")));
+  EXPECT_EQ(service_.AddDynamicLease({.dip = Ip("10.1.0.1"), .vip = Ip("10.200.0.10"), .proto = 6,
+                                      .port_start = 21000, .port_count = 32},
+                                     std::chrono::milliseconds(100))
+                .code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
 TEST(AgentGrpcServerTest, ServesOnAUnixSocket) {
   char dir[] = "/tmp/sluice-agent-grpc-XXXXXX";
   ASSERT_NE(mkdtemp(dir), nullptr);

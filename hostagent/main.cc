@@ -10,6 +10,7 @@
 // The gRPC API (hostagent/grpc_service.h) replaces endpoints and SNAT leases while packets
 // flow: the data path adopts each new config snapshot between bursts.
 #include <chrono>
+#include <condition_variable>
 #include <csignal>
 #include <cstdio>
 #include <ctime>
@@ -33,6 +34,8 @@
 #include "hostagent/grpc_service.h"
 #include "hostagent/nat_flow_table.h"
 #include "hostagent/nic_rules.h"
+#include "hostagent/snat_allocator_grpc.h"
+#include "hostagent/snat_lease_client.h"
 #include "offload/rte_flow/executor.h"
 #include "offload/rte_flow/flow_api.h"
 #include "offload/port/eal.h"
@@ -44,7 +47,40 @@ namespace {
 volatile std::sig_atomic_t g_stop = 0;
 void OnSignal(int) { g_stop = 1; }
 
-std::string StatsJson(const AgentDataPath& agent, const AgentNicRules& nic_rules) {
+void WriteLeaseStats(JsonWriter& j, const AgentConfig& config, const SnatLeaseClient* client) {
+  j.Key("snat_allocator").BeginObject().Field("enabled", client != nullptr);
+  if (client != nullptr) {
+    const SnatLeaseClientStatus s = client->Status();
+    j.Field("address", config.snat_allocator->address)
+        .Field("chunks_requested", s.chunks_requested)
+        .Field("chunks_granted", s.chunks_granted)
+        .Field("chunks_refused", s.chunks_refused)
+        .Field("chunks_returned", s.chunks_returned)
+        .Field("chunks_adopted", s.chunks_adopted)
+        .Field("return_errors", s.return_errors)
+        .Field("chunks_active", static_cast<uint64_t>(s.chunks_active.size()))
+        .Field("chunks_draining", static_cast<uint64_t>(s.chunks_draining.size()))
+        .Field("last_error", s.last_error);
+    j.Key("chunks").BeginArray();
+    for (const auto* list : {&s.chunks_active, &s.chunks_draining}) {
+      for (const SnatLeaseConfig& l : *list) {
+        j.BeginObject()
+            .Field("dip", Ipv4ToString(l.dip))
+            .Field("vip", Ipv4ToString(l.vip))
+            .Field("protocol", L4ProtocolName(l.proto))
+            .Field("port_start", uint64_t{l.port_start})
+            .Field("port_count", uint64_t{l.port_count})
+            .Field("state", list == &s.chunks_active ? "active" : "draining")
+            .EndObject();
+      }
+    }
+    j.EndArray();
+  }
+  j.EndObject();
+}
+
+std::string StatsJson(const AgentDataPath& agent, const AgentNicRules& nic_rules,
+                      const SnatLeaseClient* lease_client) {
   JsonWriter j;
   uint64_t rx = 0, tx = 0;
   for (const auto& port : agent.ports()) {
@@ -89,6 +125,7 @@ std::string StatsJson(const AgentDataPath& agent, const AgentNicRules& nic_rules
       .Field("redirects_applied_destination", c.fastpath_redirects_destination.Get())
       .EndObject();
   nic_rules.WriteStats(j);
+  WriteLeaseStats(j, agent.config(), lease_client);
   j.Key("drops").BeginObject();
   uint64_t tx_full = 0;
   for (const auto& port : agent.ports()) tx_full += port->tx.tx_full_drops.Get();
@@ -134,6 +171,7 @@ class DataPathRuntime : public AgentRuntime {
     return agent_->PublishConfig(next, error);
   }
   uint64_t generation() const override { return agent_->published_generation(); }
+  uint64_t adopted_generation() const override { return agent_->adopted_generation(); }
   void ReclaimRetired() override { agent_->ReclaimRetired(); }
   AgentRuntimeStatus Status() const override {
     AgentRuntimeStatus s{.ready = agent_->ready(), .stopping = g_stop != 0};
@@ -246,6 +284,32 @@ int Run(int argc, char** argv) {
     ports.vm_ports.push_back(id);
     ports.vm_port_macs.push_back(port::PortMac(id));
   }
+  // Dynamic SNAT chunks this host still holds (a restart): they join the config before the
+  // flow table is restored, so flows on their ports are kept.
+  std::unique_ptr<GrpcSnatAllocator> allocator;
+  if (config->snat_allocator) {
+    const SnatAllocatorClientConfig& a = *config->snat_allocator;
+    allocator = std::make_unique<GrpcSnatAllocator>(a.address, config->name, config->address.addr,
+                                                    std::chrono::milliseconds(a.timeout_ms));
+    absl::StatusOr<std::vector<SnatLeaseConfig>> held = allocator->ListChunks();
+    if (!held.ok()) {
+      fprintf(stderr, "sluice-agent %s: SNAT allocator %s: %s (its chunks are adopted later)\n",
+              config->name.c_str(), a.address.c_str(), std::string(held.status().message()).c_str());
+    } else {
+      for (const SnatLeaseConfig& chunk : *held) {
+        bool wanted = false, overlaps = false;
+        for (const SnatDynamicLeaseConfig& t : a.leases) {
+          wanted |= t.dip == chunk.dip && t.vip == chunk.vip && t.proto == chunk.proto;
+        }
+        for (const SnatLeaseConfig& l : config->snat_leases) {
+          overlaps |= l.vip == chunk.vip && l.proto == chunk.proto &&
+                      chunk.port_start < uint32_t{l.port_start} + l.port_count &&
+                      l.port_start < uint32_t{chunk.port_start} + chunk.port_count;
+        }
+        if (wanted && !overlaps) config->snat_leases.push_back(chunk);
+      }
+    }
+  }
   std::string note;
   absl::StatusOr<std::unique_ptr<NatFlowTable>> flows =
       NatFlowTable::OpenFile(config->nat.flow_state_file, config->nat.flow_capacity, &note);
@@ -290,12 +354,36 @@ int Run(int argc, char** argv) {
             DescribeGrpcServer(*grpc_options, grpc_tcp_port).c_str());
   }
 
+  // Dynamic SNAT leasing on its own control thread (allocator calls wait for every mux).
+  std::unique_ptr<ServiceLeaseAgent> lease_agent;
+  std::unique_ptr<SnatLeaseClient> lease_client;
+  SteadyControlClock control_clock;
+  std::jthread lease_thread;
+  if (config->snat_allocator) {
+    const SnatAllocatorClientConfig& a = *config->snat_allocator;
+    lease_agent = std::make_unique<ServiceLeaseAgent>(&service, &runtime, config->nat.flow_capacity,
+                                                      std::chrono::milliseconds(a.timeout_ms));
+    lease_client =
+        std::make_unique<SnatLeaseClient>(a, allocator.get(), lease_agent.get(), &control_clock);
+    lease_thread = std::jthread([&lease_client, interval = a.check_interval_ms](
+                                    std::stop_token stop) {
+      std::mutex mu;
+      std::condition_variable_any wake;
+      while (!stop.stop_requested()) {
+        lease_client->Tick();
+        std::unique_lock<std::mutex> lock(mu);
+        wake.wait_for(lock, stop, std::chrono::milliseconds(interval), [] { return false; });
+      }
+    });
+  }
+  const SnatLeaseClient* lease_stats = lease_client.get();
+
   StatsServer stats;
   if (!opt.stats_socket.empty()) {
     absl::Status s = stats.Start(opt.stats_socket, [&](const std::string& request) {
       if (request == "nic-rules") return nic_rules.Testpmd();
       if (request != "stats") return std::string("{\"error\":\"unknown request\"}");
-      return StatsJson(agent, nic_rules);
+      return StatsJson(agent, nic_rules, lease_stats);
     });
     if (!s.ok()) {
       fprintf(stderr, "sluice-agent: %s\n", std::string(s.message()).c_str());
@@ -303,7 +391,8 @@ int Run(int argc, char** argv) {
     }
   }
   auto metrics_server =
-      metrics::ServeDaemonMetrics(opt.metrics_listen, [&] { return StatsJson(agent, nic_rules); });
+      metrics::ServeDaemonMetrics(opt.metrics_listen,
+                                  [&] { return StatsJson(agent, nic_rules, lease_stats); });
   if (!metrics_server.ok()) {
     fprintf(stderr, "sluice-agent: %s\n", std::string(metrics_server.status().message()).c_str());
     return 1;
@@ -345,6 +434,11 @@ int Run(int argc, char** argv) {
     }
   }
   fprintf(stderr, "sluice-agent %s: stopping\n", config->name.c_str());
+  // Leased chunks stay leased: a restarted agent adopts them (ListLeases above).
+  if (lease_thread.joinable()) {
+    lease_thread.request_stop();
+    lease_thread.join();
+  }
   service.Shutdown();
   if (grpc_server) grpc_server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
   stats.Stop();

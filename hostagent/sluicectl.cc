@@ -4,6 +4,7 @@
 //   sluicectl get vips|backends|snat-ranges --socket MUX [-o json]
 //   sluicectl get endpoints|leases|flows|vms --socket AGENT [--dip IP] [--limit N] [-o json]
 //   sluicectl get stats --socket MUX_OR_AGENT [-o json]
+//   sluicectl get snat-chunks --socket SNATD [--host NAME] [-o json]   (the SNAT allocator)
 //   sluicectl health (--socket S | -f cloud.yaml) [-o json]
 //   sluicectl mux drain|resume --socket MUX
 //   sluicectl version [--socket S]
@@ -38,6 +39,7 @@
 #include "hostagent/sluicectl_top.h"
 #include "sluice/v1/agent.grpc.pb.h"
 #include "sluice/v1/mux.grpc.pb.h"
+#include "sluice/v1/snat_allocator.grpc.pb.h"
 
 namespace sluice::ctl {
 namespace {
@@ -54,6 +56,7 @@ int Usage() {
           "       sluicectl get endpoints|leases|flows|vms --socket AGENT [--dip IP] [--limit N]"
           " [-o json]\n"
           "       sluicectl get stats --socket MUX_OR_AGENT [-o json]\n"
+          "       sluicectl get snat-chunks --socket SNATD [--host NAME] [-o json]\n"
           "       sluicectl health (--socket S | -f cloud.yaml) [-o json]\n"
           "       sluicectl mux drain|resume --socket MUX\n"
           "       sluicectl version [--socket S]\n"
@@ -71,6 +74,7 @@ struct Options {
   std::string file;
   std::string output = "table";
   std::string dip;
+  std::string host;  ///< --host: one host's chunks (get snat-chunks).
   uint32_t limit = 0;
   bool dry_run = false;
   std::string stats_socket;  ///< --stats-socket: a daemon's stats socket (get nic-rules).
@@ -102,6 +106,8 @@ bool ParseOptions(int argc, char** argv, int first, Options* o) {
       if (o->output != "json" && o->output != "table") return false;
     } else if (arg == "--dip") {
       if (!value(&o->dip)) return false;
+    } else if (arg == "--host") {
+      if (!value(&o->host)) return false;
     } else if (arg == "--limit") {
       std::string text;
       uint64_t n = 0;
@@ -374,9 +380,46 @@ int GetMux(const Options& o, const std::string& what) {
   for (const v1::SnatRange& range : r.ranges()) {
     rows.push_back({range.vip(), Proto(range.protocol()),
                     StrCat(range.port_start(), "-", range.port_start() + range.port_count() - 1),
-                    range.host()});
+                    range.host(), range.dynamic() ? "allocator" : "config"});
   }
-  PrintTable({"VIP", "PROTOCOL", "PORTS", "HOST"}, rows);
+  PrintTable({"VIP", "PROTOCOL", "PORTS", "HOST", "FROM"}, rows);
+  return kOk;
+}
+
+// The SNAT allocator's lease table, pools and muxes.
+int GetSnatChunks(const Options& o) {
+  v1::ListLeasesRequest request;
+  request.set_host(o.host);
+  v1::ListLeasesResponse r;
+  grpc::ClientContext context;
+  SetDeadline(&context);
+  grpc::Status s =
+      v1::SnatAllocator::NewStub(DialSluice(o.socket))->ListLeases(&context, request, &r);
+  if (!s.ok()) return Fail(o.socket, s);
+  if (o.output == "json") return printf("%s\n", ToJson(r).c_str()), kOk;
+  std::vector<std::vector<std::string>> rows;
+  for (const v1::SnatChunk& c : r.chunks()) {
+    rows.push_back({c.vip(), Proto(c.protocol()),
+                    StrCat(c.port_start(), "-", c.port_start() + c.port_count() - 1), c.host(),
+                    c.host_pa(), c.dip()});
+  }
+  PrintTable({"VIP", "PROTOCOL", "PORTS", "HOST", "HOST_PA", "DIP"}, rows);
+  rows.clear();
+  for (const v1::SnatPool& p : r.pools()) {
+    rows.push_back({p.vip(), Proto(p.protocol()),
+                    StrCat(p.port_start(), "-", p.port_start() + p.port_count() - 1),
+                    StrCat(p.chunk_ports()), StrCat(p.chunks_leased(), "/", p.chunks())});
+  }
+  printf("\n");
+  PrintTable({"POOL", "PROTOCOL", "PORTS", "CHUNK", "LEASED"}, rows);
+  rows.clear();
+  for (const v1::MuxSync& m : r.muxes()) {
+    rows.push_back({m.address(), m.in_sync() ? "yes" : "no", StrCat(m.synced_generation()),
+                    m.last_error()});
+  }
+  printf("\n");
+  PrintTable({"MUX", "IN_SYNC", "GENERATION", "LAST_ERROR"}, rows);
+  printf("(table generation %lu)\n", static_cast<unsigned long>(r.table_generation()));
   return kOk;
 }
 
@@ -402,9 +445,10 @@ int GetAgent(const Options& o, const std::string& what) {
     if (o.output == "json") return printf("%s\n", ToJson(r).c_str()), kOk;
     for (const v1::SnatLease& l : r.leases()) {
       rows.push_back({l.dip(), l.vip(), Proto(l.protocol()),
-                      StrCat(l.port_start(), "-", l.port_start() + l.port_count() - 1)});
+                      StrCat(l.port_start(), "-", l.port_start() + l.port_count() - 1),
+                      l.dynamic() ? "allocator" : "config"});
     }
-    PrintTable({"DIP", "VIP", "PROTOCOL", "PORTS"}, rows);
+    PrintTable({"DIP", "VIP", "PROTOCOL", "PORTS", "FROM"}, rows);
   } else if (what == "vms") {
     v1::GetVmsResponse r;
     grpc::Status s = stub->GetVms(&context, v1::GetVmsRequest(), &r);
@@ -797,18 +841,33 @@ int Apply(const Options& o) {
     endpoints[a].set_dry_run(false);
     leases[a].set_dry_run(false);
   }
+  // The SNAT allocator's chunks (dynamic ranges) are not cloud.yaml's to replace: each mux
+  // keeps its own.
+  auto ranges_for = [&](size_t m, bool dry_run, v1::SetSnatRangesRequest* out) {
+    *out = ranges;
+    out->set_dry_run(dry_run);
+    grpc::ClientContext context;
+    SetDeadline(&context);
+    v1::GetSnatRangesResponse now;
+    grpc::Status s = muxes[m]->GetSnatRanges(&context, v1::GetSnatRangesRequest(), &now);
+    if (!s.ok()) return Fail("mux " + cloud->muxes[m].name, s), false;
+    for (const v1::SnatRange& r : now.ranges()) {
+      if (r.dynamic()) *out->add_ranges() = r;
+    }
+    return true;
+  };
   vips.set_dry_run(true);
-  ranges.set_dry_run(true);
   for (size_t m = 0; m < muxes.size(); ++m) {
     const std::string who = "mux " + cloud->muxes[m].name;
+    v1::SetSnatRangesRequest mux_ranges;
+    if (!ranges_for(m, true, &mux_ranges)) return report(kFailed);
     if (!call(who, "vips", [&](auto* c, auto* r) { return muxes[m]->SetVips(c, vips, r); }) ||
         !call(who, "snat ranges",
-              [&](auto* c, auto* r) { return muxes[m]->SetSnatRanges(c, ranges, r); })) {
+              [&](auto* c, auto* r) { return muxes[m]->SetSnatRanges(c, mux_ranges, r); })) {
       return report(kFailed);
     }
   }
   vips.set_dry_run(false);
-  ranges.set_dry_run(false);
   if (o.dry_run) return report(kOk);
   outcomes.clear();
 
@@ -841,8 +900,10 @@ int Apply(const Options& o) {
   // 3. Muxes switch to the new VIPs, backends and SNAT ranges.
   for (size_t m = 0; m < muxes.size(); ++m) {
     const std::string who = "mux " + cloud->muxes[m].name;
+    v1::SetSnatRangesRequest mux_ranges;
+    if (!ranges_for(m, false, &mux_ranges)) return report(kFailed);
     if (!call(who, "snat ranges",
-              [&](auto* c, auto* r) { return muxes[m]->SetSnatRanges(c, ranges, r); }) ||
+              [&](auto* c, auto* r) { return muxes[m]->SetSnatRanges(c, mux_ranges, r); }) ||
         !call(who, "vips", [&](auto* c, auto* r) { return muxes[m]->SetVips(c, vips, r); })) {
       return report(kFailed);
     }
@@ -958,6 +1019,7 @@ int Main(int argc, char** argv) {
       return GetAgent(o, what);
     }
     if (what == "stats") return GetStats(o);
+    if (what == "snat-chunks") return GetSnatChunks(o);
   }
   if (command == "mux" && o.args.size() == 1 && !o.socket.empty() &&
       (o.args[0] == "drain" || o.args[0] == "resume")) {

@@ -46,6 +46,7 @@ struct SnatRangeConfig {
   uint16_t port_start = 0;
   uint16_t port_count = 0;
   uint32_t host = 0;
+  bool dynamic = false;  ///< Set by the SNAT allocator (sluice-snatd), not configured.
   bool Contains(uint32_t addr, uint8_t p, uint16_t port) const {
     return addr == vip && (proto == 0 || proto == p) && port >= port_start &&
            port - port_start < port_count;

@@ -45,7 +45,7 @@ std::string VipKeyText(const VipConfig& v) { return EndpointKey(v.vip, v.port, v
 
 std::string RangeKeyText(const SnatRangeConfig& r) {
   return StrCat(EndpointKey(r.vip, r.port_start, r.proto), "+", r.port_count, "->",
-                Ipv4ToString(r.host));
+                Ipv4ToString(r.host), r.dynamic ? " (dynamic)" : "");
 }
 
 bool SameBackends(const VipConfig& a, const VipConfig& b) {
@@ -196,6 +196,7 @@ absl::StatusOr<std::vector<SnatRangeConfig>> SnatRangesFromProto(
     absl::StatusOr<uint32_t> host = Ipv4Field(r.host(), field + ".host");
     if (!host.ok()) return host.status();
     range.host = *host;
+    range.dynamic = r.dynamic();
     for (size_t j = 0; j < out.size(); ++j) {
       const SnatRangeConfig& other = out[j];
       const bool same_proto = other.proto == 0 || range.proto == 0 || other.proto == range.proto;
@@ -267,6 +268,7 @@ void SnatRangeToProto(const SnatRangeConfig& range, v1::SnatRange* out) {
   out->set_port_start(range.port_start);
   out->set_port_count(range.port_count);
   out->set_host(Ipv4ToString(range.host));
+  out->set_dynamic(range.dynamic);
 }
 
 MuxService::MuxService(MuxRuntime* runtime, const MuxConfig& boot,

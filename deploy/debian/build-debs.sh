@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the Debian packages (sluice-agent, sluice-mux, sluicectl) from an already built CMake
+# Builds the Debian packages (sluice-agent, sluice-mux, sluice-snatd, sluicectl) from an already built CMake
 # tree, without compiling anything:
 #
 #   deploy/debian/build-debs.sh BUILD_DIR [OUT_DIR]     (or: ninja -C BUILD_DIR deb)
@@ -18,7 +18,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 build=$(realpath "$1")
 out=$(realpath -m "${2:-$build/deb}")
 
-for bin in sluice-agent sluice-mux sluicectl sluice-libvirt-hook; do
+for bin in sluice-agent sluice-mux sluice-snatd sluicectl sluice-libvirt-hook; do
   if [[ ! -x "$build/bin/$bin" ]]; then
     echo "build-debs: $build/bin/$bin is missing: build first (ninja -C $build)" >&2
     exit 1

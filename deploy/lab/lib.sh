@@ -30,7 +30,10 @@ LAB_NAMESPACES=(sl-client sl-router sl-mux1 sl-mux2 sl-host1 sl-host2 sl-vm1 sl-
 LAB_MUXES=(mux1 mux2)
 # shellcheck disable=SC2034
 LAB_AGENTS=(host1 host2)
-LAB_DAEMONS=(mux1 mux2 host1 host2)
+# sluice-snatd (the SNAT port allocator, config/snatd.yaml) starts after the muxes it informs
+# and before the agents that lease from it; it runs in sl-router (it only needs the unix
+# sockets of the muxes' gRPC APIs and its own, under $LAB_RUN).
+LAB_DAEMONS=(mux1 mux2 snatd host1 host2)
 LAB_VMS=(vm1 vm2 vm3 vm4)
 declare -A LAB_MUX_PA=([mux1]=10.101.0.11 [mux2]=10.101.0.12)
 declare -A LAB_VM_HOST=([vm1]=host1 [vm2]=host1 [vm3]=host2 [vm4]=host2)
@@ -291,14 +294,20 @@ lab_start_vms() {
 # of hugepage unlinking. SLUICE_LAB_EAL_MEMORY overrides (e.g. "--in-memory" with hugepages).
 read -r -a LAB_EAL_MEMORY <<<"${SLUICE_LAB_EAL_MEMORY:---no-huge --no-shconf}"
 
-lab_daemon_kind() { [[ $1 == mux* ]] && echo mux || echo agent; }
+lab_daemon_kind() {
+  case $1 in
+    mux*) echo mux ;;
+    snatd) echo snatd ;;
+    *) echo agent ;;
+  esac
+}
 lab_socket() { echo "$LAB_RUN/$1.sock"; }
 # The daemon's gRPC API (sluicectl apply/get/health --socket).
 lab_grpc_socket() { echo "$LAB_RUN/$1.grpc.sock"; }
 
 lab_check_binaries() {
   local b missing=0
-  for b in sluice-mux sluice-agent sluicectl; do
+  for b in sluice-mux sluice-agent sluice-snatd sluicectl; do
     if [[ ! -x "$LAB_BUILD/bin/$b" ]]; then
       lab_err "$LAB_BUILD/bin/$b is missing: build first (ninja -C $LAB_BUILD) or set SLUICE_BUILD"
       missing=1
@@ -312,6 +321,11 @@ lab_start_daemon() {
   kind=$(lab_daemon_kind "$d")
   rm -f "$(lab_socket "$d")"
   echo "=== $(date '+%F %T') starting sluice-$kind $d" >>"$LAB_RUN/$d.log"
+  if [[ $kind == snatd ]]; then
+    lab_start "$d" sl-router "$LAB_BUILD/bin/sluice-snatd" --config "$LAB_CONFIG_DIR/$d.yaml" \
+      --stats-socket "$(lab_socket "$d")" --grpc-socket "$(lab_grpc_socket "$d")"
+    return
+  fi
   lab_start "$d" "sl-$d" "$LAB_BUILD/bin/sluice-$kind" \
     -l "${LAB_LCORE[$d]}" "${LAB_EAL_MEMORY[@]}" -m 256 --file-prefix "sl-$d" --no-pci \
     --no-telemetry --log-level lib.eal:warning \
@@ -585,8 +599,9 @@ lab_up() {
   lab_down quiet
   mkdir -p "$LAB_RUN" || return 1
   rm -f "$LAB_RUN"/*.log
-  # The agents' NAT flow state files (deploy/lab/config/host*.yaml): a new lab starts empty.
-  rm -f /dev/shm/sluice-lab-*.flows
+  # The agents' NAT flow state files (deploy/lab/config/host*.yaml) and the SNAT allocator's
+  # lease table (config/snatd.yaml): a new lab starts empty.
+  rm -f /dev/shm/sluice-lab-*.flows "$LAB_RUN/snatd.state"
   lab_log "creating namespaces and links"
   lab_create_topology || {
     lab_err "could not build the topology"
@@ -629,7 +644,9 @@ lab_down() {
     ip netns del "$ns" 2>/dev/null || lab_err "could not delete namespace $ns"
   done
   # DPDK's (empty, with --no-shconf) runtime directories of the lab's file prefixes.
-  for name in "${LAB_DAEMONS[@]}"; do rm -rf "/var/run/dpdk/sl-$name"; done
+  for name in "${LAB_DAEMONS[@]}"; do
+    [[ $name == snatd ]] || rm -rf "/var/run/dpdk/sl-$name"
+  done
   return 0
 }
 

@@ -3,8 +3,10 @@
 # sl-client (outside the cloud). Its agent rewrites the source to VIP:port with a port from
 # the VM's lease (deploy/lab/config/host*.yaml); the server must see exactly that. The reply
 # to VIP:port reaches a mux (BGP), which finds the port in its snat_ranges and encapsulates it
-# to the leasing host, whose agent reverses the translation. Checked: every request answered,
-# every source seen by the server is the VIP with a port inside the right VM's lease, a
+# to the leasing host, whose agent reverses the translation. vm4's ports are leased
+# dynamically from sluice-snatd, so each VM's leases are read from its agent (static and
+# dynamic). Checked: every request answered,
+# every source seen by the server is the VIP with a port inside the right VM's leases, a
 # 1 MB download through SNAT arrives intact, and the counters of agents and muxes show the
 # walk (snat_out / snat_in on the agents, snat_return on the muxes, no drops for want of a
 # flow). Needs root; exit 77 (skip) otherwise.
@@ -13,8 +15,26 @@ set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../../deploy/lab/lib.sh"
 
 PER_VM=16
-declare -A LEASE_FIRST=([vm1]=20000 [vm2]=20064 [vm3]=20128 [vm4]=20192)
-LEASE_SIZE=64
+declare -A VM_DIP=([vm1]=10.1.0.1 [vm2]=10.1.0.2 [vm3]=10.1.0.3 [vm4]=10.1.0.4)
+
+# vm_leases VM : "first last" of each lease of the VM's DIP on its agent.
+vm_leases() {
+  "$LAB_BUILD/bin/sluicectl" get leases --socket "$(lab_grpc_socket "${LAB_VM_HOST[$1]}")" -o json |
+    "$LAB_PYTHON" -c '
+import json, sys
+for l in json.load(sys.stdin).get("leases", []):
+    if l["dip"] == sys.argv[1]:
+        print(l["port_start"], l["port_start"] + l["port_count"] - 1)' "${VM_DIP[$1]}"
+}
+# in_leases PORT LEASES : whether PORT lies in one of the "first last" lines.
+in_leases() {
+  local first last
+  while read -r first last; do
+    [[ -n "$first" ]] && (($1 >= first && $1 <= last)) && return 0
+  done <<<"$2"
+  return 1
+}
+has_leases() { [[ -n "$(vm_leases "$1")" ]]; }
 
 lab_skip_unless_root
 trap 'lab_down quiet' EXIT
@@ -25,8 +45,8 @@ lab_up || lab_fail "lab up failed"
 url="http://$LAB_INTERNET:$LAB_INTERNET_PORT"
 errors=()
 for vm in "${LAB_VMS[@]}"; do
-  first=${LEASE_FIRST[$vm]}
-  last=$((first + LEASE_SIZE - 1))
+  # vm4's first chunk comes from the allocator once host2 is up.
+  lab_poll 10 0.2 has_leases "$vm" || errors+=("$vm has no SNAT lease on ${LAB_VM_HOST[$vm]}")
   # shellcheck disable=SC2016  # expanded by the inner bash
   out=$(seq "$PER_VM" | lab_ns "sl-$vm" xargs -P 4 -I{} bash -c \
     'curl -s --connect-timeout 3 --max-time 10 "$1/peer" || echo "curl-exit-$?"' _ "$url")
@@ -36,16 +56,21 @@ for vm in "${LAB_VMS[@]}"; do
     [[ -z "$name" ]] && continue
     ip=${peer%:*}
     port=${peer##*:}
-    if [[ "$name" == internet && "$ip" == "$LAB_VIP" && "$port" =~ ^[0-9]+$ ]] &&
-      ((port >= first && port <= last)); then
+    if [[ "$name" == internet && "$ip" == "$LAB_VIP" && "$port" =~ ^[0-9]+$ ]]; then
       ok=$((ok + 1))
       ports+=("$port")
     else
-      errors+=("$vm: server answered '$name $peer' (want internet $LAB_VIP:$first..$last)")
+      errors+=("$vm: server answered '$name $peer' (want internet $LAB_VIP:PORT)")
     fi
   done <<<"$out"
+  # Read after the connections: a chunk leased while they ran counts too.
+  leases=$(vm_leases "$vm")
+  for port in "${ports[@]}"; do
+    in_leases "$port" "$leases" ||
+      errors+=("$vm: the server saw port $port, outside $vm's leases ($(tr '\n' ' ' <<<"$leases"))")
+  done
   distinct=$(printf '%s\n' "${ports[@]}" | sort -u | wc -l)
-  echo "  $vm: $ok of $PER_VM answered; the server saw $LAB_VIP with $distinct distinct ports in $first..$last"
+  echo "  $vm: $ok of $PER_VM answered; the server saw $LAB_VIP with $distinct distinct ports in $(tr '\n' ' ' <<<"$leases")"
   ((ok == PER_VM)) || errors+=("$vm: only $ok of $PER_VM connections answered")
 done
 

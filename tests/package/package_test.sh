@@ -13,7 +13,7 @@ set -uo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 BUILD=$(realpath -m "${1:-${SLUICE_BUILD:-$REPO/build}}")
-PKGS=(sluice-agent sluice-mux sluicectl)
+PKGS=(sluice-agent sluice-mux sluice-snatd sluicectl)
 NS_HOST=sp$$-host # this run's namespaces: unique prefix, removed by the trap
 NS_ROUTER=sp$$-rtr
 
@@ -97,6 +97,7 @@ expect_depends sluice-mux '(^|, )librte-'
 expect_depends sluice-mux '(^|, )librte-mempool-ring23'
 expect_depends sluice-agent '(^|, )librte-net-af-packet23'
 expect_depends sluicectl '(^|, )libc6'
+expect_depends sluice-snatd '(^|, )libgrpc\+\+'
 
 # conffiles: every file under /etc, except the hook, which is a symlink.
 conffiles_of() { dpkg-deb --ctrl-tarfile "${DEB[$1]}" | tar -xOf - ./conffiles 2>/dev/null; }
@@ -109,6 +110,7 @@ expect_conffiles() {
 expect_conffiles sluice-agent /etc/sluice/agent.yaml /etc/sluice/libvirt-hook.yaml \
   /etc/default/sluice-agent
 expect_conffiles sluice-mux /etc/sluice/mux.yaml /etc/default/sluice-mux
+expect_conffiles sluice-snatd /etc/sluice/snatd.yaml /etc/default/sluice-snatd
 
 # Every path the packages ship, and whether it existed before the install (shared
 # directories like /usr/sbin did; /etc/sluice must not outlive the purge).
@@ -139,12 +141,13 @@ done
 for path in "${PATHS[@]}"; do
   [[ -e "$path" || -L "$path" ]] || fail "$path is in a package but not on disk after install"
 done
-for f in /usr/sbin/sluice-agent /usr/sbin/sluice-mux /usr/bin/sluicectl \
+for f in /usr/sbin/sluice-agent /usr/sbin/sluice-mux /usr/sbin/sluice-snatd /usr/bin/sluicectl \
   /usr/libexec/sluice/sluice-libvirt-hook; do
   [[ -x "$f" ]] || fail "$f is not an executable file"
   if ldd "$f" | grep -q 'not found'; then fail "$f: $(ldd "$f" | grep 'not found')"; fi
 done
 for f in /lib/systemd/system/sluice-agent.service /lib/systemd/system/sluice-mux.service \
+  /lib/systemd/system/sluice-snatd.service /usr/share/doc/sluice-snatd/README.md \
   /usr/share/doc/sluice-agent/setup.md /usr/share/doc/sluice-mux/setup.md \
   /usr/share/doc/sluice-agent/examples/vswitch.conf; do
   [[ -f "$f" ]] || fail "$f was not installed"
@@ -168,6 +171,8 @@ say "the shipped configs parse (--check-config)"
   fail "/etc/sluice/agent.yaml does not parse: $(cat "$TMP/check.log")"
 /usr/sbin/sluice-mux -- --config /etc/sluice/mux.yaml --check-config >"$TMP/check.log" 2>&1 ||
   fail "/etc/sluice/mux.yaml does not parse: $(cat "$TMP/check.log")"
+/usr/sbin/sluice-snatd --config /etc/sluice/snatd.yaml --check-config >"$TMP/check.log" 2>&1 ||
+  fail "/etc/sluice/snatd.yaml does not parse: $(cat "$TMP/check.log")"
 # ... and a broken one is refused with its file and line (what ExecStartPre/ExecReload show).
 sed 's/^  gateway: 192.0.2.1$/  gateway: 192.0.2.999/' /etc/sluice/mux.yaml >"$TMP/bad-mux.yaml"
 cmp -s /etc/sluice/mux.yaml "$TMP/bad-mux.yaml" && fail "could not break mux.yaml for the test"
@@ -188,7 +193,8 @@ verify() {
     fail "systemd-analyze verify $* warns: $out"
   fi
 }
-verify /lib/systemd/system/sluice-agent.service /lib/systemd/system/sluice-mux.service
+verify /lib/systemd/system/sluice-agent.service /lib/systemd/system/sluice-mux.service \
+  /lib/systemd/system/sluice-snatd.service
 # The vSwitch-mode drop-in, applied to a copy of the unit.
 mkdir -p "$TMP/units/sluice-agent.service.d"
 cp /lib/systemd/system/sluice-agent.service "$TMP/units/"
