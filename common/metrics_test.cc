@@ -30,6 +30,11 @@ const char kAgentStats[] = R"json({
             "expired": 6, "restored_at_start": 0, "kept_at_start": 0},
   "fastpath": {"enabled": true, "redirects_received": 2, "redirects_applied_source": 1,
                "redirects_applied_destination": 1},
+  "snat_allocator": {"enabled": true, "address": "unix:/run/snatd.sock", "chunks_requested": 4,
+                     "chunks_granted": 3, "chunks_refused": 1, "chunks_returned": 2,
+                     "chunks_adopted": 0, "return_errors": 0, "chunks_active": 1,
+                     "chunks_draining": 0, "last_error": "",
+                     "chunks": [{"dip": "10.1.0.4", "port_start": 21000, "state": "active"}]},
   "drops": {"malformed": 0, "truncated": 2, "no_rule": 7, "spoofed_source": 1},
   "vms": [{"name": "vm1", "dip": "10.1.0.1", "pa": "10.101.0.31", "rx_packets": 50,
            "tx_packets": 45, "snat_tcp_ports": "3/64", "snat_udp_ports": "0/0",
@@ -77,6 +82,10 @@ TEST(MetricsTest, AgentDropsFlowsRulesAndSnatPorts) {
   EXPECT_THAT(text, HasSubstr("sluice_agent_info{name=\"host1\"} 1\n"));
   EXPECT_THAT(text,
               HasSubstr("sluice_agent_fastpath_redirects_applied_total{side=\"source\"} 1\n"));
+  EXPECT_THAT(text, HasSubstr("sluice_agent_snat_chunks_granted_total 3\n"));
+  EXPECT_THAT(text, HasSubstr("sluice_agent_snat_chunks_refused_total 1\n"));
+  EXPECT_THAT(text, HasSubstr("sluice_agent_snat_chunks_returned_total 2\n"));
+  EXPECT_THAT(text, HasSubstr("sluice_agent_snat_chunks_active 1\n"));
   // A field the table does not know yet is still exported, untyped.
   EXPECT_THAT(text, HasSubstr("# TYPE sluice_agent_some_new_counter untyped\n"));
   EXPECT_THAT(text, HasSubstr("sluice_agent_some_new_counter 17\n"));

@@ -88,6 +88,7 @@ class GrpcMuxRangeClient final : public MuxRangeClient {
       {
         grpc::ClientContext context;
         context.set_deadline(std::chrono::system_clock::now() + timeout_);
+        context.set_wait_for_ready(true);  // a mux (re)starting: wait, up to the deadline
         grpc::Status s = stub_->GetSnatRanges(&context, v1::GetSnatRangesRequest(), &current);
         if (!s.ok()) return Error("GetSnatRanges", s);
       }
@@ -105,6 +106,7 @@ class GrpcMuxRangeClient final : public MuxRangeClient {
       v1::ChangeSummary summary;
       grpc::ClientContext context;
       context.set_deadline(std::chrono::system_clock::now() + timeout_);
+      context.set_wait_for_ready(true);
       grpc::Status s = stub_->SetSnatRanges(&context, request, &summary);
       if (s.ok()) return absl::OkStatus();
       // Someone changed the mux between our read and write: read again.

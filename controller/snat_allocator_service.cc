@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstdio>
 
 #include "common/grpc_util.h"
 #include "common/net_text.h"
@@ -51,7 +52,13 @@ grpc::Status SnatAllocatorService::RequestChunk(grpc::ServerContext*,
   if (!proto.ok()) return ToGrpcStatus(proto.status());
   absl::StatusOr<SnatChunkLease> lease =
       allocator_->RequestChunk(request->host(), *host_pa, *dip, *vip, *proto);
-  if (!lease.ok()) return ToGrpcStatus(lease.status());
+  if (!lease.ok()) {
+    fprintf(stderr, "sluice-snatd: chunk of %s:%s for %s dip %s refused: %s\n",
+            request->vip().c_str(), L4ProtocolName(*proto).c_str(), request->host().c_str(),
+            request->dip().c_str(), std::string(lease.status().message()).c_str());
+    return ToGrpcStatus(lease.status());
+  }
+  fprintf(stderr, "sluice-snatd: granted %s\n", ChunkText(*lease).c_str());
   ChunkToProto(*lease, response->mutable_chunk());
   response->set_table_generation(allocator_->List(request->host()).generation);
   return grpc::Status::OK;
@@ -72,6 +79,9 @@ grpc::Status SnatAllocatorService::ReturnChunk(grpc::ServerContext*,
   if (!start.ok()) return ToGrpcStatus(start.status());
   absl::Status returned = allocator_->ReturnChunk(request->host(), *dip, *vip, *proto, *start);
   if (!returned.ok()) return ToGrpcStatus(returned);
+  fprintf(stderr, "sluice-snatd: %s returned %s:%u/%s (dip %s)\n", request->host().c_str(),
+          request->vip().c_str(), request->port_start(), L4ProtocolName(*proto).c_str(),
+          request->dip().c_str());
   response->set_table_generation(allocator_->List(request->host()).generation);
   return grpc::Status::OK;
 }

@@ -365,12 +365,31 @@ int Run(int argc, char** argv) {
                                                       std::chrono::milliseconds(a.timeout_ms));
     lease_client =
         std::make_unique<SnatLeaseClient>(a, allocator.get(), lease_agent.get(), &control_clock);
-    lease_thread = std::jthread([&lease_client, interval = a.check_interval_ms](
-                                    std::stop_token stop) {
+    lease_thread = std::jthread([&lease_client, name = config->name,
+                                 interval = a.check_interval_ms](std::stop_token stop) {
       std::mutex mu;
       std::condition_variable_any wake;
+      SnatLeaseClientStatus logged;
       while (!stop.stop_requested()) {
         lease_client->Tick();
+        // One log line per change of the chunks held or of the last error.
+        const SnatLeaseClientStatus now = lease_client->Status();
+        if (now.last_error != logged.last_error && !now.last_error.empty()) {
+          fprintf(stderr, "sluice-agent %s: SNAT allocator: %s\n", name.c_str(),
+                  now.last_error.c_str());
+        }
+        if (now.chunks_granted != logged.chunks_granted ||
+            now.chunks_returned != logged.chunks_returned ||
+            now.chunks_adopted != logged.chunks_adopted) {
+          fprintf(stderr,
+                  "sluice-agent %s: SNAT chunks: %zu active, %zu draining (granted %lu, "
+                  "returned %lu, adopted %lu)\n",
+                  name.c_str(), now.chunks_active.size(), now.chunks_draining.size(),
+                  static_cast<unsigned long>(now.chunks_granted),
+                  static_cast<unsigned long>(now.chunks_returned),
+                  static_cast<unsigned long>(now.chunks_adopted));
+        }
+        logged = now;
         std::unique_lock<std::mutex> lock(mu);
         wake.wait_for(lock, stop, std::chrono::milliseconds(interval), [] { return false; });
       }

@@ -45,6 +45,7 @@ absl::StatusOr<SnatLeaseConfig> GrpcSnatAllocator::RequestChunk(uint32_t dip, ui
   v1::RequestChunkResponse response;
   grpc::ClientContext context;
   context.set_deadline(std::chrono::system_clock::now() + timeout_);
+  context.set_wait_for_ready(true);  // the allocator (re)starting: wait, up to the deadline
   grpc::Status s = stub_->RequestChunk(&context, request, &response);
   if (!s.ok()) return FromGrpcStatus(s);
   absl::StatusOr<SnatLeaseConfig> chunk = FromChunk(response.chunk());
@@ -64,6 +65,7 @@ absl::Status GrpcSnatAllocator::ReturnChunk(const SnatLeaseConfig& chunk) {
   v1::ReturnChunkResponse response;
   grpc::ClientContext context;
   context.set_deadline(std::chrono::system_clock::now() + timeout_);
+  context.set_wait_for_ready(true);  // the allocator (re)starting: wait, up to the deadline
   return FromGrpcStatus(stub_->ReturnChunk(&context, request, &response));
 }
 
@@ -73,6 +75,7 @@ absl::StatusOr<std::vector<SnatLeaseConfig>> GrpcSnatAllocator::ListChunks() {
   v1::ListLeasesResponse response;
   grpc::ClientContext context;
   context.set_deadline(std::chrono::system_clock::now() + timeout_);
+  context.set_wait_for_ready(true);  // the allocator (re)starting: wait, up to the deadline
   grpc::Status s = stub_->ListLeases(&context, request, &response);
   if (!s.ok()) return FromGrpcStatus(s);
   std::vector<SnatLeaseConfig> out;
