@@ -6,7 +6,9 @@
 # must hold ≥ 2 chunks, and both muxes' SNAT ranges and the allocator must list them. After
 # the connections close (this test's host2.yaml: return_idle_s 3, reuse delay 2 s, closed
 # timeout 1 s, low_water 16) the extra chunks go back: the agent keeps one, the allocator
-# lists one, the muxes route one. Needs root; exit 77 (skip) otherwise.
+# lists one, the muxes route one. Last, host2 is killed with -9 during a download from vm4
+# and restarted: it adopts its chunk and the download completes. Needs root; exit 77 (skip)
+# otherwise.
 set -uo pipefail
 # shellcheck source=deploy/lab/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../../deploy/lab/lib.sh"
@@ -127,8 +129,28 @@ echo "  allocator: $("$CTL" stats --socket "$(lab_socket snatd)" -o json | lab_j
 ((returned >= 1 && returned == granted - 1)) ||
   errors+=("host2 returned $returned of $granted chunks (want all but one)")
 
+# kill -9 of host2 during a download on the kept chunk: the restarted agent takes the chunk
+# back from the allocator before it restores its flows, so the download goes on.
+lab_ns sl-vm4 curl -s --max-time 60 -o /dev/null -w "%{http_code} %{size_download}\n" \
+  "http://$LAB_INTERNET:$LAB_INTERNET_PORT/stream?bytes=80000&rate=10000" >"$WORK/restart.txt" 2>&1 &
+load_pid=$!
+flow_on_vm4() { (($(lab_stat host2 flows.active) > 0)); }
+lab_poll 5 0.1 flow_on_vm4 || errors+=("no flow on host2 for vm4's download")
+lab_kill_daemon host2 KILL || lab_fail "could not kill host2"
+{ lab_start_daemon host2 && lab_wait_ready host2; } || lab_fail "host2 did not come back"
+wait "$load_pid"
+load_pid=
+got=$(cat "$WORK/restart.txt")
+adopted=$(lab_stat host2 snat_allocator.chunks_adopted)
+echo "  across kill -9 of host2: download '$got', chunks adopted $adopted, now $(dynamic_chunks)"
+[[ "$got" == "200 80000" ]] || errors+=("vm4's download across the agent restart ended '$got'")
+[[ "$(dynamic_chunks)" == "$kept" ]] || errors+=("after the restart vm4 holds '$(dynamic_chunks)', not '$kept'")
+((adopted == 1)) || errors+=("the restarted host2 adopted $adopted chunks (want 1)")
+allocator_has_exactly 1 || errors+=("after the restart the allocator lists $(allocator_chunks | count_lines) chunks")
+
 if ((${#errors[@]} > 0)); then
   printf '  %s\n' "${errors[@]}" >&2
   lab_fail "${#errors[@]} problem(s)"
 fi
-echo "PASS: vm4 leased chunks as it ran low, every mux routed them, idle ones went back"
+echo "PASS: vm4 leased chunks as it ran low, every mux routed them, idle ones went back,"
+echo "      and a restarted agent kept its chunk and its connection"
