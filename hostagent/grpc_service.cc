@@ -10,6 +10,7 @@
 #include "common/grpc_util.h"
 #include "common/net_text.h"
 #include "common/strings.h"
+#include "hostagent/port_identity.h"
 
 namespace sluice::agent {
 namespace {
@@ -388,8 +389,14 @@ grpc::Status AgentService::AttachVm(grpc::ServerContext*, const v1::AttachVmRequ
                         StrCat(field, ": ", given, " differs from the configured ", have,
                                " of VM '", configured.name, "' (changing it needs a restart)"));
   };
-  if (!vm.port().empty() && vm.port() != configured.port) {
-    return mismatch("vm.port", vm.port(), configured.port);
+  // The same device spelt differently (the libvirt hook names vdevs after the tap or VM,
+  // options in another order) is the same port.
+  if (!vm.port().empty() && !SamePort(vm.port(), configured.port)) {
+    absl::StatusOr<PortIdentity> given = ParsePortIdentity(vm.port());
+    absl::StatusOr<PortIdentity> have = ParsePortIdentity(configured.port);
+    return mismatch("vm.port",
+                    StrCat(vm.port(), given.ok() ? " (" + given->ToString() + ")" : ""),
+                    StrCat(configured.port, have.ok() ? " (" + have->ToString() + ")" : ""));
   }
   if (*mac != configured.mac) return mismatch("vm.mac", vm.mac(), MacToString(configured.mac));
   if (*dip != configured.dip) return mismatch("vm.dip", vm.dip(), Ipv4ToString(configured.dip));

@@ -310,6 +310,31 @@ TEST_F(AgentServiceTest, AttachVmReplacesThatVmsEndpointsAndLeases) {
   EXPECT_EQ(response.changes().removed_size(), 2);
 }
 
+// The libvirt hook sends the port as it derives it from the domain XML
+// ("net_af_packet_<tap>,iface=<tap>"); the agent's config spells the same device
+// "net_af_packet2,iface=vm2". The device is what counts, not the text.
+TEST_F(AgentServiceTest, AttachVmMatchesThePortByDeviceNotByText) {
+  ASSERT_EQ(service_.running().vms[1].port, "net_af_packet2,iface=vm2");
+  for (const char* port : {"net_af_packet_vm2,iface=vm2", "net_af_packet9,qpairs=1,iface=vm2",
+                           "eth_af_packet2,iface=vm2"}) {
+    SCOPED_TRACE(port);
+    v1::AttachVmRequest request = AttachVm2();
+    request.mutable_vm()->set_port(port);
+    v1::AttachVmResponse response;
+    grpc::Status s = service_.AttachVm(nullptr, &request, &response);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+  }
+  v1::AttachVmRequest request = AttachVm2();
+  request.mutable_vm()->set_port("net_af_packet_vm1,iface=vm1");
+  v1::AttachVmResponse response;
+  grpc::Status s = service_.AttachVm(nullptr, &request, &response);
+  EXPECT_EQ(s.error_code(), grpc::FAILED_PRECONDITION);
+  EXPECT_EQ(s.error_message(),
+            "vm.port: net_af_packet_vm1,iface=vm1 (net_af_packet iface=vm1) differs from the "
+            "configured net_af_packet2,iface=vm2 (net_af_packet iface=vm2) of VM 'vm2' (changing "
+            "it needs a restart)");
+}
+
 TEST_F(AgentServiceTest, AttachVmRefusals) {
   struct Case {
     const char* what;
@@ -343,7 +368,8 @@ TEST_F(AgentServiceTest, AttachVmRefusals) {
       {"mac differs", [](auto* vm) { vm->set_mac("02:00:0a:01:00:09"); }, grpc::FAILED_PRECONDITION,
        "vm.mac: 02:00:0a:01:00:09 differs from the configured 02:00:0a:01:00:02 of VM 'vm2'"},
       {"port differs", [](auto* vm) { vm->set_port("net_vhost0,iface=/tmp/x"); },
-       grpc::FAILED_PRECONDITION, "vm.port: net_vhost0,iface=/tmp/x differs from the configured"},
+       grpc::FAILED_PRECONDITION,
+       "vm.port: net_vhost0,iface=/tmp/x (net_vhost iface=/tmp/x) differs from the configured"},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.what);

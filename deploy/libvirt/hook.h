@@ -29,8 +29,9 @@ struct HookOptions {
   bool fail_closed = false;
   /// The whole hook, from start to exit, never takes longer than this.
   std::chrono::milliseconds deadline{2000};
-  /// Send each interface's DPDK devargs as VmAttachment.port. false: leave it empty, for an
-  /// agent that serves only the ports of its own config (it then uses the configured one).
+  /// Send each interface's DPDK devargs as VmAttachment.port (the agent compares them with
+  /// its configured port by device, not by text). false: leave it empty (the agent then uses
+  /// the configured one).
   bool send_port = true;
   /// Where VFs' representors are looked up (bus/pci/devices/...).
   std::string sysfs_root = "/sys";
