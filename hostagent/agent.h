@@ -249,7 +249,7 @@ class AgentDataPath {
   uint32_t flows_kept_ = 0;
   AgentCounters counters_;
   std::array<Counter, kNumDropReasons> drops_;
-  std::array<Counter, 3> walk_packets_;
+  std::array<Counter, 4> walk_packets_;
   Counter installed_rules_;
   std::atomic<bool> ready_{false};
   std::function<void(const std::vector<flow::Rule>&)> rule_listener_;

@@ -128,13 +128,66 @@ void ReadSnatAllocator(ConfigNode& root, const std::map<uint32_t, size_t>& vm_by
   config->snat_allocator = std::move(c);
 }
 
+bool ReadBool(ConfigNode& n, const char* key, bool fallback) {
+  if (!n.Has(key)) return fallback;
+  const std::string v = n.String(key);
+  if (v == "true") return true;
+  if (v == "false") return false;
+  n.Fail(key, StrCat("'", v, "' is not true or false"));
+  return fallback;
+}
+
+// A Linux interface name: 1..15 characters, no '/', ',', '=', ':' or white space.
+bool IsInterfaceName(const std::string& name) {
+  if (name.empty() || name.size() > 15) return false;
+  for (char c : name) {
+    if (c == '/' || c == ',' || c == '=' || c == ':' || static_cast<unsigned char>(c) <= ' ') {
+      return false;
+    }
+  }
+  return true;
+}
+
+void ReadVswitchConfig(ConfigNode& root, AgentConfig* config) {
+  if (config->datapath != Datapath::kVswitch) {
+    if (root.Has("vswitch")) root.Fail("vswitch", "only with agent.datapath: vswitch");
+    return;
+  }
+  VswitchConfig& v = config->vswitch;
+  if (!root.Has("vswitch")) return;
+  ConfigNode n = root.Map("vswitch");
+  n.AllowOnly({"bridge", "run_dir", "start_ovs", "dpdk", "hw_offload", "slow_path_port"});
+  v.bridge = n.OptionalString("bridge", v.bridge);
+  v.run_dir = n.OptionalString("run_dir", v.run_dir);
+  v.start_ovs = ReadBool(n, "start_ovs", v.start_ovs);
+  v.dpdk = ReadBool(n, "dpdk", v.dpdk);
+  v.hw_offload = ReadBool(n, "hw_offload", v.hw_offload);
+  v.slow_path_port = n.OptionalString("slow_path_port", v.slow_path_port);
+  if (!IsInterfaceName(v.bridge)) n.Fail("bridge", "must be an interface name (1-15 characters)");
+  if (!IsInterfaceName(v.slow_path_port)) {
+    n.Fail("slow_path_port", "must be an interface name (1-15 characters)");
+  }
+  if (v.run_dir.empty() || v.run_dir[0] != '/') n.Fail("run_dir", "must be an absolute path");
+}
+
 absl::StatusOr<AgentConfig> ReadAgentConfig(ConfigNode& root) {
   AgentConfig config;
-  root.AllowOnly({"agent", "vms", "endpoints", "snat_leases", "snat_allocator", "nat"});
+  root.AllowOnly({"agent", "vms", "endpoints", "snat_leases", "snat_allocator", "nat",
+                  "vswitch"});
   ConfigNode agent = root.Map("agent");
-  agent.AllowOnly({"name", "uplink", "address", "gateway", "fastpath_key"});
+  agent.AllowOnly({"name", "datapath", "uplink", "address", "gateway", "fastpath_key"});
   config.name = agent.String("name");
+  const std::string datapath = agent.OptionalString("datapath", "dpdk");
+  if (datapath == "vswitch") {
+    config.datapath = Datapath::kVswitch;
+  } else if (datapath != "dpdk") {
+    agent.Fail("datapath", StrCat("'", datapath, "' is not a data path (dpdk or vswitch)"));
+  }
   config.uplink = agent.String("uplink");
+  if (config.datapath == Datapath::kVswitch && agent.status().ok() &&
+      !IsInterfaceName(config.uplink)) {
+    agent.Fail("uplink", "with datapath: vswitch, the kernel interface to add to the bridge");
+  }
   config.address = agent.Prefix("address");
   config.gateway = agent.Ipv4("gateway");
   if (agent.status().ok() && !config.address.Contains(config.gateway)) {
@@ -150,6 +203,7 @@ absl::StatusOr<AgentConfig> ReadAgentConfig(ConfigNode& root) {
     }
   }
   ReadNatConfig(root, &config);
+  ReadVswitchConfig(root, &config);
 
   std::set<std::string> names;
   std::set<uint32_t> pas = {config.address.addr};
@@ -164,6 +218,9 @@ absl::StatusOr<AgentConfig> ReadAgentConfig(ConfigNode& root) {
     vm.pa = v.Ipv4("pa");
     vm.gateway = v.Ipv4("gateway");
     if (!v.status().ok()) break;
+    if (config.datapath == Datapath::kVswitch && !IsInterfaceName(vm.port)) {
+      v.Fail("port", "with datapath: vswitch, the kernel interface to add to the bridge");
+    }
     if (!names.insert(vm.name).second) v.Fail("name", StrCat("VM '", vm.name, "' appears twice"));
     if (!pas.insert(vm.pa).second) {
       v.Fail("pa", StrCat(Ipv4ToString(vm.pa), " is already the host's or another VM's PA"));

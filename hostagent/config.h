@@ -17,7 +17,8 @@ namespace sluice::agent {
 
 struct VmConfig {
   std::string name;
-  std::string port;                ///< DPDK devargs of the VM's port (VF representor, veth).
+  std::string port;                ///< DPDK devargs of the VM's port (VF representor, veth);
+                                   ///< in vswitch mode the interface added to the bridge.
   std::array<uint8_t, 6> mac{};    ///< The VM's MAC.
   uint32_t dip = 0;                ///< The VM's address.
   uint32_t pa = 0;                 ///< Underlay address muxes encapsulate to for this VM.
@@ -81,9 +82,34 @@ struct NatConfig {
   uint32_t snat_port_reuse_delay_s = 60;
 };
 
+/// Which data path carries the VMs' packets.
+enum class Datapath : uint8_t {
+  kDpdk,     ///< The agent's own DPDK ports and software executor (rte_flow mirror).
+  kVswitch,  ///< An Open vSwitch bridge (userspace datapath) programmed through vswitch/.
+};
+
+/// `vswitch:` — the OVS bridge of a vswitch-mode agent. `agent.uplink` and `vms[].port` are
+/// then kernel interface names that become the bridge's ports.
+struct VswitchConfig {
+  std::string bridge = "br-sluice";
+  /// Private OVS run directory (conf.db, db.sock, vswitchd.ctl, logs). An ovs-vswitchd
+  /// already answering there is used; otherwise the agent starts one (if start_ovs) and
+  /// leaves it running when it exits, so flows and conntrack state outlive a restart.
+  std::string run_dir = "/run/sluice/ovs";
+  bool start_ovs = true;
+  bool dpdk = false;        ///< Start the DPDK build of ovs-vswitchd when hugepages are free.
+  bool hw_offload = false;  ///< other_config:hw-offload (see vswitch/README.md).
+  /// OVS internal port the bridge sends misses to; the agent reads it (AF_PACKET).
+  std::string slow_path_port = "sl-slowpath";
+  bool operator==(const VswitchConfig&) const = default;
+};
+
 struct AgentConfig {
   std::string name;
-  std::string uplink;      ///< DPDK devargs of the uplink (SR-IOV PF in production).
+  Datapath datapath = Datapath::kDpdk;
+  VswitchConfig vswitch;   ///< Used when datapath == kVswitch.
+  std::string uplink;      ///< DPDK devargs of the uplink (SR-IOV PF in production); in
+                           ///< vswitch mode the kernel interface added to the bridge.
   Ipv4Prefix address;      ///< Host PA and underlay prefix.
   uint32_t gateway = 0;    ///< Router for DSR replies.
   std::vector<VmConfig> vms;

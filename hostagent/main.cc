@@ -36,6 +36,7 @@
 #include "hostagent/nic_rules.h"
 #include "hostagent/snat_allocator_grpc.h"
 #include "hostagent/snat_lease_client.h"
+#include "hostagent/vswitch_agent.h"
 #include "offload/rte_flow/executor.h"
 #include "offload/rte_flow/flow_api.h"
 #include "offload/port/eal.h"
@@ -240,6 +241,56 @@ uint64_t MonotonicNs() {
   return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000 + static_cast<uint64_t>(ts.tv_nsec);
 }
 
+// agent.datapath: vswitch — the rules run in an OVS bridge; no DPDK ports, no EAL.
+int RunVswitch(const DaemonOptions& opt, const AgentConfig& config) {
+  absl::StatusOr<std::unique_ptr<VswitchAgent>> agent = VswitchAgent::Start(config);
+  if (!agent.ok()) {
+    fprintf(stderr, "sluice-agent: vswitch: %s\n", std::string(agent.status().message()).c_str());
+    return 1;
+  }
+  AgentService service(agent->get(), config);
+  std::unique_ptr<grpc::Server> grpc_server;
+  if (!opt.grpc_socket.empty() || !opt.grpc_listen.empty()) {
+    absl::StatusOr<std::unique_ptr<grpc::Server>> started = StartGrpcServer(
+        {.unix_socket = opt.grpc_socket, .tcp_listen = opt.grpc_listen}, {&service});
+    if (!started.ok()) {
+      fprintf(stderr, "sluice-agent: %s\n", std::string(started.status().message()).c_str());
+      return 1;
+    }
+    grpc_server = std::move(*started);
+  }
+  StatsServer stats;
+  if (!opt.stats_socket.empty()) {
+    absl::Status s = stats.Start(opt.stats_socket, [&](const std::string& request) {
+      if (request != "stats") return std::string("{\"error\":\"unknown request\"}");
+      return (*agent)->StatsJson();
+    });
+    if (!s.ok()) {
+      fprintf(stderr, "sluice-agent: %s\n", std::string(s.message()).c_str());
+      return 1;
+    }
+  }
+  auto metrics_server =
+      metrics::ServeDaemonMetrics(opt.metrics_listen, [&] { return (*agent)->StatsJson(); });
+  if (!metrics_server.ok()) {
+    fprintf(stderr, "sluice-agent: %s\n", std::string(metrics_server.status().message()).c_str());
+    return 1;
+  }
+  signal(SIGINT, OnSignal);
+  signal(SIGTERM, OnSignal);
+  fprintf(stderr, "sluice-agent %s: vswitch mode, %zu VM(s), %zu endpoint(s), PA %s, ready\n",
+          config.name.c_str(), config.vms.size(), config.endpoints.size(),
+          Ipv4ToString(config.address.addr).c_str());
+  while (!g_stop) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));  // waits for a signal
+  }
+  fprintf(stderr, "sluice-agent %s: stopping (OVS and its flows stay)\n", config.name.c_str());
+  service.Shutdown();
+  if (grpc_server) grpc_server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
+  stats.Stop();
+  return 0;
+}
+
 int Run(int argc, char** argv) {
   DaemonOptions opt;
   if (!ParseDaemonArgs(argc, argv, &opt)) return 2;
@@ -259,6 +310,7 @@ int Run(int argc, char** argv) {
     printf("sluice-agent: %s: configuration OK\n", opt.config.c_str());
     return 0;
   }
+  if (config->datapath == Datapath::kVswitch) return RunVswitch(opt, *config);
   std::string error;
   if (port::InitEal(opt.eal_argc, argv, &error) < 0) {
     fprintf(stderr, "sluice-agent: %s\n", error.c_str());

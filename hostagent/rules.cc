@@ -15,6 +15,49 @@ bool SharesDipPort(const AgentConfig& config, const EndpointConfig& ep) {
   return false;
 }
 
+bool NeedsConntrack(const AgentConfig& config, const flow::Rule& rule) {
+  const size_t e = rule.id / 4;
+  return e < config.endpoints.size() && SharesDipPort(config, config.endpoints[e]);
+}
+
+namespace {
+
+RuleKind InboundKind(flow::Tunnel tunnel) {
+  switch (tunnel) {
+    case flow::Tunnel::kGue:
+      return RuleKind::kInboundGue;
+    case flow::Tunnel::kGre:
+      return RuleKind::kInboundGre;
+    default:
+      return RuleKind::kInboundIpip;
+  }
+}
+
+const char* TunnelName(flow::Tunnel tunnel) {
+  switch (tunnel) {
+    case flow::Tunnel::kGue:
+      return "gue";
+    case flow::Tunnel::kGre:
+      return "gre";
+    default:
+      return "ipip";
+  }
+}
+
+// True if an endpoint before `e` has the same DIP:port/protocol (it carries the return rule).
+bool EarlierSharesDipPort(const AgentConfig& config, size_t e) {
+  const EndpointConfig& ep = config.endpoints[e];
+  for (size_t i = 0; i < e; ++i) {
+    const EndpointConfig& other = config.endpoints[i];
+    if (other.dip == ep.dip && other.dip_port == ep.dip_port && other.proto == ep.proto) {
+      return true;
+    }
+  }
+  return false;
+}
+
+}  // namespace
+
 std::vector<flow::Rule> BuildAgentRules(const AgentConfig& config, const PortMap& ports,
                                         const flow::MacAddr& gateway_mac) {
   std::vector<flow::Rule> rules;
@@ -27,11 +70,9 @@ std::vector<flow::Rule> BuildAgentRules(const AgentConfig& config, const PortMap
                               L4ProtocolName(ep.proto), " dip=", Ipv4ToString(ep.dip), ":",
                               ep.dip_port, " vm=", vm.name);
 
-    for (flow::Tunnel tunnel : {flow::Tunnel::kIpip, flow::Tunnel::kGue}) {
-      bool ipip = tunnel == flow::Tunnel::kIpip;
+    for (flow::Tunnel tunnel : ports.inbound_tunnels) {
       rules.push_back(flow::Rule{
-          .id = e * 4 + static_cast<uint64_t>(ipip ? RuleKind::kInboundIpip
-                                                   : RuleKind::kInboundGue),
+          .id = e * 4 + static_cast<uint64_t>(InboundKind(tunnel)),
           .priority = kEndpointPriority,
           .match = {.in_port = ports.uplink_port,
                     .tunnel = tunnel,
@@ -43,9 +84,12 @@ std::vector<flow::Rule> BuildAgentRules(const AgentConfig& config, const PortMap
                       flow::Action::SetL4Dst(ep.dip_port), flow::Action::DecTtl(),
                       flow::Action::SetMac(ports.vm_port_macs[v], vm.mac),
                       flow::Action::Count(), flow::Action::Output(ports.vm_ports[v])},
-          .name = StrCat("inbound-", ipip ? "ipip " : "gue ", what)});
+          .name = StrCat("inbound-", TunnelName(tunnel), " ", what)});
     }
-    if (SharesDipPort(config, ep)) continue;
+    if (SharesDipPort(config, ep) &&
+        (!ports.shared_return_rules || EarlierSharesDipPort(config, e))) {
+      continue;
+    }
     rules.push_back(flow::Rule{
         .id = e * 4 + static_cast<uint64_t>(RuleKind::kDsrReturn),
         .priority = kEndpointPriority,

@@ -75,6 +75,43 @@ absl::StatusOr<std::unique_ptr<OvsInstance>> OvsInstance::Start(OvsInstanceConfi
   return ovs;
 }
 
+absl::StatusOr<std::unique_ptr<OvsInstance>> OvsInstance::Attach(OvsInstanceConfig config) {
+  if (config.run_dir.empty()) return absl::InvalidArgumentError("run_dir must be set");
+  std::unique_ptr<OvsInstance> ovs(new OvsInstance(std::move(config)));
+  ovs->owned_ = false;
+  if (!ovs->Alive()) {
+    return absl::NotFoundError(
+        StrCat("no ovsdb-server and ovs-vswitchd answer in ", ovs->config_.run_dir));
+  }
+  auto pid_from = [&](const char* file) {
+    return static_cast<pid_t>(strtol(ReadFile(ovs->config_.run_dir + "/" + file).c_str(),
+                                     nullptr, 10));
+  };
+  ovs->ovsdb_pid_ = pid_from("ovsdb-server.pid");
+  ovs->vswitchd_pid_ = pid_from("ovs-vswitchd.pid");
+  CommandResult dpdk = RunCommand({"ovs-vsctl", "--db=" + ovs->DbSocket(), "--no-wait",
+                                   "--timeout=2", "get", "Open_vSwitch", ".", "dpdk_initialized"},
+                                  "", ovs->Env());
+  ovs->dpdk_ = dpdk.exit_code == 0 && Trim(dpdk.out) == "true";
+  return ovs;
+}
+
+absl::StatusOr<std::unique_ptr<OvsInstance>> OvsInstance::AttachOrStart(OvsInstanceConfig config) {
+  absl::StatusOr<std::unique_ptr<OvsInstance>> attached = Attach(config);
+  if (attached.ok() || !absl::IsNotFound(attached.status())) return attached;
+  return Start(std::move(config));
+}
+
+bool OvsInstance::Alive() const {
+  return RunCommand({"ovs-vsctl", "--db=" + DbSocket(), "--no-wait", "--timeout=2", "show"}, "",
+                    Env())
+                 .exit_code == 0 &&
+         RunCommand({"ovs-appctl", "--timeout=2", "-t", config_.run_dir + "/ovs-vswitchd.ctl",
+                     "version"},
+                    "", Env())
+                 .exit_code == 0;
+}
+
 absl::Status OvsInstance::StartOvsdb() {
   const std::string& d = config_.run_dir;
   const std::string db = d + "/conf.db";
@@ -166,6 +203,7 @@ absl::Status OvsInstance::StartVswitchd() {
 OvsInstance::~OvsInstance() { Stop(); }
 
 void OvsInstance::Stop() {
+  if (!owned_) return;
   StopChild(vswitchd_pid_, std::chrono::milliseconds(5000));
   vswitchd_pid_ = -1;
   StopChild(ovsdb_pid_, std::chrono::milliseconds(5000));

@@ -46,12 +46,26 @@ class OvsInstance {
   /// Creates the database, starts ovsdb-server and ovs-vswitchd and waits until both
   /// answer. On failure stops whatever started and says which step failed (log excerpt).
   static absl::StatusOr<std::unique_ptr<OvsInstance>> Start(OvsInstanceConfig config);
+  /// Uses the ovsdb-server and ovs-vswitchd already running with `config.run_dir` (both must
+  /// answer on their sockets). The instance does not own them: Stop() and the destructor
+  /// leave them running. NOT_FOUND if nothing answers there.
+  static absl::StatusOr<std::unique_ptr<OvsInstance>> Attach(OvsInstanceConfig config);
+  /// Attach if an instance answers in `config.run_dir`, else Start.
+  static absl::StatusOr<std::unique_ptr<OvsInstance>> AttachOrStart(OvsInstanceConfig config);
   ~OvsInstance();
   OvsInstance(const OvsInstance&) = delete;
   OvsInstance& operator=(const OvsInstance&) = delete;
 
-  /// Stops ovs-vswitchd, then ovsdb-server (SIGTERM, then SIGKILL after a grace period).
+  /// Stops ovs-vswitchd, then ovsdb-server (SIGTERM, then SIGKILL after a grace period), if
+  /// this instance owns them.
   void Stop();
+  /// Gives up ownership: the daemons keep running after this object is gone, so their flows
+  /// and conntrack state outlive the process that started them (an agent restart).
+  void Release() { owned_ = false; }
+  /// True if this object started the daemons and will stop them.
+  bool owned() const { return owned_; }
+  /// True if both daemons answer on their sockets.
+  bool Alive() const;
 
   /// ovs-vsctl against the private database. Waits for ovs-vswitchd to apply the change
   /// (no --no-wait) up to the configured timeout.
@@ -82,6 +96,7 @@ class OvsInstance {
   pid_t ovsdb_pid_ = -1;
   pid_t vswitchd_pid_ = -1;
   bool dpdk_ = false;
+  bool owned_ = true;
 };
 
 /// The datapath's view for stats (`dpctl/show`, `dpctl/dump-flows -m`): what the agent

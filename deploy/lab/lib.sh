@@ -10,12 +10,19 @@
 #   SLUICE_LAB_NO_DAEMONS=1   lab_up builds the topology and VMs but starts no daemons
 #   SLUICE_LAB_READY_TIMEOUT  seconds lab_wait_ready waits for each daemon (default 30)
 #   SLUICE_LAB_CONFIG_DIR     daemon configs (default deploy/lab/config; tests use copies)
+#   SLUICE_LAB_HOST2=ovs      host2 runs Open vSwitch: its agent in vswitch mode (its own
+#                             ovsdb-server + ovs-vswitchd, run dir $SLUICE_LAB_RUN/ovs-host2,
+#                             inside sl-host2), vm3/vm4's host-side veths as bridge ports, and
+#                             the muxes send GRE to host2's VMs. Configs are generated from
+#                             the ones in SLUICE_LAB_CONFIG_DIR into $SLUICE_LAB_RUN/config-ovs.
 
 LAB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 LAB_REPO=$(cd "$LAB_DIR/../.." && pwd)
 LAB_BUILD=$(realpath -m "${SLUICE_BUILD:-$LAB_REPO/build}")
 LAB_RUN=${SLUICE_LAB_RUN:-/run/sluice-lab}
 LAB_CONFIG_DIR=${SLUICE_LAB_CONFIG_DIR:-$LAB_DIR/config}
+LAB_HOST2=${SLUICE_LAB_HOST2:-dpdk}
+LAB_OVS_RUN=$LAB_RUN/ovs-host2
 # Debian's python3 (ensure-deps installs it); a python3 on PATH can be a slow wrapper (pyenv).
 LAB_PYTHON=${SLUICE_LAB_PYTHON:-$([[ -x /usr/bin/python3 ]] && echo /usr/bin/python3 || echo python3)}
 
@@ -448,11 +455,11 @@ lab_start_daemons() {
 # ---------------------------------------------------------------------------------------
 # Traffic and diagnostics.
 
-# lab_http_requests COUNT PARALLEL [PATH] : COUNT HTTP GETs to the VIP from sl-client, each
+# lab_http_requests COUNT PARALLEL [PATH [VIP]] : COUNT HTTP GETs to the VIP from sl-client, each
 # its own curl (a new connection, so a new source port), PARALLEL at a time. Prints one
 # line per request: "<curl exit code>|<body without newlines>|<client source port>".
 lab_http_requests() {
-  local count=$1 parallel=$2 url="http://$LAB_VIP:$LAB_VIP_PORT${3:-/}"
+  local count=$1 parallel=$2 url="http://${4:-$LAB_VIP}:$LAB_VIP_PORT${3:-/}"
   # shellcheck disable=SC2016  # expanded by the inner bash
   seq "$count" | lab_ns sl-client xargs -P "$parallel" -I{} bash -c '
     out=$(curl -s --connect-timeout 3 --max-time 10 -w "|%{local_port}" "$1")
@@ -589,6 +596,50 @@ lab_check_tools() {
   return 1
 }
 
+# SLUICE_LAB_HOST2=ovs: the daemon configs for host2 on Open vSwitch, generated from the
+# default ones into $LAB_RUN/config-ovs (LAB_CONFIG_DIR then points there): host2.yaml gets
+# agent.datapath: vswitch, kernel interface names for its ports and a vswitch: section; the
+# muxes' backends on host2 (PAs 10.101.0.33/34) get encap: gre (OVS decaps GRE, not IPIP).
+lab_generate_ovs_configs() {
+  local src=$LAB_CONFIG_DIR dst=$LAB_RUN/config-ovs
+  mkdir -p "$dst" || return 1
+  "$LAB_PYTHON" - "$src" "$dst" "$LAB_OVS_RUN" <<'PY' || return 1
+import pathlib, re, sys
+src, dst, ovs_run = map(pathlib.Path, sys.argv[1:])
+for f in src.glob("*.yaml"):
+    text = f.read_text()
+    if f.name.startswith("mux"):
+        text, n = re.subn(r"(\{[^}\n]*host: 10\.101\.0\.3[34][^}\n]*?)\s*\}", r"\1, encap: gre }", text)
+        if n == 0:
+            sys.exit(f"{f}: no backend on host2 to switch to GRE")
+    if f.name == "host2.yaml":
+        text, n = re.subn(r'uplink: "net_af_packet\d+,iface=(\w+)".*',
+                          r"datapath: vswitch   # the rules run in Open vSwitch (vswitch: below)\n"
+                          r"  uplink: \1   # kernel interface; a port of the OVS bridge", text)
+        text, m = re.subn(r'port: "net_af_packet\d+,iface=(\w+)"', r"port: \1", text)
+        if n != 1 or m == 0:
+            sys.exit(f"{f}: uplink or VM ports not in the expected form")
+        text += (f"vswitch:\n  bridge: br-sl\n  run_dir: {ovs_run}\n"
+                 "  slow_path_port: sl-slowpath\n")
+    (dst / f.name).write_text(text)
+PY
+  LAB_CONFIG_DIR=$dst
+}
+
+# Stops host2's OVS daemons (SLUICE_LAB_HOST2=ovs; started by its agent, which leaves them
+# running so flows and conntrack survive an agent restart) by their pid files.
+lab_stop_ovs() {
+  local f pid
+  for f in "$LAB_OVS_RUN/ovs-vswitchd.pid" "$LAB_OVS_RUN/ovsdb-server.pid"; do
+    [[ -r "$f" ]] || continue
+    pid=$(cat "$f")
+    if lab_pid_alive "$pid" && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q ovs; then
+      lab_stop_pid "$pid"
+    fi
+  done
+  rm -rf "$LAB_OVS_RUN"
+}
+
 # Builds the topology, starts the VMs' HTTP servers and the daemons, and waits until every
 # daemon is ready. A half-built lab from before is removed first.
 lab_up() {
@@ -596,9 +647,27 @@ lab_up() {
   if [[ "${SLUICE_LAB_NO_DAEMONS:-0}" != 1 ]]; then
     lab_check_binaries || return 1
   fi
+  case "$LAB_HOST2" in
+    dpdk) ;;
+    ovs) command -v ovs-vswitchd >/dev/null || {
+      lab_err "SLUICE_LAB_HOST2=ovs needs Open vSwitch (run deploy/ensure-deps.sh)"
+      return 1
+    } ;;
+    *)
+      lab_err "SLUICE_LAB_HOST2='$LAB_HOST2': expected dpdk (default) or ovs"
+      return 1
+      ;;
+  esac
   lab_down quiet
   mkdir -p "$LAB_RUN" || return 1
   rm -f "$LAB_RUN"/*.log
+  if [[ "$LAB_HOST2" == ovs ]]; then
+    lab_generate_ovs_configs || {
+      lab_err "could not generate the OVS configs"
+      return 1
+    }
+    lab_log "host2 on Open vSwitch (configs in $LAB_CONFIG_DIR)"
+  fi
   # The agents' NAT flow state files (deploy/lab/config/host*.yaml) and the SNAT allocator's
   # lease table (config/snatd.yaml): a new lab starts empty.
   rm -f /dev/shm/sluice-lab-*.flows "$LAB_RUN/snatd.state"
@@ -636,6 +705,7 @@ lab_down() {
       lab_stop "$name"
     done
     rm -f "$LAB_RUN"/*.sock
+    lab_stop_ovs
   fi
   for ns in "${LAB_NAMESPACES[@]}"; do
     lab_ns_exists "$ns" || continue

@@ -1,0 +1,528 @@
+#include "hostagent/vswitch_agent.h"
+
+#include <arpa/inet.h>
+#include <linux/if_ether.h>
+#include <linux/if_packet.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include "common/json_writer.h"
+#include "common/net_text.h"
+#include "common/strings.h"
+#include "vswitch/process.h"
+
+namespace sluice::agent {
+namespace {
+
+using vswitch::OvsFlow;
+
+constexpr uint64_t kExtraCookie = vswitch::kBaseCookie | 0x10000;
+
+std::string ReadText(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+bool ParseMac(const std::string& text, flow::MacAddr* mac) {
+  unsigned v[6];
+  if (sscanf(text.c_str(), "%x:%x:%x:%x:%x:%x", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5]) != 6) {
+    return false;
+  }
+  for (int i = 0; i < 6; ++i) (*mac)[i] = static_cast<uint8_t>(v[i]);
+  return true;
+}
+
+absl::StatusOr<flow::MacAddr> InterfaceMac(const std::string& ifname) {
+  flow::MacAddr mac{};
+  const std::string path = "/sys/class/net/" + ifname + "/address";
+  if (!ParseMac(ReadText(path), &mac)) {
+    return absl::FailedPreconditionError(
+        StrCat("interface ", ifname, " does not exist here (cannot read ", path, ")"));
+  }
+  return mac;
+}
+
+absl::Status Ip(const std::vector<std::string>& args) {
+  std::vector<std::string> argv = {"ip"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  absl::StatusOr<std::string> r = vswitch::RunChecked(argv);
+  return r.ok() ? absl::OkStatus() : r.status();
+}
+
+// Answers a VM's ARP request for its gateway from the bridge, with the VM port's MAC.
+OvsFlow GatewayArpFlow(uint64_t cookie, uint32_t ofport, uint32_t gateway,
+                       const flow::MacAddr& mac) {
+  const std::string m = flow::FormatMac(mac);
+  const std::string gw = flow::FormatIpv4(gateway);
+  return OvsFlow{
+      .cookie = cookie,
+      .priority = 64500,
+      .match = StrCat("arp,in_port=", ofport, ",arp_tpa=", gw, ",arp_op=1"),
+      .actions = StrCat("move:NXM_OF_ETH_SRC[]->NXM_OF_ETH_DST[],set_field:", m,
+                        "->eth_src,set_field:2->arp_op,move:NXM_NX_ARP_SHA[]->NXM_NX_ARP_THA[],"
+                        "move:NXM_OF_ARP_SPA[]->NXM_OF_ARP_TPA[],set_field:",
+                        m, "->arp_sha,set_field:", gw, "->arp_spa,in_port")};
+}
+
+// A miss of table `table` (from `ofport`, if table 0) goes to the slow path tagged with
+// `vlan`, so the agent knows where it came from.
+OvsFlow MissFlow(uint64_t cookie, uint8_t table, uint32_t ofport, uint16_t vlan) {
+  return OvsFlow{.cookie = cookie,
+                 .table = table,
+                 .priority = static_cast<uint16_t>(table == 0 ? 1 : 0),
+                 .match = table == 0 ? StrCat("in_port=", ofport) : "",
+                 .actions = StrCat("push_vlan:0x8100,set_field:", 0x1000 | vlan,
+                                   "->vlan_vid,output:", kVswitchSlowPathOfport)};
+}
+
+}  // namespace
+
+flow::MacAddr BridgeMac(uint32_t host_pa) {
+  return {0x02, 0x53, static_cast<uint8_t>(host_pa >> 24), static_cast<uint8_t>(host_pa >> 16),
+          static_cast<uint8_t>(host_pa >> 8), static_cast<uint8_t>(host_pa)};
+}
+
+VswitchMiss ClassifyMiss(uint16_t vlan, size_t vm_count) {
+  if (vlan == kReplyMissVlan) return VswitchMiss::kReplyNoConntrackState;
+  if (vlan == kVswitchUplinkOfport) return VswitchMiss::kUplinkNoRule;
+  if (vlan == kVswitchGreOfport) return VswitchMiss::kTunnelNoEndpoint;
+  if (vlan >= kVswitchFirstVmOfport && vlan < kVswitchFirstVmOfport + vm_count) {
+    return VswitchMiss::kVmNoRule;
+  }
+  return VswitchMiss::kUnknownPort;
+}
+
+VswitchPlan PlanVswitch(const AgentConfig& config, const flow::MacAddr& bridge_mac,
+                        const std::vector<flow::MacAddr>& vm_port_macs) {
+  const VswitchConfig& vs = config.vswitch;
+  VswitchPlan plan;
+  plan.bridge = {.name = vs.bridge,
+                 .datapath_type = "netdev",
+                 .hwaddr = flow::FormatMac(bridge_mac),
+                 .hw_offload = vs.hw_offload};
+  plan.bridge.ports.push_back({.name = config.uplink, .ofport = kVswitchUplinkOfport});
+  for (size_t v = 0; v < config.vms.size(); ++v) {
+    plan.bridge.ports.push_back({.name = config.vms[v].port,
+                                 .ofport = static_cast<uint32_t>(kVswitchFirstVmOfport + v)});
+  }
+  plan.bridge.ports.push_back({.name = vs.bridge + "-gre",
+                               .type = "gre",
+                               .ofport = kVswitchGreOfport,
+                               .options = {{"remote_ip", "flow"}, {"packet_type", "legacy_l3"}}});
+  plan.bridge.ports.push_back(
+      {.name = vs.slow_path_port, .type = "internal", .ofport = kVswitchSlowPathOfport});
+
+  // IR ports: 0 the uplink, v + 1 VM v.
+  vswitch::OvsExecutorConfig& ex = plan.executor;
+  ex.ports.ofport[0] = kVswitchUplinkOfport;
+  ex.ports.gre_port = kVswitchGreOfport;
+  ex.ports.slow_path_port = kVswitchSlowPathOfport;
+  ex.base.uplink_ofport = kVswitchUplinkOfport;
+  ex.base.slow_path_port = kVswitchSlowPathOfport;
+  ex.base.tunnel_endpoints.push_back(config.address.addr);
+  plan.ports.uplink_port = 0;
+  plan.ports.uplink_mac = bridge_mac;
+  plan.ports.inbound_tunnels = {flow::Tunnel::kGre};
+  plan.ports.shared_return_rules = true;
+  uint64_t cookie = kExtraCookie;
+  for (size_t v = 0; v < config.vms.size(); ++v) {
+    const auto ofport = static_cast<uint32_t>(kVswitchFirstVmOfport + v);
+    ex.ports.ofport[static_cast<uint16_t>(v + 1)] = ofport;
+    ex.base.tunnel_endpoints.push_back(config.vms[v].pa);
+    plan.ports.vm_ports.push_back(static_cast<uint16_t>(v + 1));
+    plan.ports.vm_port_macs.push_back(vm_port_macs[v]);
+    ex.extra_flows.push_back(
+        GatewayArpFlow(cookie++, ofport, config.vms[v].gateway, vm_port_macs[v]));
+  }
+  ex.extra_flows.push_back(MissFlow(cookie++, 0, kVswitchUplinkOfport, kVswitchUplinkOfport));
+  ex.extra_flows.push_back(MissFlow(cookie++, 0, kVswitchGreOfport, kVswitchGreOfport));
+  for (size_t v = 0; v < config.vms.size(); ++v) {
+    const auto ofport = static_cast<uint32_t>(kVswitchFirstVmOfport + v);
+    ex.extra_flows.push_back(MissFlow(cookie++, 0, ofport, static_cast<uint16_t>(ofport)));
+  }
+  ex.extra_flows.push_back(MissFlow(cookie++, 1, 0, kReplyMissVlan));
+  return plan;
+}
+
+size_t StageAgentRules(const AgentConfig& config, const PortMap& ports,
+                       const flow::MacAddr& gateway_mac, vswitch::OvsExecutor* executor) {
+  executor->RemoveAll();
+  size_t refused = 0;
+  for (const flow::Rule& rule : BuildAgentRules(config, ports, gateway_mac)) {
+    const vswitch::RuleOptions options{.conntrack = NeedsConntrack(config, rule)};
+    if (!executor->Add(rule, options).ok) ++refused;
+  }
+  return refused;
+}
+
+absl::StatusOr<std::unique_ptr<VswitchAgent>> VswitchAgent::Start(const AgentConfig& config) {
+  if (config.datapath != Datapath::kVswitch) {
+    return absl::InvalidArgumentError("agent.datapath is not vswitch");
+  }
+  std::unique_ptr<VswitchAgent> agent(new VswitchAgent(config));
+  if (absl::Status s = agent->Setup(); !s.ok()) return s;
+  return agent;
+}
+
+absl::Status VswitchAgent::Setup() {
+  const VswitchConfig& vs = config_.vswitch;
+  vswitch::OvsInstanceConfig oc{.run_dir = vs.run_dir, .want_dpdk = vs.dpdk};
+  absl::StatusOr<std::unique_ptr<vswitch::OvsInstance>> ovs =
+      vs.start_ovs ? vswitch::OvsInstance::AttachOrStart(oc) : vswitch::OvsInstance::Attach(oc);
+  if (!ovs.ok()) return ovs.status();
+  ovs_ = std::move(*ovs);
+  // OVS outlives the agent: its flows and conntrack entries carry the connections across an
+  // agent restart (the next agent attaches and reconciles).
+  ovs_->Release();
+  fprintf(stderr, "sluice-agent %s: OVS in %s (%s, %s build), bridge %s\n", config_.name.c_str(),
+          vs.run_dir.c_str(), ovs_->owned() ? "started" : "attached",
+          ovs_->dpdk() ? "DPDK" : "plain", vs.bridge.c_str());
+
+  if (absl::StatusOr<flow::MacAddr> uplink = InterfaceMac(config_.uplink); !uplink.ok()) {
+    return uplink.status();
+  }
+  const flow::MacAddr bridge_mac = BridgeMac(config_.address.addr);
+  std::vector<flow::MacAddr> vm_macs;
+  for (const VmConfig& vm : config_.vms) {
+    absl::StatusOr<flow::MacAddr> mac = InterfaceMac(vm.port);
+    if (!mac.ok()) return absl::FailedPreconditionError(StrCat("VM ", vm.name, ": ", mac.status().message()));
+    vm_macs.push_back(*mac);
+  }
+  plan_ = PlanVswitch(config_, bridge_mac, vm_macs);
+  if (absl::Status s = vswitch::EnsureBridge(*ovs_, plan_.bridge); !s.ok()) return s;
+  // The bridge's ports are OVS's: the host's kernel must not answer ARP on them for the
+  // addresses of LOCAL (it would announce the port's own MAC, which OVS does not decap for).
+  std::vector<std::string> ifaces = {config_.uplink};
+  for (const VmConfig& vm : config_.vms) ifaces.push_back(vm.port);
+  for (const std::string& ifname : ifaces) {
+    const std::string path = "/proc/sys/net/ipv4/conf/" + ifname + "/arp_ignore";
+    std::ofstream out(path);
+    out << "8\n";
+    out.flush();
+    if (!out) return absl::FailedPreconditionError("cannot write " + path);
+  }
+
+  // The LOCAL port is the host on the underlay: the host PA and every VM's PA (where the
+  // muxes send GRE; OVS pops GRE addressed to an address of LOCAL).
+  const std::string prefix = StrCat(Ipv4ToString(config_.address.addr), "/", config_.address.length);
+  for (const std::vector<std::string>& cmd : std::vector<std::vector<std::string>>{
+           {"link", "set", vs.bridge, "up"},
+           {"addr", "replace", prefix, "dev", vs.bridge},
+           {"link", "set", vs.slow_path_port, "up"}}) {
+    if (absl::Status s = Ip(cmd); !s.ok()) return s;
+  }
+  for (const VmConfig& vm : config_.vms) {
+    if (absl::Status s = Ip({"addr", "replace", Ipv4ToString(vm.pa) + "/32", "dev", vs.bridge});
+        !s.ok()) {
+      return s;
+    }
+  }
+
+  channel_ = std::make_unique<vswitch::OfctlChannel>(ovs_.get(), vs.bridge);
+  executor_ = std::make_unique<vswitch::OvsExecutor>(channel_.get(), plan_.executor);
+  // A new bridge has no flows (fail_mode=secure drops everything): the base flows must be
+  // there before the host can ARP for its router. A bridge that has them (an agent restart)
+  // is left alone until the reconcile.
+  absl::StatusOr<std::string> dump = channel_->DumpFlows();
+  if (!dump.ok()) return dump.status();
+  if (dump->find(StrCat("cookie=", "0xfff0000000000000")) == std::string::npos) {
+    if (absl::Status s = executor_->Commit(); !s.ok()) return s;
+  }
+  if (absl::Status s = ResolveGatewayMac(); !s.ok()) return s;
+
+  size_t refused = StageAgentRules(config_, plan_.ports, gateway_mac_, executor_.get());
+  absl::StatusOr<vswitch::ReconcileReport> report = executor_->Reconcile();
+  if (!report.ok()) return report.status();
+  start_report_ = *report;
+  fprintf(stderr,
+          "sluice-agent %s: bridge %s reconciled: %zu flows wanted, %zu kept, %zu written, %zu "
+          "removed; %zu rule(s) refused by OVS\n",
+          config_.name.c_str(), vs.bridge.c_str(), report->desired, report->kept, report->added,
+          report->removed, refused);
+  for (const vswitch::OvsRuleStatus& st : executor_->Statuses()) {
+    if (!st.error.empty()) fprintf(stderr, "  refused: %s\n", st.error.c_str());
+  }
+  if (absl::Status s = OpenSlowPath(); !s.ok()) return s;
+  slow_path_thread_ = std::jthread([this](std::stop_token stop) { ReadSlowPath(stop); });
+  ready_ = true;
+  return absl::OkStatus();
+}
+
+absl::Status VswitchAgent::ResolveGatewayMac() {
+  // A datagram to the router's discard port makes the kernel resolve it (through the
+  // bridge's LOCAL port and the ARP base flows); the answer is read from its ARP table.
+  const std::string gw = Ipv4ToString(config_.gateway);
+  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return absl::InternalError(StrCat("socket: ", strerror(errno)));
+  sockaddr_in to{};
+  to.sin_family = AF_INET;
+  to.sin_port = htons(9);
+  to.sin_addr.s_addr = htonl(config_.gateway);
+  auto last_sent = std::chrono::steady_clock::time_point{};
+  absl::Status resolved = vswitch::WaitFor(
+      [&] {
+        for (std::string_view line : SplitString(ReadText("/proc/net/arp"), '\n')) {
+          std::vector<std::string_view> f = SplitString(line, ' ');
+          std::vector<std::string> fields;
+          for (std::string_view x : f) {
+            if (!x.empty()) fields.emplace_back(x);
+          }
+          if (fields.size() >= 4 && fields[0] == gw && fields[2] == "0x2" &&
+              ParseMac(fields[3], &gateway_mac_)) {
+            return true;
+          }
+        }
+        const auto now = std::chrono::steady_clock::now();
+        if (now - last_sent > std::chrono::seconds(1)) {
+          sendto(fd, "", 0, MSG_DONTWAIT, reinterpret_cast<const sockaddr*>(&to), sizeof(to));
+          last_sent = now;
+        }
+        return false;
+      },
+      std::chrono::seconds(30), "the router " + gw + " to answer ARP on bridge " +
+                                    config_.vswitch.bridge);
+  close(fd);
+  return resolved;
+}
+
+absl::Status VswitchAgent::OpenSlowPath() {
+  const std::string& ifname = config_.vswitch.slow_path_port;
+  const unsigned index = if_nametoindex(ifname.c_str());
+  if (index == 0) {
+    return absl::FailedPreconditionError(StrCat("slow-path port ", ifname, ": ", strerror(errno)));
+  }
+  slow_fd_ = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, htons(ETH_P_ALL));
+  if (slow_fd_ < 0) return absl::InternalError(StrCat("AF_PACKET socket: ", strerror(errno)));
+  int on = 1;
+  setsockopt(slow_fd_, SOL_PACKET, PACKET_AUXDATA, &on, sizeof(on));
+  sockaddr_ll addr{};
+  addr.sll_family = AF_PACKET;
+  addr.sll_protocol = htons(ETH_P_ALL);
+  addr.sll_ifindex = static_cast<int>(index);
+  if (bind(slow_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    return absl::InternalError(StrCat("bind to ", ifname, ": ", strerror(errno)));
+  }
+  return absl::OkStatus();
+}
+
+void VswitchAgent::ReadSlowPath(std::stop_token stop) {
+  uint8_t frame[2048];
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(tpacket_auxdata))];
+  while (!stop.stop_requested()) {
+    pollfd p{.fd = slow_fd_, .events = POLLIN, .revents = 0};
+    if (poll(&p, 1, 100) <= 0) continue;  // 100 ms: how soon a stop request is noticed
+    iovec iov{.iov_base = frame, .iov_len = sizeof(frame)};
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof(control);
+    ssize_t n = recvmsg(slow_fd_, &msg, MSG_DONTWAIT);
+    if (n <= 0) continue;
+    uint16_t vlan = 0;
+    // The kernel moves the tag into metadata on receive; an untouched frame still has it.
+    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+      if (c->cmsg_level != SOL_PACKET || c->cmsg_type != PACKET_AUXDATA) continue;
+      tpacket_auxdata aux;
+      memcpy(&aux, CMSG_DATA(c), sizeof(aux));
+      if (aux.tp_status & TP_STATUS_VLAN_VALID) vlan = aux.tp_vlan_tci & 0x0fff;
+    }
+    if (vlan == 0 && n >= 18 && frame[12] == 0x81 && frame[13] == 0x00) {
+      vlan = static_cast<uint16_t>(((frame[14] << 8) | frame[15]) & 0x0fff);
+    }
+    ++slow_path_packets_;
+    ++misses_[static_cast<size_t>(ClassifyMiss(vlan, config_.vms.size()))];
+  }
+}
+
+VswitchAgent::~VswitchAgent() {
+  if (slow_path_thread_.joinable()) {
+    slow_path_thread_.request_stop();
+    slow_path_thread_.join();
+  }
+  if (slow_fd_ >= 0) close(slow_fd_);
+}
+
+bool VswitchAgent::PublishConfig(const AgentConfig& next, std::string* error) {
+  std::lock_guard<std::mutex> lock(mu_);
+  const AgentConfig& now = config_;
+  const char* changed = nullptr;
+  if (next.name != now.name) changed = "agent.name";
+  if (next.datapath != now.datapath || !(next.vswitch == now.vswitch)) changed = "vswitch";
+  if (next.uplink != now.uplink) changed = "agent.uplink";
+  if (next.address.addr != now.address.addr || next.address.length != now.address.length) {
+    changed = "agent.address";
+  }
+  if (next.gateway != now.gateway) changed = "agent.gateway";
+  bool vms_equal = next.vms.size() == now.vms.size();
+  for (size_t v = 0; vms_equal && v < now.vms.size(); ++v) {
+    const VmConfig& x = next.vms[v];
+    const VmConfig& y = now.vms[v];
+    vms_equal = x.name == y.name && x.port == y.port && x.mac == y.mac && x.dip == y.dip &&
+                x.pa == y.pa && x.gateway == y.gateway;
+  }
+  if (!vms_equal) changed = "vms";
+  if (changed != nullptr) {
+    *error = std::string(changed) + " cannot change while running (restart the agent)";
+    return false;
+  }
+  for (size_t i = 0; i < next.endpoints.size(); ++i) {
+    bool local = false;
+    for (const VmConfig& vm : next.vms) local |= vm.dip == next.endpoints[i].dip;
+    if (!local) {
+      *error = StrCat("endpoints[", i, "].dip: ", Ipv4ToString(next.endpoints[i].dip),
+                      " is not the DIP of any VM on this host");
+      return false;
+    }
+  }
+  StageAgentRules(next, plan_.ports, gateway_mac_, executor_.get());
+  if (absl::Status s = executor_->Commit(); !s.ok()) {
+    // The bridge is unchanged (one bundle); stage the running rules again.
+    StageAgentRules(config_, plan_.ports, gateway_mac_, executor_.get());
+    *error = StrCat("OVS refused the change (bridge unchanged): ", s.message());
+    return false;
+  }
+  config_ = next;
+  ++generation_;
+  return true;
+}
+
+bool VswitchAgent::CopyFlows(size_t, uint32_t, std::vector<NatFlow>* flows, uint64_t* total) {
+  flows->clear();
+  *total = 0;
+  return true;
+}
+
+void VswitchAgent::Refresh() const {
+  const auto now = std::chrono::steady_clock::now();
+  if (now - refreshed_.at < std::chrono::milliseconds(250)) return;
+  refreshed_.at = now;
+  if (executor_->QueryCounters().ok()) {
+    refreshed_.inbound = refreshed_.dsr_return = refreshed_.stateful_return = 0;
+    for (const vswitch::OvsRuleStatus& st : executor_->Statuses()) {
+      const flow::Rule probe{.id = st.id};
+      switch (KindOf(probe)) {
+        case RuleKind::kDsrReturn:
+          refreshed_.dsr_return += st.packets;
+          if (NeedsConntrack(config_, probe)) refreshed_.stateful_return += st.packets;
+          break;
+        default:
+          refreshed_.inbound += st.packets;
+          break;
+      }
+    }
+  }
+  absl::StatusOr<vswitch::DatapathStats> dp = vswitch::ReadDatapathStats(*ovs_);
+  if (dp.ok()) {
+    refreshed_.datapath = *dp;
+    refreshed_.datapath_error.clear();
+  } else {
+    refreshed_.datapath_error = std::string(dp.status().message());
+  }
+  absl::StatusOr<std::string> hw =
+      ovs_->Vsctl({"--if-exists", "get", "Open_vSwitch", ".", "other_config:hw-offload"});
+  if (hw.ok()) {
+    std::string v = *hw;
+    std::erase_if(v, [](char c) { return c == '"' || c == '\n' || c == ' '; });
+    refreshed_.hw_offload = v.empty() ? "false" : v;
+  }
+}
+
+AgentRuntimeStatus VswitchAgent::Status() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  Refresh();
+  AgentRuntimeStatus s{.ready = ready_.load()};
+  uint64_t on_bridge = 0;
+  for (const auto& [name, value] : executor_->Counters()) {
+    if (name == "rules_on_bridge") on_bridge = value;
+  }
+  s.counters = {
+      {"inbound_packets", refreshed_.inbound},
+      {"dsr_return_packets", refreshed_.dsr_return},
+      {"stateful_return_packets", refreshed_.stateful_return},
+      {"rules_installed", on_bridge},
+      {"slow_path_packets", slow_path_packets_.load()},
+      {"ovs_datapath_flows", refreshed_.datapath.flows},
+      {"ovs_datapath_flows_offloaded", refreshed_.datapath.offloaded},
+      {"ovs_datapath_flows_partially_offloaded", refreshed_.datapath.partially_offloaded},
+      {"ovs_datapath_hits", refreshed_.datapath.hits},
+      {"ovs_datapath_misses", refreshed_.datapath.misses},
+      {"ovs_hw_offload", refreshed_.hw_offload == "true" ? 1u : 0u},
+      {"config_generation_in_use", generation_.load()},
+  };
+  for (size_t r = 0; r < kNumVswitchMisses; ++r) {
+    s.drops.emplace_back(StrCat("miss_", kVswitchMissNames[r]), misses_[r].load());
+  }
+  s.vms.resize(config_.vms.size());
+  return s;
+}
+
+std::string VswitchAgent::StatsJson() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  Refresh();
+  JsonWriter j;
+  j.BeginObject()
+      .Field("role", "agent")
+      .Field("name", config_.name)
+      .Field("ready", ready_.load())
+      .Field("executor", "vswitch")
+      .Field("inbound_packets", refreshed_.inbound)
+      .Field("dsr_return_packets", refreshed_.dsr_return)
+      .Field("stateful_return_packets", refreshed_.stateful_return)
+      .Field("snat_out_packets", uint64_t{0})
+      .Field("snat_in_packets", uint64_t{0})
+      .Field("fastpath_packets", uint64_t{0})
+      .Field("config_generation", generation_.load());
+  j.Key("ovs").BeginObject();
+  j.Field("run_dir", config_.vswitch.run_dir)
+      .Field("bridge", config_.vswitch.bridge)
+      .Field("vswitchd", ovs_->dpdk() ? "dpdk" : "plain")
+      .Field("hw_offload", refreshed_.hw_offload == "true");
+  for (const auto& [name, value] : executor_->Counters()) j.Field(name, value);
+  j.Field("start_flows_kept", uint64_t{start_report_.kept})
+      .Field("start_flows_written", uint64_t{start_report_.added})
+      .Field("start_flows_removed", uint64_t{start_report_.removed});
+  j.Key("datapath")
+      .BeginObject()
+      .Field("flows", refreshed_.datapath.flows)
+      .Field("offloaded", refreshed_.datapath.offloaded)
+      .Field("partially_offloaded", refreshed_.datapath.partially_offloaded)
+      .Field("hits", refreshed_.datapath.hits)
+      .Field("misses", refreshed_.datapath.misses)
+      .Field("lost", refreshed_.datapath.lost);
+  if (!refreshed_.datapath_error.empty()) j.Field("error", refreshed_.datapath_error);
+  j.EndObject();
+  j.Key("refused").BeginArray();
+  for (const vswitch::OvsRuleStatus& st : executor_->Statuses()) {
+    if (!st.error.empty()) j.String(st.error);
+  }
+  j.EndArray();
+  j.EndObject();
+  j.Key("slow_path")
+      .BeginObject()
+      .Field("port", config_.vswitch.slow_path_port)
+      .Field("packets", slow_path_packets_.load());
+  j.Key("misses").BeginObject();
+  for (size_t r = 0; r < kNumVswitchMisses; ++r) j.Field(kVswitchMissNames[r], misses_[r].load());
+  j.EndObject();
+  j.EndObject();
+  // The DPDK agent's drop names, so scripts can read drops.X from either mode.
+  j.Key("drops").BeginObject();
+  j.Field("no_rule", slow_path_packets_.load());
+  j.EndObject();
+  j.EndObject();
+  return j.str();
+}
+
+}  // namespace sluice::agent

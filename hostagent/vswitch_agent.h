@@ -1,0 +1,137 @@
+// sluice-agent's vswitch mode (agent.datapath: vswitch): the VMs sit on an Open vSwitch bridge
+// in the userspace datapath, and the agent's static packet walks (inbound GRE decap + VIP→DIP,
+// DSR return, the VMs' gateway ARP) run there as OpenFlow flows programmed through vswitch/.
+// Packets no flow takes go to a slow-path port the agent reads and counts by reason.
+// Control plane only: no DPDK here.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "hostagent/config.h"
+#include "hostagent/grpc_service.h"
+#include "hostagent/rules.h"
+#include "vswitch/executor.h"
+#include "vswitch/ovs_instance.h"
+
+namespace sluice::agent {
+
+/// OpenFlow port numbers of the agent's bridge (requested with ofport_request).
+inline constexpr uint32_t kVswitchUplinkOfport = 1;
+inline constexpr uint32_t kVswitchFirstVmOfport = 2;  ///< VM v is kVswitchFirstVmOfport + v.
+inline constexpr uint32_t kVswitchGreOfport = 300;
+inline constexpr uint32_t kVswitchSlowPathOfport = 301;
+/// VLAN id of a miss of table 1 (a reply of a shared DIP:port without conntrack state);
+/// misses of table 0 carry their ingress OpenFlow port as VLAN id.
+inline constexpr uint16_t kReplyMissVlan = 4000;
+
+/// Why a packet reached the slow-path port: no flow took it.
+enum class VswitchMiss : uint8_t {
+  kVmNoRule = 0,           ///< A VM's packet that is no reply of a local endpoint (outbound
+                           ///< connections: SNAT and Fastpath are not translated in OVS yet).
+  kReplyNoConntrackState,  ///< A reply from a shared DIP:port with no conntrack entry.
+  kTunnelNoEndpoint,       ///< Decapsulated GRE to no local VIP:port/protocol.
+  kUplinkNoRule,           ///< From the uplink and not GRE to a local PA or ARP (IPIP or GUE
+                           ///< from a mux whose backend is not `encap: gre`, redirects).
+  kUnknownPort,            ///< Untagged, or tagged with no port of the bridge.
+  kCount
+};
+inline constexpr size_t kNumVswitchMisses = static_cast<size_t>(VswitchMiss::kCount);
+inline constexpr std::array<std::string_view, kNumVswitchMisses> kVswitchMissNames = {
+    "vm_no_rule", "reply_no_conntrack_state", "tunnel_no_endpoint", "uplink_no_rule",
+    "unknown_port"};
+
+/// The MAC of the bridge's LOCAL port, the host's MAC on the underlay: 02:53 + the host PA.
+/// It must differ from the uplink interface's own MAC, or the host kernel would also take
+/// (and answer with ICMP) the GRE that OVS decaps.
+flow::MacAddr BridgeMac(uint32_t host_pa);
+
+/// The miss reason of a frame read from the slow-path port whose VLAN id is `vlan` (0 =
+/// untagged), on a bridge with `vm_count` VMs.
+VswitchMiss ClassifyMiss(uint16_t vlan, size_t vm_count);
+
+/// What the bridge of `config` looks like: ports, IR port map, executor config (base flows,
+/// the VMs' gateway ARP answers, miss tagging). `bridge_mac` is the LOCAL port's MAC (the
+/// host's MAC on the underlay), `vm_port_macs` the bridge-side interfaces' MACs (what each
+/// VM's gateway answers with).
+struct VswitchPlan {
+  vswitch::BridgeSpec bridge;
+  vswitch::OvsExecutorConfig executor;
+  PortMap ports;
+};
+VswitchPlan PlanVswitch(const AgentConfig& config, const flow::MacAddr& bridge_mac,
+                        const std::vector<flow::MacAddr>& vm_port_macs);
+
+/// Stages `config`'s rules (conntrack NAT for shared DIP:ports) on `executor` in place of
+/// what it held. Returns the number of rules OVS refused (their reasons are in the statuses).
+size_t StageAgentRules(const AgentConfig& config, const PortMap& ports,
+                       const flow::MacAddr& gateway_mac, vswitch::OvsExecutor* executor);
+
+class VswitchAgent : public AgentRuntime {
+ public:
+  /// Attaches to (or starts) the private OVS of `config.vswitch`, builds the bridge and its
+  /// ports, gives the bridge's LOCAL port the host PA and the VMs' PAs (the GRE tunnel
+  /// endpoints), resolves the router's MAC, reconciles the flows (flows already right are
+  /// kept with their counters and connections) and starts reading the slow-path port.
+  static absl::StatusOr<std::unique_ptr<VswitchAgent>> Start(const AgentConfig& config);
+  ~VswitchAgent() override;
+
+  // AgentRuntime: each accepted config is one OpenFlow bundle.
+  bool PublishConfig(const AgentConfig& next, std::string* error) override;
+  uint64_t generation() const override { return generation_.load(); }
+  void ReclaimRetired() override {}
+  AgentRuntimeStatus Status() const override;
+  /// The per-connection state lives in OVS conntrack, not in an agent flow table: no flows.
+  bool CopyFlows(size_t limit, uint32_t dip, std::vector<NatFlow>* flows,
+                 uint64_t* total) override;
+
+  /// The stats socket's JSON document.
+  std::string StatsJson() const;
+  const vswitch::ReconcileReport& start_report() const { return start_report_; }
+  uint64_t Misses(VswitchMiss why) const { return misses_[static_cast<size_t>(why)].load(); }
+
+ private:
+  explicit VswitchAgent(const AgentConfig& config) : config_(config) {}
+  absl::Status Setup();
+  absl::Status ResolveGatewayMac();
+  absl::Status OpenSlowPath();
+  void ReadSlowPath(std::stop_token stop);
+  /// Refreshes the flows' counters and OVS's datapath stats (at most every 250 ms).
+  void Refresh() const;
+
+  AgentConfig config_;
+  std::unique_ptr<vswitch::OvsInstance> ovs_;
+  std::unique_ptr<vswitch::OfctlChannel> channel_;
+  std::unique_ptr<vswitch::OvsExecutor> executor_;
+  VswitchPlan plan_;
+  flow::MacAddr gateway_mac_{};
+  vswitch::ReconcileReport start_report_;
+  std::atomic<uint64_t> generation_{1};
+  std::atomic<bool> ready_{false};
+  int slow_fd_ = -1;
+  std::array<std::atomic<uint64_t>, kNumVswitchMisses> misses_{};
+  std::atomic<uint64_t> slow_path_packets_{0};
+  std::jthread slow_path_thread_;
+
+  mutable std::mutex mu_;  ///< Guards config_, executor_ and the refreshed values below.
+  struct Refreshed {
+    std::chrono::steady_clock::time_point at{};
+    uint64_t inbound = 0, dsr_return = 0, stateful_return = 0;
+    vswitch::DatapathStats datapath;
+    std::string datapath_error;
+    std::string hw_offload = "false";
+  };
+  mutable Refreshed refreshed_;
+};
+
+}  // namespace sluice::agent

@@ -1,0 +1,174 @@
+// vswitch mode without OVS: the bridge plan, the agent's rules as OpenFlow (GRE inbound,
+// conntrack NAT for shared DIP:ports), one bundle per config change, miss classification.
+#include "hostagent/vswitch_agent.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+
+namespace sluice::agent {
+namespace {
+
+// The lab's host2 in vswitch mode: VIP1 and VIP2 share vm3's and vm4's DIP:port 8080.
+constexpr const char* kHost2 = R"(
+agent:
+  name: host2
+  datapath: vswitch
+  uplink: eth0
+  address: 10.101.0.22/24
+  gateway: 10.101.0.1
+vswitch:
+  bridge: br-sl
+  run_dir: /run/test-ovs
+vms:
+  - { name: vm3, port: vm3, mac: "02:00:0a:01:00:03", dip: 10.1.0.3, pa: 10.101.0.33, gateway: 10.1.0.254 }
+  - { name: vm4, port: vm4, mac: "02:00:0a:01:00:04", dip: 10.1.0.4, pa: 10.101.0.34, gateway: 10.1.0.254 }
+endpoints:
+  - { vip: 10.200.0.10, port: 80, protocol: tcp, dip: 10.1.0.3, dip_port: 8080 }
+  - { vip: 10.200.0.10, port: 80, protocol: tcp, dip: 10.1.0.4, dip_port: 8080 }
+  - { vip: 10.200.0.20, port: 80, protocol: tcp, dip: 10.1.0.3, dip_port: 8080 }
+  - { vip: 10.200.0.20, port: 80, protocol: tcp, dip: 10.1.0.4, dip_port: 8080 }
+  - { vip: 10.200.0.30, port: 53, protocol: udp, dip: 10.1.0.4, dip_port: 5353 }
+)";
+
+const flow::MacAddr kBridgeMac = {2, 0, 0, 0, 0x22, 1};
+const flow::MacAddr kRouterMac = {2, 0, 0x0a, 0x65, 0, 1};
+const std::vector<flow::MacAddr> kVmPortMacs = {{2, 0, 0, 0, 0x33, 1}, {2, 0, 0, 0, 0x34, 1}};
+
+class FakeChannel : public vswitch::OpenFlowChannel {
+ public:
+  absl::StatusOr<std::string> DumpFlows() override { return std::string(); }
+  absl::Status Bundle(const std::string& lines) override {
+    bundles.push_back(lines);
+    return absl::OkStatus();
+  }
+  absl::StatusOr<std::string> Diff(const std::string&) override { return std::string(); }
+  absl::Status Replace(const std::string&) override { return absl::OkStatus(); }
+  std::vector<std::string> bundles;
+};
+
+AgentConfig Host2() {
+  absl::StatusOr<AgentConfig> c = ParseAgentConfig(kHost2, "host2.yaml");
+  EXPECT_TRUE(c.ok()) << c.status();
+  return *c;
+}
+
+size_t Lines(const std::string& text) { return std::count(text.begin(), text.end(), '\n'); }
+
+TEST(VswitchAgentTest, ConfigReadsTheVswitchSection) {
+  AgentConfig c = Host2();
+  EXPECT_EQ(c.datapath, Datapath::kVswitch);
+  EXPECT_EQ(c.vswitch.bridge, "br-sl");
+  EXPECT_EQ(c.vswitch.run_dir, "/run/test-ovs");
+  EXPECT_TRUE(c.vswitch.start_ovs);
+  EXPECT_EQ(c.vswitch.slow_path_port, "sl-slowpath");
+
+  std::string yaml = kHost2;
+  yaml.replace(yaml.find("uplink: eth0"), 12, "uplink: \"net_af_packet0,iface=eth0\"");
+  absl::StatusOr<AgentConfig> bad = ParseAgentConfig(yaml, "host2.yaml");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("agent.uplink"), std::string_view::npos)
+      << bad.status().message();
+  yaml = kHost2;
+  yaml.replace(yaml.find("datapath: vswitch"), 17, "datapath: dpdk");
+  bad = ParseAgentConfig(yaml, "host2.yaml");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("only with agent.datapath: vswitch"),
+            std::string_view::npos)
+      << bad.status().message();
+}
+
+TEST(VswitchAgentTest, PlanHasPortsArpAnswersAndTaggedMisses) {
+  const VswitchPlan plan = PlanVswitch(Host2(), kBridgeMac, kVmPortMacs);
+  ASSERT_EQ(plan.bridge.ports.size(), 5u);  // uplink, vm3, vm4, GRE, slow path
+  EXPECT_EQ(plan.bridge.ports[0].name, "eth0");
+  EXPECT_EQ(plan.bridge.ports[2].ofport, kVswitchFirstVmOfport + 1);
+  EXPECT_EQ(plan.bridge.ports[3].type, "gre");
+  EXPECT_EQ(plan.bridge.ports[4].type, "internal");
+  EXPECT_EQ(plan.bridge.hwaddr, "02:00:00:00:22:01");
+  // The GRE tunnel endpoints: the host PA and both VMs' PAs.
+  EXPECT_EQ(plan.executor.base.tunnel_endpoints,
+            (std::vector<uint32_t>{0x0a650016, 0x0a650021, 0x0a650022}));
+  std::string extra;
+  for (const vswitch::OvsFlow& f : plan.executor.extra_flows) extra += f.Text() + "\n";
+  EXPECT_NE(extra.find("arp,in_port=3,arp_tpa=10.1.0.254,arp_op=1 actions=move:NXM_OF_ETH_SRC[]"
+                       "->NXM_OF_ETH_DST[],set_field:02:00:00:00:34:01->eth_src"),
+            std::string::npos)
+      << extra;
+  EXPECT_NE(extra.find("priority=1,cookie=0xfff0000000010003,in_port=300 actions=push_vlan:"
+                       "0x8100,set_field:4396->vlan_vid,output:301"),
+            std::string::npos)
+      << extra;
+  EXPECT_NE(extra.find("table=1,priority=0"), std::string::npos) << extra;
+}
+
+TEST(VswitchAgentTest, RulesAreGreWithConntrackForSharedDipPorts) {
+  const AgentConfig config = Host2();
+  const VswitchPlan plan = PlanVswitch(config, kBridgeMac, kVmPortMacs);
+  FakeChannel channel;
+  vswitch::OvsExecutor executor(&channel, plan.executor);
+  EXPECT_EQ(StageAgentRules(config, plan.ports, kRouterMac, &executor), 0u);
+  ASSERT_TRUE(executor.Commit().ok());
+  ASSERT_EQ(channel.bundles.size(), 1u);
+  const std::string& b = channel.bundles[0];
+  // 5 endpoints: 5 GRE inbound rules; returns: one per shared DIP:port (conntrack: 2 flows
+  // each) and the UDP endpoint's stateless DSR rule.
+  size_t rules = 0;
+  for (const vswitch::OvsRuleStatus& st : executor.Statuses()) {
+    EXPECT_EQ(st.error, "") << st.name;
+    ++rules;
+  }
+  EXPECT_EQ(rules, 5u + 3u);
+  EXPECT_NE(b.find("add table=0,priority=100,cookie=0xb,tcp,in_port=300,tun_dst=10.101.0.33,"
+                   "nw_dst=10.200.0.20,tp_dst=80,nw_frag=no actions=ct(commit,zone=1,nat(dst="
+                   "10.1.0.3:8080)),dec_ttl,set_field:02:00:00:00:33:01->eth_src,set_field:02:00:"
+                   "0a:01:00:03->eth_dst,output:2\n"),
+            std::string::npos)
+      << b;
+  // vm3's return rule (endpoint 0): un-NAT by conntrack, then DSR to the router.
+  EXPECT_NE(b.find("cookie=0x2,tcp,in_port=2,nw_src=10.1.0.3,tp_src=8080,nw_frag=no actions="
+                   "set_field:0x2->reg0,ct(zone=1,nat,table=1)"),
+            std::string::npos)
+      << b;
+  EXPECT_NE(b.find("table=1,priority=100,cookie=0x2,ct_state=+trk+rpl,reg0=0x2,tcp actions="
+                   "dec_ttl,set_field:02:00:00:00:22:01->eth_src,set_field:02:00:0a:65:00:01->"
+                   "eth_dst,output:1"),
+            std::string::npos)
+      << b;
+  // The UDP endpoint (not shared): stateless.
+  EXPECT_NE(b.find("cookie=0x12,udp,in_port=3,nw_src=10.1.0.4,tp_src=5353,nw_frag=no actions="
+                   "set_field:10.200.0.30->ip_src,set_field:53->udp_src,dec_ttl"),
+            std::string::npos)
+      << b;
+  EXPECT_EQ(b.find("ipip"), std::string::npos);
+}
+
+TEST(VswitchAgentTest, AConfigChangeIsOneBundleOfTheDifference) {
+  AgentConfig config = Host2();
+  const VswitchPlan plan = PlanVswitch(config, kBridgeMac, kVmPortMacs);
+  FakeChannel channel;
+  vswitch::OvsExecutor executor(&channel, plan.executor);
+  StageAgentRules(config, plan.ports, kRouterMac, &executor);
+  ASSERT_TRUE(executor.Commit().ok());
+  // Drop the UDP endpoint: its inbound and return rules go, nothing else is rewritten.
+  config.endpoints.pop_back();
+  StageAgentRules(config, plan.ports, kRouterMac, &executor);
+  ASSERT_TRUE(executor.Commit().ok());
+  ASSERT_EQ(channel.bundles.size(), 2u);
+  EXPECT_EQ(Lines(channel.bundles[1]), 2u) << channel.bundles[1];
+  EXPECT_NE(channel.bundles[1].find("delete_strict table=0,priority=100,udp,in_port=300"),
+            std::string::npos)
+      << channel.bundles[1];
+}
+
+TEST(VswitchAgentTest, MissesAreClassifiedByTheirTag) {
+  EXPECT_EQ(ClassifyMiss(kVswitchUplinkOfport, 2), VswitchMiss::kUplinkNoRule);
+  EXPECT_EQ(ClassifyMiss(kVswitchGreOfport, 2), VswitchMiss::kTunnelNoEndpoint);
+  EXPECT_EQ(ClassifyMiss(kVswitchFirstVmOfport + 1, 2), VswitchMiss::kVmNoRule);
+  EXPECT_EQ(ClassifyMiss(kVswitchFirstVmOfport + 2, 2), VswitchMiss::kUnknownPort);
+  EXPECT_EQ(ClassifyMiss(kReplyMissVlan, 2), VswitchMiss::kReplyNoConntrackState);
+  EXPECT_EQ(ClassifyMiss(0, 2), VswitchMiss::kUnknownPort);
+}
+
+}  // namespace
+}  // namespace sluice::agent
