@@ -182,12 +182,12 @@ absl::Status VswitchAgent::Setup() {
       vs.start_ovs ? vswitch::OvsInstance::AttachOrStart(oc) : vswitch::OvsInstance::Attach(oc);
   if (!ovs.ok()) return ovs.status();
   ovs_ = std::move(*ovs);
+  fprintf(stderr, "sluice-agent %s: OVS in %s (%s, %s build), bridge %s\n", config_.name.c_str(),
+          vs.run_dir.c_str(), ovs_->owned() ? "started" : "attached to a running one",
+          ovs_->dpdk() ? "DPDK" : "plain", vs.bridge.c_str());
   // OVS outlives the agent: its flows and conntrack entries carry the connections across an
   // agent restart (the next agent attaches and reconciles).
   ovs_->Release();
-  fprintf(stderr, "sluice-agent %s: OVS in %s (%s, %s build), bridge %s\n", config_.name.c_str(),
-          vs.run_dir.c_str(), ovs_->owned() ? "started" : "attached",
-          ovs_->dpdk() ? "DPDK" : "plain", vs.bridge.c_str());
 
   if (absl::StatusOr<flow::MacAddr> uplink = InterfaceMac(config_.uplink); !uplink.ok()) {
     return uplink.status();
