@@ -242,7 +242,8 @@ uint64_t MonotonicNs() {
 }
 
 // agent.datapath: vswitch — the rules run in an OVS bridge; no DPDK ports, no EAL.
-int RunVswitch(const DaemonOptions& opt, const AgentConfig& config) {
+int RunVswitch(const DaemonOptions& opt, const GrpcServerOptions& grpc_options,
+               const AgentConfig& config) {
   absl::StatusOr<std::unique_ptr<VswitchAgent>> agent = VswitchAgent::Start(config);
   if (!agent.ok()) {
     fprintf(stderr, "sluice-agent: vswitch: %s\n", std::string(agent.status().message()).c_str());
@@ -251,13 +252,16 @@ int RunVswitch(const DaemonOptions& opt, const AgentConfig& config) {
   AgentService service(agent->get(), config);
   std::unique_ptr<grpc::Server> grpc_server;
   if (!opt.grpc_socket.empty() || !opt.grpc_listen.empty()) {
-    absl::StatusOr<std::unique_ptr<grpc::Server>> started = StartGrpcServer(
-        {.unix_socket = opt.grpc_socket, .tcp_listen = opt.grpc_listen}, {&service});
+    int grpc_tcp_port = 0;
+    absl::StatusOr<std::unique_ptr<grpc::Server>> started =
+        StartGrpcServer(grpc_options, {&service}, &grpc_tcp_port);
     if (!started.ok()) {
       fprintf(stderr, "sluice-agent: %s\n", std::string(started.status().message()).c_str());
       return 1;
     }
     grpc_server = std::move(*started);
+    fprintf(stderr, "sluice-agent %s: %s\n", config.name.c_str(),
+            DescribeGrpcServer(grpc_options, grpc_tcp_port).c_str());
   }
   StatsServer stats;
   if (!opt.stats_socket.empty()) {
@@ -310,7 +314,7 @@ int Run(int argc, char** argv) {
     printf("sluice-agent: %s: configuration OK\n", opt.config.c_str());
     return 0;
   }
-  if (config->datapath == Datapath::kVswitch) return RunVswitch(opt, *config);
+  if (config->datapath == Datapath::kVswitch) return RunVswitch(opt, *grpc_options, *config);
   std::string error;
   if (port::InitEal(opt.eal_argc, argv, &error) < 0) {
     fprintf(stderr, "sluice-agent: %s\n", error.c_str());
