@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <set>
 #include <sstream>
 
 #include "common/json_writer.h"
@@ -26,6 +27,22 @@ namespace {
 using vswitch::OvsFlow;
 
 constexpr uint64_t kExtraCookie = vswitch::kBaseCookie | 0x10000;
+constexpr uint64_t kSnatOutCookie = vswitch::kBaseCookie | 0x20000;
+constexpr uint64_t kSnatInCookie = vswitch::kBaseCookie | 0x30000;
+constexpr uint64_t kSnatDeliverCookie = vswitch::kBaseCookie | 0x40000;
+constexpr uint64_t kCookieKindMask = ~uint64_t{0xffff};
+
+// Value of "name=<number>" in a dump-flows line (decimal, or hex with 0x); 0 if absent.
+uint64_t DumpField(std::string_view line, std::string_view name) {
+  const std::string key = StrCat(name, "=");
+  size_t at = line.find(key);
+  while (at != std::string_view::npos && at > 0 && line[at - 1] != ' ' && line[at - 1] != ',') {
+    at = line.find(key, at + 1);
+  }
+  if (at == std::string_view::npos) return 0;
+  const char* p = line.data() + at + key.size();
+  return strtoull(p, nullptr, (p[0] == '0' && p[1] == 'x') ? 16 : 10);
+}
 
 std::string ReadText(const std::string& path) {
   std::ifstream in(path);
@@ -95,6 +112,7 @@ flow::MacAddr BridgeMac(uint32_t host_pa) {
 
 VswitchMiss ClassifyMiss(uint16_t vlan, size_t vm_count) {
   if (vlan == kReplyMissVlan) return VswitchMiss::kReplyNoConntrackState;
+  if (vlan == kSnatReplyMissVlan) return VswitchMiss::kSnatReplyNoState;
   if (vlan == kVswitchUplinkOfport) return VswitchMiss::kUplinkNoRule;
   if (vlan == kVswitchGreOfport) return VswitchMiss::kTunnelNoEndpoint;
   if (vlan >= kVswitchFirstVmOfport && vlan < kVswitchFirstVmOfport + vm_count) {
@@ -152,7 +170,53 @@ VswitchPlan PlanVswitch(const AgentConfig& config, const flow::MacAddr& bridge_m
     ex.extra_flows.push_back(MissFlow(cookie++, 0, ofport, static_cast<uint16_t>(ofport)));
   }
   ex.extra_flows.push_back(MissFlow(cookie++, 1, 0, kReplyMissVlan));
+  ex.extra_flows.push_back(MissFlow(cookie++, 2, 0, kSnatReplyMissVlan));
   return plan;
+}
+
+std::vector<OvsFlow> SnatFlows(const AgentConfig& config, const VswitchPlan& plan,
+                               const flow::MacAddr& gateway_mac) {
+  std::vector<OvsFlow> flows;
+  std::set<std::pair<uint32_t, uint8_t>> vm_protos, vip_protos;
+  for (const SnatLeaseConfig& lease : config.snat_leases) {
+    size_t v = 0;
+    while (v < config.vms.size() && config.vms[v].dip != lease.dip) ++v;
+    if (v == config.vms.size()) continue;  // config validation guarantees a VM
+    const auto ofport = static_cast<uint32_t>(kVswitchFirstVmOfport + v);
+    const std::string proto = lease.proto == 17 ? "udp" : "tcp";
+    if (vm_protos.insert({lease.dip, lease.proto}).second) {
+      const uint64_t n = vm_protos.size() - 1;
+      flows.push_back(OvsFlow{
+          .cookie = kSnatOutCookie | n,
+          .priority = 50,
+          .match = StrCat(proto, ",in_port=", ofport, ",nw_src=", Ipv4ToString(lease.dip),
+                          ",nw_frag=no"),
+          .actions = StrCat("ct(commit,zone=", kSnatCtZone, ",nat(src=", Ipv4ToString(lease.vip),
+                            ":", lease.port_start, "-",
+                            uint32_t{lease.port_start} + lease.port_count - 1,
+                            ")),dec_ttl,set_field:", flow::FormatMac(plan.ports.uplink_mac),
+                            "->eth_src,set_field:", flow::FormatMac(gateway_mac),
+                            "->eth_dst,output:", kVswitchUplinkOfport)});
+      flows.push_back(OvsFlow{
+          .cookie = kSnatDeliverCookie | n,
+          .table = 2,
+          .priority = 100,
+          .match = StrCat("ct_state=+trk+rpl,", proto, ",nw_dst=", Ipv4ToString(lease.dip)),
+          .actions = StrCat("dec_ttl,set_field:", flow::FormatMac(plan.ports.vm_port_macs[v]),
+                            "->eth_src,set_field:", flow::FormatMac(config.vms[v].mac),
+                            "->eth_dst,output:", ofport)});
+    }
+    if (vip_protos.insert({lease.vip, lease.proto}).second) {
+      flows.push_back(OvsFlow{
+          .cookie = kSnatInCookie | (vip_protos.size() - 1),
+          .priority = 40,
+          .match = StrCat(proto, ",in_port=", kVswitchGreOfport,
+                          ",tun_dst=", Ipv4ToString(config.address.addr),
+                          ",nw_dst=", Ipv4ToString(lease.vip), ",nw_frag=no"),
+          .actions = StrCat("ct(zone=", kSnatCtZone, ",nat,table=2)")});
+    }
+  }
+  return flows;
 }
 
 size_t StageAgentRules(const AgentConfig& config, const PortMap& ports,
@@ -241,7 +305,9 @@ absl::Status VswitchAgent::Setup() {
   }
   if (absl::Status s = ResolveGatewayMac(); !s.ok()) return s;
 
-  size_t refused = StageAgentRules(config_, plan_.ports, gateway_mac_, executor_.get());
+  Stage(config_);
+  size_t refused = 0;
+  for (const vswitch::OvsRuleStatus& st : executor_->Statuses()) refused += !st.error.empty();
   absl::StatusOr<vswitch::ReconcileReport> report = executor_->Reconcile();
   if (!report.ok()) return report.status();
   start_report_ = *report;
@@ -346,6 +412,13 @@ void VswitchAgent::ReadSlowPath(std::stop_token stop) {
   }
 }
 
+void VswitchAgent::Stage(const AgentConfig& config) {
+  std::vector<OvsFlow> extra = plan_.executor.extra_flows;
+  for (OvsFlow& f : SnatFlows(config, plan_, gateway_mac_)) extra.push_back(std::move(f));
+  executor_->SetExtraFlows(std::move(extra));
+  StageAgentRules(config, plan_.ports, gateway_mac_, executor_.get());
+}
+
 VswitchAgent::~VswitchAgent() {
   if (slow_path_thread_.joinable()) {
     slow_path_thread_.request_stop();
@@ -386,10 +459,10 @@ bool VswitchAgent::PublishConfig(const AgentConfig& next, std::string* error) {
       return false;
     }
   }
-  StageAgentRules(next, plan_.ports, gateway_mac_, executor_.get());
+  Stage(next);
   if (absl::Status s = executor_->Commit(); !s.ok()) {
     // The bridge is unchanged (one bundle); stage the running rules again.
-    StageAgentRules(config_, plan_.ports, gateway_mac_, executor_.get());
+    Stage(config_);
     *error = StrCat("OVS refused the change (bridge unchanged): ", s.message());
     return false;
   }
@@ -423,6 +496,14 @@ void VswitchAgent::Refresh() const {
       }
     }
   }
+  if (absl::StatusOr<std::string> dump = channel_->DumpFlows(); dump.ok()) {
+    refreshed_.snat_out = refreshed_.snat_in = 0;
+    for (std::string_view line : SplitString(*dump, '\n')) {
+      const uint64_t kind = DumpField(line, "cookie") & kCookieKindMask;
+      if (kind == kSnatOutCookie) refreshed_.snat_out += DumpField(line, "n_packets");
+      if (kind == kSnatDeliverCookie) refreshed_.snat_in += DumpField(line, "n_packets");
+    }
+  }
   absl::StatusOr<vswitch::DatapathStats> dp = vswitch::ReadDatapathStats(*ovs_);
   if (dp.ok()) {
     refreshed_.datapath = *dp;
@@ -451,6 +532,8 @@ AgentRuntimeStatus VswitchAgent::Status() const {
       {"inbound_packets", refreshed_.inbound},
       {"dsr_return_packets", refreshed_.dsr_return},
       {"stateful_return_packets", refreshed_.stateful_return},
+      {"snat_out_packets", refreshed_.snat_out},
+      {"snat_in_packets", refreshed_.snat_in},
       {"rules_installed", on_bridge},
       {"slow_path_packets", slow_path_packets_.load()},
       {"ovs_datapath_flows", refreshed_.datapath.flows},
@@ -480,8 +563,8 @@ std::string VswitchAgent::StatsJson() const {
       .Field("inbound_packets", refreshed_.inbound)
       .Field("dsr_return_packets", refreshed_.dsr_return)
       .Field("stateful_return_packets", refreshed_.stateful_return)
-      .Field("snat_out_packets", uint64_t{0})
-      .Field("snat_in_packets", uint64_t{0})
+      .Field("snat_out_packets", refreshed_.snat_out)
+      .Field("snat_in_packets", refreshed_.snat_in)
       .Field("fastpath_packets", uint64_t{0})
       .Field("config_generation", generation_.load());
   j.Key("ovs").BeginObject();

@@ -34,6 +34,11 @@ inline constexpr uint32_t kVswitchSlowPathOfport = 301;
 /// VLAN id of a miss of table 1 (a reply of a shared DIP:port without conntrack state);
 /// misses of table 0 carry their ingress OpenFlow port as VLAN id.
 inline constexpr uint16_t kReplyMissVlan = 4000;
+/// VLAN id of a miss of table 2: GRE to a SNAT VIP without a matching SNAT connection.
+inline constexpr uint16_t kSnatReplyMissVlan = 4001;
+/// Conntrack zones: NAT of inbound connections to shared DIP:ports, and SNAT.
+inline constexpr uint16_t kEndpointCtZone = 1;
+inline constexpr uint16_t kSnatCtZone = 2;
 
 /// Why a packet reached the slow-path port: no flow took it.
 enum class VswitchMiss : uint8_t {
@@ -43,13 +48,14 @@ enum class VswitchMiss : uint8_t {
   kTunnelNoEndpoint,       ///< Decapsulated GRE to no local VIP:port/protocol.
   kUplinkNoRule,           ///< From the uplink and not GRE to a local PA or ARP (IPIP or GUE
                            ///< from a mux whose backend is not `encap: gre`, redirects).
+  kSnatReplyNoState,       ///< GRE to a SNAT VIP that is no reply of a SNATed connection.
   kUnknownPort,            ///< Untagged, or tagged with no port of the bridge.
   kCount
 };
 inline constexpr size_t kNumVswitchMisses = static_cast<size_t>(VswitchMiss::kCount);
 inline constexpr std::array<std::string_view, kNumVswitchMisses> kVswitchMissNames = {
-    "vm_no_rule", "reply_no_conntrack_state", "tunnel_no_endpoint", "uplink_no_rule",
-    "unknown_port"};
+    "vm_no_rule",     "reply_no_conntrack_state",      "tunnel_no_endpoint",
+    "uplink_no_rule", "snat_reply_no_conntrack_state", "unknown_port"};
 
 /// The MAC of the bridge's LOCAL port, the host's MAC on the underlay: 02:53 + the host PA.
 /// It must differ from the uplink interface's own MAC, or the host kernel would also take
@@ -71,6 +77,14 @@ struct VswitchPlan {
 };
 VswitchPlan PlanVswitch(const AgentConfig& config, const flow::MacAddr& bridge_mac,
                         const std::vector<flow::MacAddr>& vm_port_macs);
+
+/// SNAT of the VMs' outbound connections through OVS conntrack, from `config.snat_leases`
+/// (the first lease per VM and protocol): table 0 sends a leased VM's new and established
+/// packets through `ct(commit,zone=2,nat(src=VIP:first-last))` to the router; GRE to the host
+/// PA for a lease's VIP goes through `ct(zone=2,nat,table=2)`, and table 2 delivers replies
+/// (`+trk+rpl`) to the VM whose DIP the un-NAT restored.
+std::vector<vswitch::OvsFlow> SnatFlows(const AgentConfig& config, const VswitchPlan& plan,
+                                        const flow::MacAddr& gateway_mac);
 
 /// Stages `config`'s rules (conntrack NAT for shared DIP:ports) on `executor` in place of
 /// what it held. Returns the number of rules OVS refused (their reasons are in the statuses).
@@ -105,6 +119,8 @@ class VswitchAgent : public AgentRuntime {
   absl::Status Setup();
   absl::Status ResolveGatewayMac();
   absl::Status OpenSlowPath();
+  /// Stages `config`'s rules and SNAT flows (not yet committed).
+  void Stage(const AgentConfig& config);
   void ReadSlowPath(std::stop_token stop);
   /// Refreshes the flows' counters and OVS's datapath stats (at most every 250 ms).
   void Refresh() const;
@@ -126,7 +142,7 @@ class VswitchAgent : public AgentRuntime {
   mutable std::mutex mu_;  ///< Guards config_, executor_ and the refreshed values below.
   struct Refreshed {
     std::chrono::steady_clock::time_point at{};
-    uint64_t inbound = 0, dsr_return = 0, stateful_return = 0;
+    uint64_t inbound = 0, dsr_return = 0, stateful_return = 0, snat_out = 0, snat_in = 0;
     vswitch::DatapathStats datapath;
     std::string datapath_error;
     std::string hw_offload = "false";

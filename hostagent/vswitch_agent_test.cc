@@ -29,6 +29,9 @@ endpoints:
   - { vip: 10.200.0.20, port: 80, protocol: tcp, dip: 10.1.0.3, dip_port: 8080 }
   - { vip: 10.200.0.20, port: 80, protocol: tcp, dip: 10.1.0.4, dip_port: 8080 }
   - { vip: 10.200.0.30, port: 53, protocol: udp, dip: 10.1.0.4, dip_port: 5353 }
+snat_leases:
+  - { dip: 10.1.0.3, vip: 10.200.0.10, protocol: tcp, port_start: 20128, port_count: 64 }
+  - { dip: 10.1.0.4, vip: 10.200.0.10, protocol: tcp, port_start: 20192, port_count: 64 }
 )";
 
 const flow::MacAddr kBridgeMac = {2, 0, 0, 0, 0x22, 1};
@@ -161,7 +164,32 @@ TEST(VswitchAgentTest, AConfigChangeIsOneBundleOfTheDifference) {
       << channel.bundles[1];
 }
 
+TEST(VswitchAgentTest, SnatThroughConntrackPerLease) {
+  const AgentConfig config = Host2();
+  const VswitchPlan plan = PlanVswitch(config, kBridgeMac, kVmPortMacs);
+  std::string text;
+  for (const vswitch::OvsFlow& f : SnatFlows(config, plan, kRouterMac)) text += f.Text() + "\n";
+  // Per VM: outbound SNAT to its lease and delivery of un-NATed replies; one GRE entry per VIP.
+  EXPECT_EQ(Lines(text), 5u) << text;
+  EXPECT_NE(text.find("table=0,priority=50,cookie=0xfff0000000020001,tcp,in_port=3,nw_src="
+                      "10.1.0.4,nw_frag=no actions=ct(commit,zone=2,nat(src=10.200.0.10:20192-"
+                      "20255)),dec_ttl,set_field:02:00:00:00:22:01->eth_src,set_field:02:00:0a:"
+                      "65:00:01->eth_dst,output:1\n"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("table=0,priority=40,cookie=0xfff0000000030000,tcp,in_port=300,tun_dst="
+                      "10.101.0.22,nw_dst=10.200.0.10,nw_frag=no actions=ct(zone=2,nat,table=2)"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("table=2,priority=100,cookie=0xfff0000000040000,ct_state=+trk+rpl,tcp,"
+                      "nw_dst=10.1.0.3 actions=dec_ttl,set_field:02:00:00:00:33:01->eth_src,"
+                      "set_field:02:00:0a:01:00:03->eth_dst,output:2"),
+            std::string::npos)
+      << text;
+}
+
 TEST(VswitchAgentTest, MissesAreClassifiedByTheirTag) {
+  EXPECT_EQ(ClassifyMiss(kSnatReplyMissVlan, 2), VswitchMiss::kSnatReplyNoState);
   EXPECT_EQ(ClassifyMiss(kVswitchUplinkOfport, 2), VswitchMiss::kUplinkNoRule);
   EXPECT_EQ(ClassifyMiss(kVswitchGreOfport, 2), VswitchMiss::kTunnelNoEndpoint);
   EXPECT_EQ(ClassifyMiss(kVswitchFirstVmOfport + 1, 2), VswitchMiss::kVmNoRule);

@@ -125,13 +125,14 @@ absl::StatusOr<MuxConfig> ReadMuxConfig(ConfigNode& root) {
     config.vips.push_back(std::move(vip));
   }
   for (ConfigNode& r : root.Sequence("snat_ranges", false)) {
-    r.AllowOnly({"vip", "protocol", "port_start", "port_count", "host"});
+    r.AllowOnly({"vip", "protocol", "port_start", "port_count", "host", "encap"});
     SnatRangeConfig range;
     range.vip = r.Ipv4("vip");
     range.proto = r.Has("protocol") ? r.L4Protocol("protocol") : 0;
     range.port_start = static_cast<uint16_t>(r.Uint("port_start", 1, 65535));
     range.port_count = static_cast<uint16_t>(r.Uint("port_count", 1, 65535));
     range.host = r.Ipv4("host");
+    range.encap = ReadEncap(r);
     if (!r.status().ok()) break;
     if (uint32_t{range.port_start} + range.port_count > 65536) {
       r.Fail("port_count", "the range runs past port 65535");

@@ -47,6 +47,7 @@ struct SnatRangeConfig {
   uint16_t port_count = 0;
   uint32_t host = 0;
   bool dynamic = false;  ///< Set by the SNAT allocator (sluice-snatd), not configured.
+  flow::Tunnel encap = flow::Tunnel::kIpip;  ///< What `host` decapsulates (gre: an OVS host).
   bool Contains(uint32_t addr, uint8_t p, uint16_t port) const {
     return addr == vip && (proto == 0 || proto == p) && port >= port_start &&
            port - port_start < port_count;

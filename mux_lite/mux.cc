@@ -208,7 +208,7 @@ MuxDataPath::Outcome MuxDataPath::Process(rte_mbuf* m, uint64_t now_ns) {
   if (it == table.index.end()) {
     const SnatRangeConfig* range = table.FindSnatRange(pkt.dst, pkt.proto, pkt.dst_port);
     if (range == nullptr) return Drop(DropReason::kNoRule);
-    if (!Encapsulate(m, &pkt, flow::Tunnel::kIpip, range->host, &reason)) return Drop(reason);
+    if (!Encapsulate(m, &pkt, range->encap, range->host, &reason)) return Drop(reason);
     counters_.snat_return_packets.Add();
     return Outcome::kTransmit;
   }

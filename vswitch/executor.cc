@@ -112,6 +112,12 @@ bool OvsExecutor::Remove(uint64_t id) { return entries_.erase(id) > 0; }
 
 void OvsExecutor::RemoveAll() { entries_.clear(); }
 
+void OvsExecutor::SetExtraFlows(std::vector<OvsFlow> flows) {
+  config_.extra_flows = std::move(flows);
+  base_ = BaseFlows(config_.base);
+  base_.insert(base_.end(), config_.extra_flows.begin(), config_.extra_flows.end());
+}
+
 std::map<std::pair<uint64_t, size_t>, OvsFlow> OvsExecutor::DesiredById() const {
   std::map<std::pair<uint64_t, size_t>, OvsFlow> desired;
   for (const OvsFlow& f : base_) desired[{f.cookie, 0}] = f;

@@ -94,6 +94,9 @@ class OvsExecutor {
   /// Stages a removal. False if the id is unknown.
   bool Remove(uint64_t id);
   void RemoveAll();
+  /// Replaces OvsExecutorConfig::extra_flows (flows that follow the config, e.g. SNAT with
+  /// conntrack); like rules, the difference reaches the bridge with the next Commit.
+  void SetExtraFlows(std::vector<OvsFlow> flows);
 
   /// Sends every staged change as one bundle (adds, replacements, strict deletes). On
   /// error the bridge is unchanged and the changes stay staged.

@@ -599,7 +599,8 @@ lab_check_tools() {
 # SLUICE_LAB_HOST2=ovs: the daemon configs for host2 on Open vSwitch, generated from the
 # default ones into $LAB_RUN/config-ovs (LAB_CONFIG_DIR then points there): host2.yaml gets
 # agent.datapath: vswitch, kernel interface names for its ports and a vswitch: section; the
-# muxes' backends on host2 (PAs 10.101.0.33/34) get encap: gre (OVS decaps GRE, not IPIP).
+# muxes' backends on host2 (PAs 10.101.0.33/34) and its SNAT range (host PA 10.101.0.22) get
+# encap: gre (OVS decaps GRE, not IPIP).
 lab_generate_ovs_configs() {
   local src=$LAB_CONFIG_DIR dst=$LAB_RUN/config-ovs
   mkdir -p "$dst" || return 1
@@ -609,7 +610,8 @@ src, dst, ovs_run = map(pathlib.Path, sys.argv[1:])
 for f in src.glob("*.yaml"):
     text = f.read_text()
     if f.name.startswith("mux"):
-        text, n = re.subn(r"(\{[^}\n]*host: 10\.101\.0\.3[34][^}\n]*?)\s*\}", r"\1, encap: gre }", text)
+        text, n = re.subn(r"(\{[^}\n]*host: 10\.101\.0\.(?:22|33|34)\b[^}\n]*?)\s*\}",
+                          r"\1, encap: gre }", text)
         if n == 0:
             sys.exit(f"{f}: no backend on host2 to switch to GRE")
     if f.name == "host2.yaml":

@@ -73,6 +73,30 @@ for d in "${LAB_MUXES[@]}"; do
   ((no_rule == 0)) || errors+=("$d drops.no_rule = $no_rule (expected 0: return traffic reached a mux)")
 done
 
+# Walk 3 (SNAT) through OVS conntrack: vm3 and vm4 connect out to the internet server, which
+# must see VIP1 and a port of the VM's lease; its replies reach host2 through a mux in GRE.
+declare -A lease_first=([vm3]=20128 [vm4]=20192)
+for vm in vm3 vm4; do
+  first=${lease_first[$vm]}
+  last=$((first + 63))
+  snat_ok=0
+  for _ in $(seq 10); do
+    out=$(lab_ns "sl-$vm" curl -s --connect-timeout 3 --max-time 5 \
+      "http://$LAB_INTERNET:$LAB_INTERNET_PORT/peer") || out="curl-exit-$?"
+    read -r name peer <<<"$out"
+    ip=${peer%:*}
+    port=${peer##*:}
+    if [[ "$name" == internet && "$ip" == "$LAB_VIP" && "$port" =~ ^[0-9]+$ ]] &&
+      ((port >= first && port <= last)); then
+      snat_ok=$((snat_ok + 1))
+    else
+      last_bad="$out"
+    fi
+  done
+  echo "  SNAT $vm -> $LAB_INTERNET: $snat_ok of 10 seen as $LAB_VIP:$first..$last"
+  ((snat_ok == 10)) || errors+=("SNAT from $vm: $snat_ok of 10 (last: '${last_bad:-?}')")
+done
+
 # OVS's flow counters reach the OpenFlow table when its revalidators run (about every 0.5 s).
 dsr_counted() { (($(lab_stat host2 stateful_return_packets) >= REQUESTS * 3)); }
 lab_poll 10 0.5 dsr_counted || true
@@ -80,6 +104,10 @@ inbound=$(lab_stat host2 inbound_packets)
 dsr=$(lab_stat host2 dsr_return_packets)
 stateful=$(lab_stat host2 stateful_return_packets)
 refused=$(lab_stat host2 ovs.rules_refused)
+snat_out=$(lab_stat host2 snat_out_packets)
+snat_in=$(lab_stat host2 snat_in_packets)
+echo "  host2 (OVS) SNAT: snat_out_packets $snat_out, snat_in_packets $snat_in"
+((snat_out >= 20 * 4 && snat_in >= 20 * 3)) || errors+=("host2 SNAT flows counted out $snat_out / in $snat_in packets")
 echo "  host2 (OVS): inbound_packets $inbound, dsr_return_packets $dsr (from conntrack state: $stateful), rules on bridge $(lab_stat host2 ovs.rules_on_bridge), refused $refused"
 ((inbound >= REQUESTS * 4)) || errors+=("host2 OVS inbound flows counted $inbound packets (expected >= $((REQUESTS * 4)))")
 ((stateful >= REQUESTS * 3)) || errors+=("host2 OVS return flows counted $stateful packets (expected >= $((REQUESTS * 3)))")
