@@ -97,6 +97,16 @@ for vm in vm3 vm4; do
   ((snat_ok == 10)) || errors+=("SNAT from $vm: $snat_ok of 10 (last: '${last_bad:-?}')")
 done
 
+# A packet no flow takes reaches the agent's slow-path port and is counted by reason: vm3
+# sends UDP, for which it has no SNAT lease.
+misses_before=$(lab_stat host2 slow_path.misses.vm_no_rule)
+lab_ns sl-vm3 bash -c "echo probe >/dev/udp/$LAB_INTERNET/9999" ||
+  errors+=("vm3 could not send a UDP datagram")
+vm_miss_counted() { (($(lab_stat host2 slow_path.misses.vm_no_rule) > misses_before)); }
+lab_poll 5 0.2 vm_miss_counted ||
+  errors+=("host2 did not count vm3's UDP datagram as a vm_no_rule miss: $(lab_stat host2 slow_path)")
+echo "  host2 slow path: $(lab_stat host2 slow_path.misses)"
+
 # OVS's flow counters reach the OpenFlow table when its revalidators run (about every 0.5 s).
 dsr_counted() { (($(lab_stat host2 stateful_return_packets) >= REQUESTS * 3)); }
 lab_poll 10 0.5 dsr_counted || true
