@@ -198,6 +198,13 @@ void AgentDataPath::AdoptConfig() {
       }
     });
   }
+  if (offload_ != nullptr) {
+    // A detached VM's, or a removed lease's or endpoint's flows leave the NIC at once; in
+    // software they keep translating until they end, as before.
+    flows_->Scan(flows_->capacity(), [this](NatFlow& f) {
+      if ((f.offload & NatFlow::kOffered) && !Owned(f)) WithdrawFlow(f);
+    });
+  }
   if (ready()) {
     if (s->rules != nullptr && s->rules_gateway_mac == MacBits(gateway_mac_)) {
       executor_.SetRules(s->rules);
@@ -237,6 +244,8 @@ void AgentDataPath::RestoreFlows() {
     return !snat_ports_.Claim(f.vm_index, f.proto, f.vip, f.vip_port);
   });
   flows_kept_ = flows_->size();
+  // The previous process's NIC rules went with its executor: offer the flows afresh.
+  flows_->Scan(flows_->capacity(), [](NatFlow& f) { f.offload = 0; });
 }
 
 const AgentDataPath::LocalEndpoint* AgentDataPath::FindEndpoint(int vm, uint32_t vip,
@@ -359,6 +368,7 @@ bool AgentDataPath::FromVm(AgentPort& in, rte_mbuf* m, packet::ParsedPacket* pkt
     return NewSnatFlow(in, m, pkt, now_ns);
   }
   Track(*f, *pkt, /*from_vm=*/true, now_ns);
+  OffloadOnPacket(*f, now_ns);
   return TranslateOutbound(*f, m, pkt, now_ns);
 }
 
@@ -418,33 +428,26 @@ bool AgentDataPath::Reject(AgentPort& in, rte_mbuf* m, const packet::ParsedPacke
   return true;
 }
 
-bool AgentDataPath::TranslateOutbound(const NatFlow& f, rte_mbuf* m, packet::ParsedPacket* pkt,
+bool AgentDataPath::TranslateOutbound(NatFlow& f, rte_mbuf* m, packet::ParsedPacket* pkt,
                                       uint64_t now_ns) {
   if (!ready()) return Drop(m, DropReason::kNeighborUnresolved);
   AgentPort& uplink = *ports_[0];
-  flow::Action actions[8];
-  size_t n = 0;
-  actions[n++] = flow::Action::SetIpv4Src(f.vip);
-  actions[n++] = flow::Action::SetL4Src(f.vip_port);
-  actions[n++] = flow::Action::DecTtl();
-  flow::MacAddr peer_mac;
-  bool fastpath = false;
+  FlowNextHop hop{.mac = gateway_mac_};
   if (f.fastpath_pa != 0) {
-    fastpath = uplink.neighbors.Lookup(f.fastpath_pa, &peer_mac);
-    if (!fastpath) WantNeighbor(f.fastpath_pa, now_ns);  // via the router until resolved
+    hop.fastpath = uplink.neighbors.Lookup(f.fastpath_pa, &hop.mac);
+    if (!hop.fastpath) {
+      hop.mac = gateway_mac_;
+      WantNeighbor(f.fastpath_pa, now_ns);  // via the router until resolved
+    }
   }
-  if (fastpath) {
-    const bool snat = f.kind == static_cast<uint8_t>(NatFlowKind::kSnat);
-    actions[n++] = flow::Action::Encap(flow::EncapParams{
-        .type = flow::Tunnel::kIpip,
-        .outer_src = snat ? config_.address.addr : config_.vms[f.vm_index].pa,
-        .outer_dst = f.fastpath_pa});
-    actions[n++] = flow::Action::SetMac(port_map_.uplink_mac, peer_mac);
-  } else {
-    actions[n++] = flow::Action::SetMac(port_map_.uplink_mac, gateway_mac_);
+  // An offered flow's rules follow it onto the Fastpath.
+  if (offload_ != nullptr && (f.offload & NatFlow::kOffered) &&
+      hop.fastpath != ((f.offload & NatFlow::kOfferedFastpath) != 0)) {
+    OfferFlow(f, now_ns);
   }
-  actions[n++] = flow::Action::Count();
-  actions[n++] = flow::Action::Output(port_map_.uplink_port);
+  const bool fastpath = hop.fastpath;
+  flow::Action actions[kMaxFlowActions];
+  const size_t n = OutboundActions(f, config_, port_map_, hop, 0, actions);
   const sw::Verdict v = sw::ApplyActions(m, pkt, actions, n);
   if (v.kind != sw::Verdict::Kind::kOutput) return Drop(m, v.reason);
   if (f.kind == static_cast<uint8_t>(NatFlowKind::kSnat)) {
@@ -458,16 +461,9 @@ bool AgentDataPath::TranslateOutbound(const NatFlow& f, rte_mbuf* m, packet::Par
 }
 
 bool AgentDataPath::TranslateInbound(const NatFlow& f, rte_mbuf* m, packet::ParsedPacket* pkt) {
-  const VmConfig& vm = config_.vms[f.vm_index];
-  const flow::Action actions[] = {
-      flow::Action::Decap(),
-      flow::Action::SetIpv4Dst(f.dip),
-      flow::Action::SetL4Dst(f.dip_port),
-      flow::Action::DecTtl(),
-      flow::Action::SetMac(port_map_.vm_port_macs[f.vm_index], vm.mac),
-      flow::Action::Count(),
-      flow::Action::Output(port_map_.vm_ports[f.vm_index])};
-  const sw::Verdict v = sw::ApplyActions(m, pkt, actions, std::size(actions));
+  flow::Action actions[kMaxFlowActions];
+  const size_t n = InboundActions(f, config_, port_map_, 0, actions);
+  const sw::Verdict v = sw::ApplyActions(m, pkt, actions, n);
   if (v.kind != sw::Verdict::Kind::kOutput) return Drop(m, v.reason);
   counters_.snat_in_packets.Add();
   ports_[1 + f.vm_index]->tx.Push(m);
@@ -490,6 +486,7 @@ bool AgentDataPath::FromUplink(rte_mbuf* m, packet::ParsedPacket* pkt, uint64_t 
     // To the host PA: a reply to one of our SNAT ports (from a mux, or a Fastpath peer).
     if (f != nullptr && f->kind == static_cast<uint8_t>(NatFlowKind::kSnat)) {
       Track(*f, *pkt, /*from_vm=*/false, now_ns);
+      OffloadOnPacket(*f, now_ns);
       return TranslateInbound(*f, m, pkt);
     }
     if (snat_ports_.IsLeased(pkt->dst, pkt->proto, pkt->dst_port)) {
@@ -501,6 +498,7 @@ bool AgentDataPath::FromUplink(rte_mbuf* m, packet::ParsedPacket* pkt, uint64_t 
   if (f != nullptr) {
     if (f->kind == static_cast<uint8_t>(NatFlowKind::kInbound)) {
       Track(*f, *pkt, /*from_vm=*/false, now_ns);
+      OffloadOnPacket(*f, now_ns);
     }
     return false;
   }
@@ -536,16 +534,20 @@ bool AgentDataPath::FromUplink(rte_mbuf* m, packet::ParsedPacket* pkt, uint64_t 
   if (f == nullptr) return Drop(m, AgentDrop::kFlowTableFull);
   counters_.flows_created.Add();
   Track(*f, *pkt, /*from_vm=*/false, now_ns);
+  OffloadOnPacket(*f, now_ns);
   return false;
 }
 
 void AgentDataPath::Track(NatFlow& f, const packet::ParsedPacket& pkt, bool from_vm,
                           uint64_t now_ns) {
   f.last_seen_ns = now_ns;
-  if (f.proto != flow::kProtoTcp) return;
+  const bool from_opener = (f.kind == static_cast<uint8_t>(NatFlowKind::kSnat)) == from_vm;
+  if (f.proto != flow::kProtoTcp) {
+    if (!from_opener) f.offload |= NatFlow::kAnswered;  // both ways: established
+    return;
+  }
   const uint8_t flags = pkt.tcp_flags;
   const NatFlowState state = StateOf(f);
-  const bool from_opener = (f.kind == static_cast<uint8_t>(NatFlowKind::kSnat)) == from_vm;
   if (flags & kTcpRst) {
     SetState(f, NatFlowState::kClosed);
     return;
@@ -623,6 +625,7 @@ void AgentDataPath::HandleRedirect(rte_mbuf* m, const packet::ParsedPacket& pkt,
     if (f != nullptr && f->kind == static_cast<uint8_t>(NatFlowKind::kSnat)) {
       if (fresh_for(*f)) {
         f->fastpath_pa = r.dst_pa;
+        f->offload |= NatFlow::kOfferStale;  // an offered flow's rules go onto the Fastpath
         counters_.fastpath_redirects_source.Add();
         peers[num_peers++] = r.dst_pa;
       } else {
@@ -661,6 +664,7 @@ void AgentDataPath::HandleRedirect(rte_mbuf* m, const packet::ParsedPacket& pkt,
           f->vip == r.flow_dst && f->vip_port == r.flow_dst_port) {
         if (fresh_for(*f)) {
           f->fastpath_pa = r.src_host_pa;
+          f->offload |= NatFlow::kOfferStale;
           counters_.fastpath_redirects_destination.Add();
           peers[num_peers++] = r.src_host_pa;
         } else {
@@ -728,7 +732,19 @@ uint64_t AgentDataPath::IdleTimeoutNs(const NatFlow& f, NatFlowState state) cons
   return s * kNsPerS;
 }
 
+bool AgentDataPath::ExpireIdle(NatFlow& f, NatFlowState state, uint64_t now_ns) {
+  if (state != NatFlowState::kClosed && f.kind == static_cast<uint8_t>(NatFlowKind::kSnat)) {
+    // Idled out: the port still waits out its reuse delay.
+    SetState(f, NatFlowState::kClosed);
+    f.last_seen_ns = now_ns;
+    return false;
+  }
+  FreeFlow(&f);
+  return true;
+}
+
 void AgentDataPath::FreeFlow(NatFlow* f) {
+  if (offload_ != nullptr) WithdrawFlow(*f);
   if (f->kind == static_cast<uint8_t>(NatFlowKind::kSnat)) {
     snat_ports_.Release(f->vm_index, f->proto, f->vip, f->vip_port);
   }
@@ -740,17 +756,143 @@ void AgentDataPath::AgeFlows(uint64_t now_ns) {
   const uint32_t capacity = flows_->capacity();
   const uint32_t budget = std::min<uint32_t>(capacity, std::max<uint32_t>(1024, capacity / 8));
   flows_->Scan(std::min<uint32_t>(budget, 65536), [&](NatFlow& f) {
-    const NatFlowState state = StateOf(f);
-    const uint64_t idle = now_ns > f.last_seen_ns ? now_ns - f.last_seen_ns : 0;
-    if (idle < IdleTimeoutNs(f, state)) return;
-    if (state != NatFlowState::kClosed && f.kind == static_cast<uint8_t>(NatFlowKind::kSnat)) {
-      // Idled out: the port still waits out its reuse delay.
-      SetState(f, NatFlowState::kClosed);
-      f.last_seen_ns = now_ns;
-      return;
+    // A flow the NIC serves sends its packets past software: the NIC's AGE (an answer in
+    // TakeOffloadNotices) says when it is idle, not last_seen_ns.
+    if ((f.offload & NatFlow::kNicServed) == 0) {
+      const NatFlowState state = StateOf(f);
+      const uint64_t idle = now_ns > f.last_seen_ns ? now_ns - f.last_seen_ns : 0;
+      if (idle >= IdleTimeoutNs(f, state) && ExpireIdle(f, state, now_ns)) return;
     }
-    FreeFlow(&f);
+    if (offload_ != nullptr) ReconcileOffload(f, now_ns);
   });
+}
+
+// --- per-flow NIC offload -----------------------------------------------------------------
+
+void AgentDataPath::SetFlowOffload(FlowOffloadChannel* channel) {
+  offload_ = channel;
+  offload_backlog_.clear();
+  offload_backlog_.reserve(channel != nullptr ? FlowOffloadChannel::kRingSize / 4 : 0);
+  offload_backlog_head_ = 0;
+}
+
+bool AgentDataPath::Established(const NatFlow& f) {
+  const NatFlowState state = StateOf(f);
+  return state == NatFlowState::kTcpEstablished ||
+         (state == NatFlowState::kUdp && (f.offload & NatFlow::kAnswered) != 0);
+}
+
+bool AgentDataPath::Owned(const NatFlow& f) const {
+  if (f.vm_index >= config_.vms.size()) return false;
+  if (f.kind == static_cast<uint8_t>(NatFlowKind::kSnat)) {
+    return snat_ports_.LeasedTo(f.vm_index, f.proto, f.vip, f.vip_port);
+  }
+  const LocalEndpoint* ep = FindEndpoint(f.vm_index, f.vip, f.vip_port, f.proto);
+  return ep != nullptr && ep->dip_port == f.dip_port;
+}
+
+namespace {
+
+uint8_t OfferGeneration(const NatFlow& f) {
+  return static_cast<uint8_t>(f.offload >> NatFlow::kGenerationShift);
+}
+
+}  // namespace
+
+bool AgentDataPath::OfferFlow(NatFlow& f, uint64_t now_ns) {
+  if (!ready()) return false;
+  FlowOffer offer{.op = FlowOffer::Op::kOffer, .next_hop_mac = gateway_mac_};
+  if (f.fastpath_pa != 0) {
+    // Not before the peer's MAC is known: the NIC would keep sending it via the router.
+    if (!ports_[0]->neighbors.Lookup(f.fastpath_pa, &offer.next_hop_mac)) {
+      WantNeighbor(f.fastpath_pa, now_ns);
+      return false;
+    }
+    offer.fastpath = true;
+  }
+  offer.generation = static_cast<uint8_t>((OfferGeneration(f) + 1) & 7);
+  offer.flow = f;
+  if (!SendOffload(offer, /*must_deliver=*/false)) return false;
+  f.offload = static_cast<uint8_t>(
+      (f.offload & (NatFlow::kAnswered | NatFlow::kNicServed)) | NatFlow::kOffered |
+      (offer.fastpath ? NatFlow::kOfferedFastpath : 0) |
+      offer.generation << NatFlow::kGenerationShift);
+  counters_.flows_offered.Add();
+  return true;
+}
+
+void AgentDataPath::WithdrawFlow(NatFlow& f) {
+  if ((f.offload & NatFlow::kOffered) == 0) return;
+  SendOffload(FlowOffer{.op = FlowOffer::Op::kWithdraw, .generation = OfferGeneration(f),
+                        .flow = f},
+              /*must_deliver=*/true);
+  f.offload = static_cast<uint8_t>(f.offload & (NatFlow::kAnswered | 7u << NatFlow::kGenerationShift));
+  counters_.flows_withdrawn.Add();
+}
+
+void AgentDataPath::ReconcileOffload(NatFlow& f, uint64_t now_ns) {
+  const bool want = Established(f) && Owned(f);
+  if ((f.offload & NatFlow::kOffered) == 0) {
+    if (want) OfferFlow(f, now_ns);
+  } else if (!want) {
+    WithdrawFlow(f);
+  } else if ((f.offload & NatFlow::kOfferStale) ||
+             (f.fastpath_pa != 0 && (f.offload & NatFlow::kOfferedFastpath) == 0)) {
+    OfferFlow(f, now_ns);  // a new next hop: replace the rules
+  }
+}
+
+bool AgentDataPath::SendOffload(const FlowOffer& message, bool must_deliver) {
+  if (offload_backlog_head_ == offload_backlog_.size() && offload_->offers.Push(message)) {
+    return true;
+  }
+  if (!must_deliver) return false;
+  if (offload_backlog_.size() < offload_backlog_.capacity()) {
+    offload_backlog_.push_back(message);  // within the reserved capacity: no allocation
+    return true;
+  }
+  counters_.offload_withdrawals_lost.Add();
+  return false;
+}
+
+void AgentDataPath::FlushOffloadBacklog() {
+  while (offload_backlog_head_ < offload_backlog_.size() &&
+         offload_->offers.Push(offload_backlog_[offload_backlog_head_])) {
+    ++offload_backlog_head_;
+  }
+  if (offload_backlog_head_ == offload_backlog_.size()) {
+    offload_backlog_.clear();
+    offload_backlog_head_ = 0;
+  }
+}
+
+void AgentDataPath::TakeOffloadNotices(uint64_t now_ns) {
+  FlowOffloadNotice n;
+  while (offload_->notices.Pop(&n)) {
+    NatFlow* f = flows_->FindInside(n.ref.proto, n.ref.dip, n.ref.dip_port, n.ref.remote,
+                                    n.ref.remote_port);
+    if (f == nullptr || !(NatFlowRef::Of(*f) == n.ref) ||
+        (f->offload & NatFlow::kOffered) == 0 || OfferGeneration(*f) != n.generation) {
+      counters_.offload_notices_stale.Add();
+      continue;
+    }
+    if (n.kind == FlowOffloadNotice::Kind::kPlaced) {
+      if (n.nic_rules > 0) {
+        f->offload |= NatFlow::kNicServed;
+      } else {
+        f->offload &= static_cast<uint8_t>(~NatFlow::kNicServed);
+      }
+      continue;
+    }
+    // Aged: the NIC holds none of the flow's rules any more. Idle since software last saw
+    // it, it goes as an idle flow goes (a SNAT port waits out its reuse delay); otherwise
+    // software serves it again and the aging scan offers it anew.
+    f->offload = static_cast<uint8_t>(f->offload & (NatFlow::kAnswered | 7u << NatFlow::kGenerationShift));
+    counters_.flows_aged_in_nic.Add();
+    const NatFlowState state = StateOf(*f);
+    const uint64_t idle = now_ns > f->last_seen_ns ? now_ns - f->last_seen_ns : 0;
+    if (idle >= IdleTimeoutNs(*f, state)) ExpireIdle(*f, state, now_ns);
+  }
 }
 
 bool AgentDataPath::CopyFlows(size_t limit, uint32_t dip, std::chrono::milliseconds timeout,
@@ -788,6 +930,10 @@ void AgentDataPath::ServeFlowCopy() {
 
 void AgentDataPath::Housekeeping(rte_mempool* pool, uint64_t now_ns) {
   if (copy_pending_.load(std::memory_order_acquire)) ServeFlowCopy();
+  if (offload_ != nullptr) {
+    FlushOffloadBacklog();
+    TakeOffloadNotices(now_ns);
+  }
   AgeFlows(now_ns);
   AgentPort& uplink = *ports_[0];
   for (size_t i = 0; i < wanted_count_; ++i) {
@@ -827,6 +973,14 @@ void AgentDataPath::InstallRules(const flow::MacAddr& gateway_mac) {
   }
   executor_.SetRules(table);
   if (rule_listener_) rule_listener_(table->rules());
+  if (offload_ != nullptr && ready() && gateway_mac != gateway_mac_) {
+    // Flows offered via the router carry its old MAC: the aging scan offers them again.
+    flows_->Scan(flows_->capacity(), [](NatFlow& f) {
+      if ((f.offload & NatFlow::kOffered) && (f.offload & NatFlow::kOfferedFastpath) == 0) {
+        f.offload |= NatFlow::kOfferStale;
+      }
+    });
+  }
   gateway_mac_ = gateway_mac;
   gateway_mac_bits_.store(MacBits(gateway_mac), std::memory_order_release);
   installed_rules_.Reset();

@@ -18,6 +18,8 @@
 #include <vector>
 
 #include "hostagent/config.h"
+#include "hostagent/flow_offload.h"
+#include "hostagent/flow_rules.h"
 #include "hostagent/nat_flow_table.h"
 #include "hostagent/rules.h"
 #include "hostagent/snat_ports.h"
@@ -104,6 +106,12 @@ struct AgentCounters {
   Counter flows_created;
   Counter flows_expired;
   Counter rejects_sent;  ///< TCP RSTs / ICMP unreachables sent to VMs.
+  // Per-flow NIC offload (SetFlowOffload).
+  Counter flows_offered;      ///< Offers queued (first ones and replacements).
+  Counter flows_withdrawn;    ///< Withdrawals queued (closed, idled out, VM/lease/endpoint gone).
+  Counter flows_aged_in_nic;  ///< Flows whose NIC rules all aged out (AGE).
+  Counter offload_withdrawals_lost;  ///< Ring and backlog full: a withdrawal could not be sent.
+  Counter offload_notices_stale;     ///< Answers about a flow that has moved on (ignored).
   std::array<Counter, kNumAgentDrops> drops;
 };
 
@@ -151,6 +159,11 @@ class AgentDataPath {
   void SetRuleListener(std::function<void(const std::vector<flow::Rule>&)> listener) {
     rule_listener_ = std::move(listener);
   }
+  /// Offers each NAT flow to the NIC through `channel` once it is established, withdraws it
+  /// when it closes, idles out or its VM, lease or endpoint goes, and takes the NIC side's
+  /// answers at each Housekeeping (see hostagent/README.md, "Per-flow rules in the NIC").
+  /// nullptr: no per-flow offload. Set before the first burst; must outlive the data path.
+  void SetFlowOffload(FlowOffloadChannel* channel);
 
   /// True once the rules are installed (the gateway is resolved).
   bool ready() const { return ready_.load(std::memory_order_relaxed); }
@@ -214,7 +227,7 @@ class AgentDataPath {
   bool FromVm(AgentPort& in, rte_mbuf* m, packet::ParsedPacket* pkt, uint64_t now_ns);
   bool FromUplink(rte_mbuf* m, packet::ParsedPacket* pkt, uint64_t now_ns);
   bool NewSnatFlow(AgentPort& in, rte_mbuf* m, packet::ParsedPacket* pkt, uint64_t now_ns);
-  bool TranslateOutbound(const NatFlow& f, rte_mbuf* m, packet::ParsedPacket* pkt,
+  bool TranslateOutbound(NatFlow& f, rte_mbuf* m, packet::ParsedPacket* pkt,
                          uint64_t now_ns);
   bool TranslateInbound(const NatFlow& f, rte_mbuf* m, packet::ParsedPacket* pkt);
   bool Reject(AgentPort& in, rte_mbuf* m, const packet::ParsedPacket& pkt, AgentDrop why);
@@ -222,7 +235,34 @@ class AgentDataPath {
   void Track(NatFlow& f, const packet::ParsedPacket& pkt, bool from_vm, uint64_t now_ns);
   void AgeFlows(uint64_t now_ns);
   uint64_t IdleTimeoutNs(const NatFlow& f, NatFlowState state) const;
+  /// What an idle flow becomes: a SNAT flow closes (its port waits out the reuse delay), a
+  /// closed or inbound one is freed. True if freed.
+  bool ExpireIdle(NatFlow& f, NatFlowState state, uint64_t now_ns);
   void FreeFlow(NatFlow* f);
+  // Per-flow NIC offload.
+  static bool Established(const NatFlow& f);
+  /// Its SNAT port is still leased to its VM / its endpoint is still configured.
+  bool Owned(const NatFlow& f) const;
+  /// Packet path: offers a flow that just became established, withdraws one that left it.
+  void OffloadOnPacket(NatFlow& f, uint64_t now_ns) {
+    if (offload_ == nullptr) return;
+    const bool offered = (f.offload & NatFlow::kOffered) != 0;
+    if (offered && !Established(f)) {
+      WithdrawFlow(f);
+    } else if (!offered && Established(f) && Owned(f)) {
+      OfferFlow(f, now_ns);
+    }
+  }
+  /// Queues the flow's offer (a replacement if offered already); false if it has to wait
+  /// (Fastpath peer's MAC unknown, ring full): the aging scan tries again.
+  bool OfferFlow(NatFlow& f, uint64_t now_ns);
+  void WithdrawFlow(NatFlow& f);
+  /// Aging scan: offers, replaces or withdraws so the NIC holds what the flow needs.
+  void ReconcileOffload(NatFlow& f, uint64_t now_ns);
+  void TakeOffloadNotices(uint64_t now_ns);
+  /// Withdrawals that found the ring full wait here, in order (everything queues behind them).
+  bool SendOffload(const FlowOffer& message, bool must_deliver);
+  void FlushOffloadBacklog();
   bool Drop(rte_mbuf* m, AgentDrop reason);
   bool Drop(rte_mbuf* m, DropReason reason);
   /// Queues an ARP request for a Fastpath peer (sent by Housekeeping), paced.
@@ -253,6 +293,9 @@ class AgentDataPath {
   Counter installed_rules_;
   std::atomic<bool> ready_{false};
   std::function<void(const std::vector<flow::Rule>&)> rule_listener_;
+  FlowOffloadChannel* offload_ = nullptr;
+  std::vector<FlowOffer> offload_backlog_;  ///< Capacity fixed by SetFlowOffload.
+  size_t offload_backlog_head_ = 0;
   // Runtime config changes (PublishConfig / AdoptConfig / ReclaimRetired).
   mutable std::mutex control_mu_;  ///< Serialises PublishConfig and ReclaimRetired.
   AgentConfig published_config_;   ///< Guarded by control_mu_: what the newest snapshot holds.

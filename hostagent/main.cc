@@ -117,6 +117,11 @@ std::string StatsJson(const AgentDataPath& agent, const AgentNicRules& nic_rules
       .Field("expired", c.flows_expired.Get())
       .Field("restored_at_start", agent.flows_restored())
       .Field("kept_at_start", agent.flows_kept())
+      .Field("offered_to_nic", c.flows_offered.Get())
+      .Field("withdrawn_from_nic", c.flows_withdrawn.Get())
+      .Field("aged_in_nic", c.flows_aged_in_nic.Get())
+      .Field("nic_withdrawals_lost", c.offload_withdrawals_lost.Get())
+      .Field("nic_answers_stale", c.offload_notices_stale.Get())
       .EndObject();
   j.Key("fastpath")
       .BeginObject()
@@ -198,6 +203,8 @@ class DataPathRuntime : public AgentRuntime {
         {"flows_active", agent_->flows().size()},
         {"flows_created", c.flows_created.Get()},
         {"flows_expired", c.flows_expired.Get()},
+        {"flows_offered_to_nic", c.flows_offered.Get()},
+        {"flows_aged_in_nic", c.flows_aged_in_nic.Get()},
         {"config_generation_in_use", agent_->adopted_generation()},
     };
     for (size_t r = 0; r < kNumDropReasons; ++r) {
@@ -380,17 +387,20 @@ int Run(int argc, char** argv) {
 
   // The rules also go to the rte_flow NIC executor (placed in the NIC where the port takes
   // them, counted with the port's reason where not); the software executor keeps them all.
+  // So do established NAT flows, offered by the data path through lock-free rings.
   nic::DpdkFlowApi flow_api;
   nic::NicExecutor nic_executor(&flow_api, {.default_port = ports.uplink_port,
                                             .gue_port = flow::kDefaultGuePort});
-  AgentNicRules nic_rules(&nic_executor, ports.uplink_port, flow::kDefaultGuePort);
+  AgentNicRules nic_rules(&nic_executor, *config, ports, flow::kDefaultGuePort);
   agent.SetRuleListener([&nic_rules](const std::vector<flow::Rule>& rules) {
     nic_rules.Post(rules);
   });
+  agent.SetFlowOffload(nic_rules.channel());
   std::jthread nic_thread([&nic_rules](std::stop_token stop) {  // joined on every return
     while (!stop.stop_requested()) {
       nic_rules.Sync();
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));  // a control-thread tick
+      nic_rules.SyncFlows();
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));  // a control-thread tick
     }
   });
 

@@ -49,12 +49,21 @@ struct NatFlow {
   uint8_t vm_index = 0;  ///< Index into AgentConfig::vms.
   uint8_t fins = 0;      ///< kFinFromVm | kFinFromRemote
   uint8_t state = 0;     ///< NatFlowState; written last on insert, first on remove.
-  uint8_t reserved = 0;
+  uint8_t offload = 0;   ///< NIC offload bits below + offer generation (bits 5-7).
   uint32_t created_unix_s = 0;  ///< Wall clock at creation (Fastpath replay check).
   uint64_t last_seen_ns = 0;    ///< CLOCK_MONOTONIC of the last packet.
 
   static constexpr uint8_t kFinFromVm = 1;
   static constexpr uint8_t kFinFromRemote = 2;
+
+  // `offload` (meaningful to the process that set it: cleared when a state file is reused).
+  static constexpr uint8_t kOffered = 0x01;          ///< Rules offered to the NIC, not withdrawn.
+  static constexpr uint8_t kOfferedFastpath = 0x02;  ///< ... with the Fastpath encap outbound.
+  static constexpr uint8_t kNicServed = 0x04;  ///< Some rule is in the NIC: its AGE, not the
+                                               ///< software idle timer, decides idleness.
+  static constexpr uint8_t kOfferStale = 0x08;  ///< The offered rules name an old next hop.
+  static constexpr uint8_t kAnswered = 0x10;    ///< UDP: the non-opening side has sent.
+  static constexpr uint8_t kGenerationShift = 5;
 };
 static_assert(sizeof(NatFlow) == 40, "NatFlow is part of the state file format");
 

@@ -1,11 +1,14 @@
 #include "hostagent/nic_rules.h"
 
+#include <algorithm>
+
 #include "offload/rte_flow/translate.h"
 
 namespace sluice::agent {
 
-AgentNicRules::AgentNicRules(nic::NicExecutor* nic, uint16_t uplink_port, uint16_t gue_port)
-    : nic_(nic), uplink_port_(uplink_port), gue_port_(gue_port) {}
+AgentNicRules::AgentNicRules(nic::NicExecutor* nic, const AgentConfig& config,
+                             const PortMap& ports, uint16_t gue_port)
+    : nic_(nic), config_(config), ports_(ports), gue_port_(gue_port) {}
 
 void AgentNicRules::Post(std::vector<flow::Rule> rules) {
   std::lock_guard<std::mutex> lock(post_mu_);
@@ -23,16 +26,102 @@ bool AgentNicRules::Sync() {
     rules = posted_;
   }
   // Whole sets: the previous set's rules go first, so a rule the new set no longer has
-  // (a deleted endpoint, a detached VM) never stays in the NIC.
-  nic_->RemoveAll();
+  // (a deleted endpoint, a detached VM) never stays in the NIC. Per-flow rules stay.
+  for (const flow::Rule& rule : installed_) nic_->Remove(rule.id);
   for (const flow::Rule& rule : rules) nic_->Add(rule);
   installed_ = std::move(rules);
   ++syncs_;
   return true;
 }
 
+size_t AgentNicRules::SyncFlows(size_t max) {
+  std::lock_guard<std::mutex> lock(nic_mu_);
+  // Answers that found the ring full last time go first, in order.
+  while (!notice_backlog_.empty() && channel_.notices.Push(notice_backlog_.front())) {
+    notice_backlog_.pop_front();
+  }
+  size_t done = 0;
+  FlowOffer offer;
+  while (done < max && channel_.offers.Pop(&offer)) {
+    ++done;
+    if (offer.op == FlowOffer::Op::kOffer) {
+      Place(offer);
+      continue;
+    }
+    withdrawals.Add();
+    auto it = flows_.find(NatFlowRef::Of(offer.flow));
+    if (it != flows_.end()) RemoveFlow(it);
+  }
+  nic_->AgeSweep([this](uint64_t id) { OnAged(id); });
+  return done;
+}
+
+void AgentNicRules::Place(const FlowOffer& offer) {
+  offers.Add();
+  const NatFlowRef ref = NatFlowRef::Of(offer.flow);
+  auto it = flows_.find(ref);
+  if (it != flows_.end()) RemoveFlow(it);  // a replacement (new next hop) or a reused tuple
+  std::vector<flow::Rule> rules =
+      BuildFlowRules(offer.flow, config_, ports_,
+                     FlowNextHop{.mac = offer.next_hop_mac, .fastpath = offer.fastpath},
+                     next_rule_id_);
+  next_rule_id_ += rules.size();
+  OffloadedFlow entry{.generation = offer.generation, .ref = ref};
+  for (flow::Rule& rule : rules) {
+    const nic::Placement placement = nic::PlaceFlowRule(*nic_, rule, tally_);
+    if (placement == nic::Placement::kSoftware) continue;  // the flow table serves it
+    if (placement == nic::Placement::kNic) ++entry.in_nic;
+    owner_[rule.id] = ref;
+    entry.rules.push_back(std::move(rule));
+  }
+  Notify(FlowOffloadNotice{.kind = FlowOffloadNotice::Kind::kPlaced,
+                           .generation = offer.generation,
+                           .nic_rules = static_cast<uint8_t>(entry.in_nic),
+                           .ref = ref});
+  if (!entry.rules.empty()) flows_.emplace(ref, std::move(entry));
+}
+
+void AgentNicRules::RemoveFlow(FlowMap::iterator it) {
+  for (const flow::Rule& rule : it->second.rules) {
+    nic_->Remove(rule.id);
+    owner_.erase(rule.id);
+  }
+  flows_.erase(it);
+}
+
+void AgentNicRules::OnAged(uint64_t rule_id) {
+  // The executor has removed the rule already.
+  auto owner = owner_.find(rule_id);
+  if (owner == owner_.end()) return;
+  auto it = flows_.find(owner->second);
+  owner_.erase(owner);
+  if (it == flows_.end()) return;
+  OffloadedFlow& entry = it->second;
+  std::erase_if(entry.rules, [rule_id](const flow::Rule& r) { return r.id == rule_id; });
+  if (entry.in_nic > 0) --entry.in_nic;
+  // One direction idle while the other is still hit (a one-way stream): the idle one's
+  // packets, if any come, reach software again; the flow stays.
+  if (entry.in_nic > 0) return;
+  flows_aged.Add();
+  Notify(FlowOffloadNotice{.kind = FlowOffloadNotice::Kind::kAged,
+                           .generation = entry.generation,
+                           .ref = entry.ref});
+  RemoveFlow(it);  // partially offloaded rules (no AGE of their own) go with it
+}
+
+void AgentNicRules::Notify(const FlowOffloadNotice& notice) {
+  if (notice_backlog_.empty() && channel_.notices.Push(notice)) return;
+  notice_backlog_.push_back(notice);
+}
+
+size_t AgentNicRules::offloaded_flows() const {
+  std::lock_guard<std::mutex> lock(nic_mu_);
+  return flows_.size();
+}
+
 std::string AgentNicRules::Testpmd() const {
   std::lock_guard<std::mutex> lock(nic_mu_);
+  const nic::TranslateOptions options{.port_id = ports_.uplink_port, .gue_port = gue_port_};
   std::string out;
   for (const flow::Rule& rule : installed_) {
     const nic::RuleStatus* status = nic_->Status(rule.id);
@@ -40,7 +129,30 @@ std::string AgentNicRules::Testpmd() const {
     out += status != nullptr ? nic::PlacementName(status->placement) : "none";
     if (status != nullptr && !status->full_error.empty()) out += " (" + status->full_error + ")";
     out += "\n";
-    out += nic::TestpmdRules({rule}, {.port_id = uplink_port_, .gue_port = gue_port_});
+    out += nic::TestpmdRules({rule}, options);
+  }
+  // Per-flow rules in rule-id order (the order flows were placed).
+  std::vector<const flow::Rule*> flow_rules;
+  for (const auto& [ref, entry] : flows_) {
+    for (const flow::Rule& rule : entry.rules) flow_rules.push_back(&rule);
+  }
+  std::sort(flow_rules.begin(), flow_rules.end(),
+            [](const flow::Rule* a, const flow::Rule* b) { return a->id < b->id; });
+  for (const flow::Rule* rule : flow_rules) {
+    const nic::RuleStatus* status = nic_->Status(rule->id);
+    out += "# placement: ";
+    out += status != nullptr ? nic::PlacementName(status->placement) : "none";
+    if (status != nullptr && !status->full_error.empty()) out += " (" + status->full_error + ")";
+    out += ", per flow\n";
+    out += nic::TestpmdRules({*rule}, options);
+  }
+  const uint64_t refused = tally_.software.Get();
+  if (refused > 0) {
+    out += "# per-flow rules refused by the NIC and left to the flow table: " +
+           std::to_string(refused) + "\n";
+    for (const auto& [reason, count] : tally_.reasons()) {
+      out += "#   " + std::to_string(count) + " x " + reason + "\n";
+    }
   }
   return out;
 }
@@ -54,6 +166,24 @@ void AgentNicRules::WriteStats(JsonWriter& j) const {
   for (const auto& [name, value] : nic_->Counters()) j.Field(name, value);
   j.Key("fallback_reasons").BeginObject();
   for (const auto& [reason, count] : nic_->FallbackReasons()) j.Field(reason, count);
+  j.EndObject();
+  uint64_t flow_rules = 0;
+  for (const auto& [ref, entry] : flows_) flow_rules += entry.rules.size();
+  j.Key("flows")
+      .BeginObject()
+      .Field("offers", offers.Get())
+      .Field("withdrawals", withdrawals.Get())
+      .Field("offloaded_flows", static_cast<uint64_t>(flows_.size()))
+      .Field("offloaded_rules", flow_rules)
+      .Field("rules_nic", tally_.nic.Get())
+      .Field("rules_partial", tally_.partial.Get())
+      .Field("rules_software", tally_.software.Get())
+      .Field("aged_flows", flows_aged.Get())
+      .Field("offer_queue_full", channel_.offers.full.Get())
+      .Field("answers_waiting", static_cast<uint64_t>(notice_backlog_.size()));
+  j.Key("software_reasons").BeginObject();
+  for (const auto& [reason, count] : tally_.reasons()) j.Field(reason, count);
+  j.EndObject();
   j.EndObject();
   j.EndObject();
 }

@@ -99,6 +99,11 @@ uint32_t SnatPortPool::InUse(uint8_t vm, uint8_t proto) const {
   return g == nullptr ? 0 : g->in_use;
 }
 
+bool SnatPortPool::LeasedTo(uint8_t vm, uint8_t proto, uint32_t vip, uint16_t port) const {
+  const Group* g = GroupOf(vm, proto);
+  return g != nullptr && SlotOf(*g, vip, port) != UINT32_MAX;
+}
+
 bool SnatPortPool::IsLeased(uint32_t vip, uint8_t proto, uint16_t port) const {
   for (const SnatLeaseConfig& lease : all_leases_) {
     if (lease.vip == vip && lease.proto == proto && port >= lease.port_start &&

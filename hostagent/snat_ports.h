@@ -27,6 +27,8 @@ class SnatPortPool {
   bool HasLease(uint8_t vm, uint8_t proto) const { return Leased(vm, proto) > 0; }
   uint32_t Leased(uint8_t vm, uint8_t proto) const;
   uint32_t InUse(uint8_t vm, uint8_t proto) const;
+  /// True if vip:port/proto lies in a lease of `vm`.
+  bool LeasedTo(uint8_t vm, uint8_t proto, uint32_t vip, uint16_t port) const;
   /// True if vip:port/proto lies in a lease of any VM of this host.
   bool IsLeased(uint32_t vip, uint8_t proto, uint16_t port) const;
 

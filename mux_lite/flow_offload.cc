@@ -17,39 +17,19 @@ NicFlowOffloader::NicFlowOffloader(nic::NicExecutor* nic, uint16_t port, uint32_
       idle_timeout_s_(idle_timeout_s) {
   const nic::PortCapabilities& caps = nic_->Probe(port_);
   port_accepts_rules_ = caps.validate_ok;
-  if (!port_accepts_rules_) last_refusal_ = caps.validate_error;
+  if (!port_accepts_rules_) probe_error_ = caps.validate_error;
   for (size_t i = 0; i < std::max<size_t>(workers, 1); ++i) rings_.push_back(std::make_unique<Ring>());
-}
-
-bool NicFlowOffloader::Ring::Offer(const OffloadRequest& request) {
-  uint32_t head = head_.load(std::memory_order_relaxed);
-  if (head - tail_.load(std::memory_order_acquire) == kRingSize) {
-    queue_full.Add();
-    return false;
-  }
-  slots_[head % kRingSize] = request;
-  head_.store(head + 1, std::memory_order_release);
-  offered.Add();
-  return true;
-}
-
-bool NicFlowOffloader::Ring::Take(OffloadRequest* request) {
-  uint32_t tail = tail_.load(std::memory_order_relaxed);
-  if (tail == head_.load(std::memory_order_acquire)) return false;
-  *request = slots_[tail % kRingSize];
-  tail_.store(tail + 1, std::memory_order_release);
-  return true;
 }
 
 uint64_t NicFlowOffloader::offered() const {
   uint64_t n = 0;
-  for (const auto& r : rings_) n += r->offered.Get();
+  for (const auto& r : rings_) n += r->ring.pushed.Get();
   return n;
 }
 
 uint64_t NicFlowOffloader::queue_full() const {
   uint64_t n = 0;
-  for (const auto& r : rings_) n += r->queue_full.Get();
+  for (const auto& r : rings_) n += r->ring.full.Get();
   return n;
 }
 
@@ -75,23 +55,11 @@ flow::Rule NicFlowOffloader::RuleFor(const OffloadRequest& r, uint64_t id) const
 
 void NicFlowOffloader::Place(const OffloadRequest& request) {
   if (!port_accepts_rules_) {
-    left_in_software.Add();
+    placement.software.Add();
+    placement.Refused(probe_error_);
     return;
   }
-  uint64_t id = next_id_++;
-  nic::AddResult result = nic_->Add(RuleFor(request, id));
-  if (result.ok && result.placement == nic::Placement::kNic) {
-    placed_nic.Add();
-  } else if (result.ok && result.placement == nic::Placement::kPartial) {
-    placed_partial.Add();
-  } else {
-    // The software flow cache already serves this flow; don't keep a duplicate rule.
-    left_in_software.Add();
-    const nic::RuleStatus* status = nic_->Status(id);
-    std::lock_guard<std::mutex> lock(mu_);
-    last_refusal_ = !result.ok ? result.error : status ? status->full_error : "refused";
-    nic_->Remove(id);
-  }
+  nic::PlaceFlowRule(*nic_, RuleFor(request, next_id_++), placement);
 }
 
 size_t NicFlowOffloader::Drain(size_t max) {
@@ -101,7 +69,7 @@ size_t NicFlowOffloader::Drain(size_t max) {
   for (bool took = true; took && done < max;) {
     took = false;
     for (auto& ring : rings_) {
-      if (done == max || !ring->Take(&request)) continue;
+      if (done == max || !ring->ring.Pop(&request)) continue;
       took = true;
       ++done;
       Place(request);
@@ -109,11 +77,6 @@ size_t NicFlowOffloader::Drain(size_t max) {
   }
   aged_out.Add(nic_->AgeSweep([](uint64_t) {}));  // the mux's flow table ages on its own
   return done;
-}
-
-std::string NicFlowOffloader::last_refusal() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  return last_refusal_;
 }
 
 }  // namespace sluice::mux

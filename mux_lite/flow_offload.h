@@ -4,17 +4,16 @@
 // in the software flow cache, and that outcome is counted with the port's reason.
 #pragma once
 
-#include <array>
-#include <atomic>
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <vector>
 
 #include "mux_lite/flow_table.h"
 #include "offload/flow/rule.h"
 #include "offload/packet/counter.h"
+#include "offload/rte_flow/offer_ring.h"
+#include "offload/rte_flow/per_flow.h"
 
 namespace sluice::nic {
 class NicExecutor;
@@ -38,8 +37,8 @@ class FlowOffloadSink {
   virtual bool Offer(const OffloadRequest& request) = 0;
 };
 
-/// Queues offers in single-producer/single-consumer rings, one per worker lcore (data path →
-/// control thread), and hands them to a NicExecutor.
+/// Queues offers in single-producer/single-consumer rings (nic::OfferRing), one per worker
+/// lcore (data path → control thread), and hands them to a NicExecutor.
 class NicFlowOffloader : public FlowOffloadSink {
  public:
   static constexpr uint32_t kRingSize = 4096;
@@ -64,24 +63,17 @@ class NicFlowOffloader : public FlowOffloadSink {
   /// Totals over the workers.
   uint64_t offered() const;
   uint64_t queue_full() const;
-  Counter placed_nic;
-  Counter placed_partial;
-  Counter left_in_software;  ///< Refused by the port: served by the software flow cache.
+  /// Placements: nic, partial, software (refused by the port: served by the software flow
+  /// cache) and the refusals' reasons.
+  nic::PerFlowTally placement;
   Counter aged_out;
-  std::string last_refusal() const;
+  std::string last_refusal() const { return placement.last_refusal(); }
 
  private:
   class Ring : public FlowOffloadSink {
    public:
-    bool Offer(const OffloadRequest& request) override;
-    bool Take(OffloadRequest* request);
-    Counter offered;
-    Counter queue_full;
-
-   private:
-    std::array<OffloadRequest, kRingSize> slots_;
-    std::atomic<uint32_t> head_{0};  ///< Written by the worker.
-    std::atomic<uint32_t> tail_{0};  ///< Written by the control thread.
+    bool Offer(const OffloadRequest& request) override { return ring.Push(request); }
+    nic::OfferRing<OffloadRequest, kRingSize> ring;
   };
 
   /// Turns one offer into a NIC rule, or counts why it stays in software.
@@ -94,10 +86,9 @@ class NicFlowOffloader : public FlowOffloadSink {
   uint16_t gue_port_;
   uint32_t idle_timeout_s_;
   bool port_accepts_rules_ = false;
+  std::string probe_error_;
   uint64_t next_id_ = 1;
   std::vector<std::unique_ptr<Ring>> rings_;
-  mutable std::mutex mu_;
-  std::string last_refusal_;
 };
 
 }  // namespace sluice::mux

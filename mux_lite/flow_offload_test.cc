@@ -27,7 +27,7 @@ TEST(NicFlowOffloaderTest, AcceptingNicGetsOneRulePerEstablishedFlow) {
   NicFlowOffloader offloader(&executor, 0, 0x0a65000b, kMuxMac, flow::kDefaultGuePort, 300);
   for (uint16_t p = 1; p <= 3; ++p) ASSERT_TRUE(offloader.Offer(Request(p)));
   EXPECT_EQ(offloader.Drain(100), 3u);
-  EXPECT_EQ(offloader.placed_nic.Get(), 3u);
+  EXPECT_EQ(offloader.placement.nic.Get(), 3u);
   EXPECT_EQ(api.live.size(), 3u);
   EXPECT_EQ(flow::Validate(offloader.RuleFor(Request(1), 1)), "");
 }
@@ -39,8 +39,8 @@ TEST(NicFlowOffloaderTest, RefusingPortLeavesFlowsInSoftwareWithTheReason) {
   NicFlowOffloader offloader(&executor, 0, 0x0a65000b, kMuxMac, flow::kDefaultGuePort, 300);
   ASSERT_TRUE(offloader.Offer(Request(1)));
   offloader.Drain(100);
-  EXPECT_EQ(offloader.left_in_software.Get(), 1u);
-  EXPECT_EQ(offloader.placed_nic.Get(), 0u);
+  EXPECT_EQ(offloader.placement.software.Get(), 1u);
+  EXPECT_EQ(offloader.placement.nic.Get(), 0u);
   EXPECT_TRUE(api.live.empty());  // no rule leaks
   EXPECT_NE(offloader.last_refusal().find("Function not implemented"), std::string::npos)
       << offloader.last_refusal();
@@ -78,7 +78,7 @@ TEST(NicFlowOffloaderTest, WorkersOfferThroughTheirOwnRings) {
   EXPECT_EQ(offloader.offered(), 300u);
   EXPECT_EQ(offloader.Drain(30), 30u);  // 10 from each ring
   EXPECT_EQ(offloader.Drain(1000), 270u);
-  EXPECT_EQ(offloader.placed_nic.Get(), 300u);
+  EXPECT_EQ(offloader.placement.nic.Get(), 300u);
   EXPECT_EQ(api.live.size(), 300u);  // distinct rule ids across workers
 }
 

@@ -215,9 +215,9 @@ std::string StatsJson(const MuxWorkers& mux, ControlState& control,
         .EndObject();
     j.Key("flow_offload").BeginObject()
         .Field("offered", offload.offered())
-        .Field("nic", offload.placed_nic.Get())
-        .Field("partial", offload.placed_partial.Get())
-        .Field("software", offload.left_in_software.Get())
+        .Field("nic", offload.placement.nic.Get())
+        .Field("partial", offload.placement.partial.Get())
+        .Field("software", offload.placement.software.Get())
         .Field("queue_full", offload.queue_full())
         .Field("aged_out", offload.aged_out.Get())
         .Field("last_refusal", offload.last_refusal())

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "hostagent/flow_rules.h"
 #include "hostagent/rules.h"
 #include "offload/packet/parse.h"
 #include "offload/sw/fixture_builder.h"
@@ -36,6 +37,7 @@ constexpr uint16_t kSnatPort = 20001;
 constexpr uint16_t kVmSourcePort = 33000;
 const uint32_t kOtherHostPa = fixture::Ip("10.0.2.1");
 const uint32_t kVip2 = fixture::Ip("10.200.0.20");
+const flow::MacAddr kPeerHostMac = fixture::Mac("02:00:00:00:01:02");
 
 // One VM behind one VIP endpoint; ports as on an e-switch: uplink 0, the VM's representor 2.
 std::vector<Rule> AgentRules() {
@@ -87,51 +89,61 @@ Rule MuxFlowRule(Tunnel tunnel, bool aging) {
   return rule;
 }
 
-// SNAT outbound (VM → Internet as VIP:q) and its reverse (the reply, encapsulated by a mux
-// to this host, back to DIP:p).
-std::vector<Rule> SnatRules() {
-  return {
-      Rule{.id = 2000,
-           .priority = 50,
-           .match = {.in_port = kVmPort,
-                     .src = Ipv4Match::Exact(kDip),
-                     .proto = flow::kProtoTcp,
-                     .src_port = PortMatch::Exact(kVmSourcePort)},
-           .actions = {Action::SetIpv4Src(kVip), Action::SetL4Src(kSnatPort), Action::DecTtl(),
-                       Action::SetMac(kHostMac, kRouterMac), Action::Count(),
-                       Action::Output(kUplinkPort)},
-           .name = "snat-out dip=10.1.0.1:33000 as vip=10.200.0.10:20001"},
-      Rule{.id = 2001,
-           .priority = 50,
-           .match = {.in_port = kUplinkPort,
-                     .tunnel = Tunnel::kIpip,
-                     .outer_dst = Ipv4Match::Exact(kHostPa),
-                     .dst = Ipv4Match::Exact(kVip),
-                     .proto = flow::kProtoTcp,
-                     .dst_port = PortMatch::Exact(kSnatPort)},
-           .actions = {Action::Decap(), Action::SetIpv4Dst(kDip), Action::SetL4Dst(kVmSourcePort),
-                       Action::DecTtl(), Action::SetMac(kVmPortMac, kVmMac), Action::Count(),
-                       Action::Output(kVmPort)},
-           .name = "snat-in vip=10.200.0.10:20001 to dip=10.1.0.1:33000"},
-  };
+// The agent's per-flow rules (hostagent/flow_rules.h) on the same host: one VM (its
+// representor is port 2) with a SNAT lease, serving VIP:80 on :8080.
+agent::AgentConfig FlowConfig() {
+  agent::AgentConfig config;
+  config.name = "host1";
+  config.address = {.addr = kHostPa, .length = 24};
+  config.gateway = fixture::Ip("10.0.1.254");
+  config.vms.push_back(agent::VmConfig{.name = "vm1",
+                                       .port = "net_vhost0",
+                                       .mac = kVmMac,
+                                       .dip = kDip,
+                                       .pa = fixture::Ip("10.0.1.31"),
+                                       .gateway = fixture::Ip("10.1.0.254")});
+  return config;
 }
 
-// Fastpath: once redirected, VM1's connection to VIP2 is encapsulated straight to VIP2's host.
-Rule FastpathRule() {
-  return Rule{
-      .id = 3000,
-      .priority = 150,
-      .match = {.in_port = kVmPort,
-                .src = Ipv4Match::Exact(kDip),
-                .dst = Ipv4Match::Exact(kVip2),
-                .proto = flow::kProtoTcp,
-                .src_port = PortMatch::Exact(kVmSourcePort),
-                .dst_port = PortMatch::Exact(443)},
-      .actions = {Action::Encap(
-                      {.type = Tunnel::kGue, .outer_src = kHostPa, .outer_dst = kOtherHostPa}),
-                  Action::SetMac(kHostMac, kRouterMac), Action::Count(), Action::Age(300),
-                  Action::Output(kUplinkPort)},
-      .name = "fastpath dip=10.1.0.1:33000 -> vip=10.200.0.20:443 via 10.0.2.1"};
+agent::PortMap FlowPorts() {
+  return agent::PortMap{.uplink_port = kUplinkPort,
+                        .uplink_mac = kHostMac,
+                        .vm_ports = {kVmPort},
+                        .vm_port_macs = {kVmPortMac}};
+}
+
+// SNAT: the VM's DIP:33000 → client:443 leaves as VIP:20001, and the reply (encapsulated by
+// a mux to the host PA) comes back. `fastpath`: the client is VIP2, redirected to its host.
+std::vector<Rule> SnatRules(bool fastpath) {
+  agent::NatFlow f{.dip = kDip,
+                   .remote = fastpath ? kVip2 : kClient,
+                   .vip = kVip,
+                   .fastpath_pa = fastpath ? kOtherHostPa : 0,
+                   .dip_port = kVmSourcePort,
+                   .remote_port = 443,
+                   .vip_port = kSnatPort,
+                   .proto = flow::kProtoTcp,
+                   .kind = static_cast<uint8_t>(agent::NatFlowKind::kSnat)};
+  return agent::BuildFlowRules(f, FlowConfig(), FlowPorts(),
+                               {.mac = fastpath ? kPeerHostMac : kRouterMac, .fastpath = fastpath},
+                               2000);
+}
+
+// An inbound flow's return: the client reached DIP:8080 through VIP:80 (a DIP:port serving
+// several VIPs keeps state); `fastpath`: the client is a VM on another host, redirected.
+std::vector<Rule> ReturnRules(bool fastpath) {
+  agent::NatFlow f{.dip = kDip,
+                   .remote = fastpath ? kOtherVip : kClient,
+                   .vip = kVip,
+                   .fastpath_pa = fastpath ? kOtherHostPa : 0,
+                   .dip_port = 8080,
+                   .remote_port = fastpath ? uint16_t{20130} : kClientPort,
+                   .vip_port = 80,
+                   .proto = flow::kProtoTcp,
+                   .kind = static_cast<uint8_t>(agent::NatFlowKind::kInbound)};
+  return agent::BuildFlowRules(f, FlowConfig(), FlowPorts(),
+                               {.mac = fastpath ? kPeerHostMac : kRouterMac, .fastpath = fastpath},
+                               3000);
 }
 
 TranslateOptions Transfer() {
@@ -441,14 +453,32 @@ TEST(TestpmdGoldenTest, MuxEncapGue) {
 }
 
 TEST(TestpmdGoldenTest, SnatBothWays) {
-  ExpectGolden("snat.txt", Header("SNAT: outbound DIP:p -> VIP:q, and the reply back.") +
-                               TestpmdRules(SnatRules(), Transfer()));
+  ExpectGolden("snat.txt",
+               Header("Host agent, per-flow SNAT: outbound DIP:p -> VIP:q, and the reply back "
+                      "(decap + VIP:q -> DIP:p), counted and aged.") +
+                   TestpmdRules(SnatRules(false), Transfer()));
 }
 
 TEST(TestpmdGoldenTest, FastpathEncap) {
   ExpectGolden("fastpath_encap.txt",
-               Header("Fastpath: VM -> VIP2 encapsulated host to host, aged.") +
-                   TestpmdRules({FastpathRule()}, Transfer()));
+               Header("Host agent, per-flow Fastpath source side: VM -> VIP2 SNATed and "
+                      "encapsulated host PA -> peer PA; the peer's packets come back as SNAT "
+                      "replies.") +
+                   TestpmdRules(SnatRules(true), Transfer()));
+}
+
+TEST(TestpmdGoldenTest, FastpathReturn) {
+  ExpectGolden("fastpath_return.txt",
+               Header("Host agent, per-flow Fastpath destination side: the DIP's replies leave "
+                      "as VIP:80, encapsulated VM PA -> the source host's PA.") +
+                   TestpmdRules(ReturnRules(true), Transfer()));
+}
+
+TEST(TestpmdGoldenTest, SharedEndpointReturn) {
+  ExpectGolden("shared_return.txt",
+               Header("Host agent, per-flow stateful return: DIP:8080 serves several VIPs, so "
+                      "this connection's replies leave as the VIP:80 its client used.") +
+                   TestpmdRules(ReturnRules(false), Transfer()));
 }
 
 TEST(TestpmdGoldenTest, PartialOffload) {
