@@ -210,7 +210,7 @@ void AgentDataPath::AdoptConfig() {
       executor_.SetRules(s->rules);
       installed_rules_.Reset();
       installed_rules_.Add(s->rule_count);
-      if (rule_listener_) rule_listener_(s->rules->rules());
+      PostRules(s->rules->rules());
     } else {
       InstallRules(gateway_mac_);
     }
@@ -831,11 +831,10 @@ void AgentDataPath::WithdrawFlow(NatFlow& f) {
 }
 
 void AgentDataPath::ReconcileOffload(NatFlow& f, uint64_t now_ns) {
-  const bool want = Established(f) && Owned(f);
   if ((f.offload & NatFlow::kOffered) == 0) {
-    if (want) OfferFlow(f, now_ns);
-  } else if (!want) {
-    WithdrawFlow(f);
+    if (Established(f) && Owned(f)) OfferFlow(f, now_ns);
+  } else if (!Established(f)) {
+    WithdrawFlow(f);  // (ownership changes only with a config: AdoptConfig withdraws then)
   } else if ((f.offload & NatFlow::kOfferStale) ||
              (f.fastpath_pa != 0 && (f.offload & NatFlow::kOfferedFastpath) == 0)) {
     OfferFlow(f, now_ns);  // a new next hop: replace the rules
@@ -972,7 +971,7 @@ void AgentDataPath::InstallRules(const flow::MacAddr& gateway_mac) {
     return;
   }
   executor_.SetRules(table);
-  if (rule_listener_) rule_listener_(table->rules());
+  PostRules(table->rules());
   if (offload_ != nullptr && ready() && gateway_mac != gateway_mac_) {
     // Flows offered via the router carry its old MAC: the aging scan offers them again.
     flows_->Scan(flows_->capacity(), [](NatFlow& f) {
@@ -986,6 +985,20 @@ void AgentDataPath::InstallRules(const flow::MacAddr& gateway_mac) {
   installed_rules_.Reset();
   installed_rules_.Add(rules.size());
   ready_.store(true);
+}
+
+void AgentDataPath::PostRules(const std::vector<flow::Rule>& rules) {
+  if (!rule_listener_) return;
+  std::vector<flow::Rule> nic_rules;
+  nic_rules.reserve(rules.size());
+  for (const flow::Rule& rule : rules) {
+    const size_t e = rule.id / 4;  // rules.h: id = endpoint index * 4 + kind
+    if (KindOf(rule) != RuleKind::kDsrReturn && e < endpoints_.size() && endpoints_[e].shared) {
+      continue;
+    }
+    nic_rules.push_back(rule);
+  }
+  rule_listener_(nic_rules);
 }
 
 void AgentDataPath::FlushAll() {

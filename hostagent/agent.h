@@ -154,8 +154,10 @@ class AgentDataPath {
   /// MAC changes, and ages a slice of the flow table. Call about every 100 ms.
   void Housekeeping(rte_mempool* pool, uint64_t now_ns);
   void FlushAll();
-  /// Called on the data path with every rule set it installs in the software executor (to
-  /// mirror it into the NIC executor); must not block. Set before the first burst.
+  /// Called on the data path with every rule set it installs in the software executor, less
+  /// the inbound rules of DIP:ports that serve several VIPs (the flow layer has to see those
+  /// packets: they create the flows whose replies need state), to mirror into the NIC
+  /// executor; must not block. Set before the first burst.
   void SetRuleListener(std::function<void(const std::vector<flow::Rule>&)> listener) {
     rule_listener_ = std::move(listener);
   }
@@ -221,6 +223,8 @@ class AgentDataPath {
   std::vector<LocalEndpoint> BuildLocalEndpoints(const AgentConfig& config) const;
 
   void InstallRules(const flow::MacAddr& gateway_mac);
+  /// Hands the rule set to the listener without the rules only software may run.
+  void PostRules(const std::vector<flow::Rule>& rules);
   void RestoreFlows();
   // Each returns true if it consumed the packet (sent or freed it), false to hand it to the
   // executor.

@@ -351,6 +351,21 @@ TEST_F(AgentNicFlowsTest, DetachingAVmTakesItsFlowsOutOfTheNic) {
   EXPECT_TRUE(api_.live.empty());
 }
 
+// vm1's :8080 serves VIP:80 and VIP2:80: its inbound packets must reach the flow layer (they
+// create the flows its replies are translated by), so those static rules stay in software;
+// vm2's endpoint goes to the NIC whole.
+TEST_F(AgentNicFlowsTest, InboundRulesOfASharedDipPortStayInSoftware) {
+  agent_->SetRuleListener([this](const std::vector<flow::Rule>& rules) { nic_rules_->Post(rules); });
+  BecomeReady();
+  EXPECT_EQ(agent_->installed_rules(), 7u);
+  ASSERT_TRUE(nic_rules_->Sync());
+  ASSERT_EQ(api_.live.size(), 3u);  // vm2: inbound IPIP, inbound GUE, DSR return
+  EXPECT_EQ(LiveOn(ports_.uplink_port), 2u);
+  EXPECT_EQ(LiveOn(ports_.vm_ports[1]), 1u);
+  const std::string testpmd = nic_rules_->Testpmd();
+  EXPECT_EQ(testpmd.find("dip=10.1.0.1:8080"), std::string::npos) << testpmd;
+}
+
 TEST_F(AgentNicFlowsTest, UdpIsOfferedOnceTheRemoteAnswers) {
   BecomeReady();
   FromVm(0, Ipv4{.src = kDip, .dst = kInternet} / Udp{.sport = 5353, .dport = 53});

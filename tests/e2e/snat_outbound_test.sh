@@ -9,7 +9,8 @@
 # every source seen by the server is the VIP with a port inside the right VM's leases, a
 # 1 MB download through SNAT arrives intact, and the counters of agents and muxes show the
 # walk (snat_out / snat_in on the agents, snat_return on the muxes, no drops for want of a
-# flow). Needs root; exit 77 (skip) otherwise.
+# flow), and every established flow was offered to the NIC executor (refused here, with the
+# port's reason). Needs root; exit 77 (skip) otherwise.
 set -uo pipefail
 # shellcheck source=deploy/lab/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../../deploy/lab/lib.sh"
@@ -92,6 +93,18 @@ echo "  muxes:  snat_return_packets $mux_return"
   errors+=("the muxes returned $mux_return packets but the agents translated $snat_in back")
 ((no_flow == 0)) || errors+=("$no_flow packets dropped for want of a NAT flow")
 ((exhausted == 0)) || errors+=("$exhausted connections refused: SNAT ports exhausted")
+
+# Each established SNAT flow was offered to the rte_flow NIC executor (two rules: out and
+# in); the lab's af_packet ports refuse rte_flow, so every per-flow rule is left to the flow
+# table, counted with the PMD's reason.
+offers=$(lab_stat_sum nic.flows.offers "${LAB_AGENTS[@]}")
+refused=$(lab_stat_sum nic.flows.rules_software "${LAB_AGENTS[@]}")
+reasons=$(lab_stat host1 nic.flows.software_reasons) || lab_fail "cannot read host1 stats"
+echo "  agents: $offers flows offered to the NIC executor, $refused per-flow rules left in software: $reasons"
+((offers >= ${#LAB_VMS[@]} * PER_VM && refused >= 2 * ${#LAB_VMS[@]} * PER_VM)) ||
+  errors+=("the agents offered $offers flows to the NIC executor ($refused rules refused)")
+[[ "$reasons" == *"not implemented"* || "$reasons" == *"not supported"* || "$reasons" == *"rte_flow"* ]] ||
+  errors+=("host1 nic.flows.software_reasons does not give the port's reason: $reasons")
 
 if ((${#errors[@]} > 0)); then
   printf '  %s\n' "${errors[@]}" >&2
