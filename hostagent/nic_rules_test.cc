@@ -4,15 +4,19 @@
 
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
+#include <cstdio>
 #include <fstream>
 #include <sstream>
 
+#include "common/stats_server.h"
 #include "hostagent/rules.h"
 #include "offload/rte_flow/fake_flow_api.h"
 #include "offload/sw/fixture_builder.h"
 
-#ifndef SLUICE_RTE_FLOW_TESTDATA
-#error "SLUICE_RTE_FLOW_TESTDATA must name offload/rte_flow/testdata"
+#if !defined(SLUICE_RTE_FLOW_TESTDATA) || !defined(SLUICECTL_PATH)
+#error "SLUICE_RTE_FLOW_TESTDATA must name offload/rte_flow/testdata, SLUICECTL_PATH sluicectl"
 #endif
 
 namespace sluice::agent {
@@ -264,9 +268,18 @@ TEST_F(AgentNicRulesTest, RefusedFlowRulesAreCountedWithTheReasonAndNotKept) {
   EXPECT_NE(j.str().find("\"rules_software\":6"), std::string::npos) << j.str();
 }
 
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
 // What `sluicectl get nic-rules --testpmd` prints for an agent with one endpoint and three
 // established flows in the NIC: a SNAT flow, a SNAT flow on the Fastpath, and a connection
-// to a DIP:port that serves several VIPs (its replies need per-flow state).
+// to a DIP:port that serves several VIPs (its replies need per-flow state). The agent's
+// text is compared with the golden file, then the real sluicectl reads it from a stats
+// socket as it reads a running agent's.
 TEST_F(AgentNicRulesTest, TestpmdTextOfStaticAndPerFlowRules) {
   rules_.Post(Rules(1));
   rules_.Sync();
@@ -297,12 +310,34 @@ TEST_F(AgentNicRulesTest, TestpmdTextOfStaticAndPerFlowRules) {
     std::ofstream(path) << text;
     return;
   }
-  std::ifstream in(path);
-  ASSERT_TRUE(in.good()) << path << " is missing; run with SLUICE_UPDATE_GOLDEN=1";
-  std::stringstream want;
-  want << in.rdbuf();
-  EXPECT_EQ(text, want.str()) << "golden file " << path
-                              << " differs; if intended, rerun with SLUICE_UPDATE_GOLDEN=1";
+  ASSERT_TRUE(std::ifstream(path).good()) << path << " is missing; run with SLUICE_UPDATE_GOLDEN=1";
+  const std::string want = ReadFile(path);
+  EXPECT_EQ(text, want) << "golden file " << path
+                        << " differs; if intended, rerun with SLUICE_UPDATE_GOLDEN=1";
+
+  StatsServer stats;
+  const std::string socket =
+      ::testing::TempDir() + "/nic_rules_test." + std::to_string(getpid()) + ".sock";
+  ASSERT_TRUE(stats
+                  .Start(socket,
+                         [this](const std::string& request) {
+                           return request == "nic-rules" ? rules_.Testpmd()
+                                                         : std::string("{\"error\":\"?\"}");
+                         })
+                  .ok());
+  const std::string command = std::string(SLUICECTL_PATH) +
+                              " get nic-rules --testpmd --stats-socket " + socket + " 2>&1";
+  FILE* out = popen(command.c_str(), "r");
+  ASSERT_NE(out, nullptr);
+  std::string printed;
+  char buf[4096];
+  for (size_t n; (n = fread(buf, 1, sizeof(buf), out)) > 0;) printed.append(buf, n);
+  EXPECT_EQ(pclose(out), 0) << printed;
+  stats.Stop();
+  // The golden file less its two header lines.
+  const std::string body = want.substr(want.find('\n', want.find('\n') + 1) + 1);
+  EXPECT_EQ(printed, body);
+  EXPECT_NE(printed.find(", per flow\n# rule"), std::string::npos);
 }
 
 }  // namespace
