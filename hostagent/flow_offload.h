@@ -26,8 +26,13 @@ struct NatFlowRef {
   uint8_t kind = 0;
 
   static NatFlowRef Of(const NatFlow& f) {
-    return {.dip = f.dip, .remote = f.remote, .vip = f.vip, .dip_port = f.dip_port,
-            .remote_port = f.remote_port, .vip_port = f.vip_port, .proto = f.proto,
+    return {.dip = f.dip,
+            .remote = f.remote,
+            .vip = f.vip,
+            .dip_port = f.dip_port,
+            .remote_port = f.remote_port,
+            .vip_port = f.vip_port,
+            .proto = f.proto,
             .kind = f.kind};
   }
   /// Same inside 5-tuple (what the control side keys its flows by).
@@ -59,8 +64,8 @@ struct FlowOffer {
     kWithdraw = 2,  ///< Remove them.
   };
   Op op = Op::kOffer;
-  uint8_t generation = 0;  ///< kOffer: the flow's offer generation, echoed in the answers.
-  bool fastpath = false;   ///< kOffer: outbound encapsulated to flow.fastpath_pa.
+  uint8_t generation = 0;        ///< kOffer: the flow's offer generation, echoed in the answers.
+  bool fastpath = false;         ///< kOffer: outbound encapsulated to flow.fastpath_pa.
   flow::MacAddr next_hop_mac{};  ///< kOffer: the router's or the Fastpath peer's MAC.
   NatFlow flow;                  ///< The entry as it is now (kWithdraw: its keys).
 };
@@ -80,7 +85,7 @@ struct FlowOffloadNotice {
 /// The two rings between one data-path lcore and the NIC control thread.
 struct FlowOffloadChannel {
   static constexpr uint32_t kRingSize = 4096;
-  nic::OfferRing<FlowOffer, kRingSize> offers;            ///< Data path → control.
+  nic::OfferRing<FlowOffer, kRingSize> offers;           ///< Data path → control.
   nic::OfferRing<FlowOffloadNotice, kRingSize> notices;  ///< Control → data path.
 };
 

@@ -15,10 +15,10 @@ size_t OutboundActions(const NatFlow& f, const AgentConfig& config, const PortMa
     // The source host sends from its own PA (its SNAT range is routed there); the
     // destination host from the VM's PA, as the mux's packets came to it.
     const bool snat = f.kind == static_cast<uint8_t>(NatFlowKind::kSnat);
-    out[n++] = flow::Action::Encap(flow::EncapParams{
-        .type = flow::Tunnel::kIpip,
-        .outer_src = snat ? config.address.addr : config.vms[f.vm_index].pa,
-        .outer_dst = f.fastpath_pa});
+    out[n++] = flow::Action::Encap(
+        flow::EncapParams{.type = flow::Tunnel::kIpip,
+                          .outer_src = snat ? config.address.addr : config.vms[f.vm_index].pa,
+                          .outer_dst = f.fastpath_pa});
   }
   out[n++] = flow::Action::SetMac(ports.uplink_mac, hop.mac);
   out[n++] = flow::Action::Count();
@@ -58,8 +58,8 @@ std::vector<flow::Rule> BuildFlowRules(const NatFlow& f, const AgentConfig& conf
 
   flow::Action actions[kMaxFlowActions];
   size_t n = OutboundActions(f, config, ports, hop, age_s, actions);
-  std::string name = StrCat(snat ? "snat-out " : "stateful-return ", proto, " ", dip, " as ",
-                            vip, " -> ", remote);
+  std::string name =
+      StrCat(snat ? "snat-out " : "stateful-return ", proto, " ", dip, " as ", vip, " -> ", remote);
   if (hop.fastpath) name += StrCat(" fastpath via ", Ipv4ToString(f.fastpath_pa));
   rules.push_back(flow::Rule{.id = first_id,
                              .priority = kFlowRulePriority,
@@ -74,19 +74,19 @@ std::vector<flow::Rule> BuildFlowRules(const NatFlow& f, const AgentConfig& conf
   if (!snat) return rules;
 
   n = InboundActions(f, config, ports, age_s, actions);
-  rules.push_back(flow::Rule{.id = first_id + 1,
-                             .priority = kFlowRulePriority,
-                             .match = {.in_port = ports.uplink_port,
-                                       .tunnel = flow::Tunnel::kIpip,
-                                       .outer_dst = flow::Ipv4Match::Exact(config.address.addr),
-                                       .src = flow::Ipv4Match::Exact(f.remote),
-                                       .dst = flow::Ipv4Match::Exact(f.vip),
-                                       .proto = f.proto,
-                                       .src_port = flow::PortMatch::Exact(f.remote_port),
-                                       .dst_port = flow::PortMatch::Exact(f.vip_port)},
-                             .actions = std::vector<flow::Action>(actions, actions + n),
-                             .name = StrCat("snat-in ", proto, " ", remote, " -> ", vip, " to ",
-                                            dip)});
+  rules.push_back(
+      flow::Rule{.id = first_id + 1,
+                 .priority = kFlowRulePriority,
+                 .match = {.in_port = ports.uplink_port,
+                           .tunnel = flow::Tunnel::kIpip,
+                           .outer_dst = flow::Ipv4Match::Exact(config.address.addr),
+                           .src = flow::Ipv4Match::Exact(f.remote),
+                           .dst = flow::Ipv4Match::Exact(f.vip),
+                           .proto = f.proto,
+                           .src_port = flow::PortMatch::Exact(f.remote_port),
+                           .dst_port = flow::PortMatch::Exact(f.vip_port)},
+                 .actions = std::vector<flow::Action>(actions, actions + n),
+                 .name = StrCat("snat-in ", proto, " ", remote, " -> ", vip, " to ", dip)});
   return rules;
 }
 

@@ -47,17 +47,18 @@ AgentConfig Config() {
       .name = "host-nic",
       .address = {.addr = kHostPa, .length = 24},
       .gateway = kRouter,
-      .vms = {{.name = "vm1", .mac = kVmMac, .dip = kDip, .pa = kVmPa,
-               .gateway = Ip("10.1.0.254")},
-              {.name = "vm2", .mac = kVm2Mac, .dip = kVm2Dip, .pa = kVm2Pa,
+      .vms = {{.name = "vm1", .mac = kVmMac, .dip = kDip, .pa = kVmPa, .gateway = Ip("10.1.0.254")},
+              {.name = "vm2",
+               .mac = kVm2Mac,
+               .dip = kVm2Dip,
+               .pa = kVm2Pa,
                .gateway = Ip("10.1.0.254")}},
       .endpoints = {{.vip = kVip, .port = 80, .proto = 6, .dip = kDip, .dip_port = 8080},
                     {.vip = kVip2, .port = 80, .proto = 6, .dip = kDip, .dip_port = 8080},
                     {.vip = kVip, .port = 80, .proto = 6, .dip = kVm2Dip, .dip_port = 8080}},
-      .snat_leases = {{.dip = kDip, .vip = kVip, .proto = 6, .port_start = 20000,
-                       .port_count = 2},
-                      {.dip = kDip, .vip = kVip, .proto = 17, .port_start = 20000,
-                       .port_count = 1}},
+      .snat_leases =
+          {{.dip = kDip, .vip = kVip, .proto = 6, .port_start = 20000, .port_count = 2},
+           {.dip = kDip, .vip = kVip, .proto = 17, .port_start = 20000, .port_count = 1}},
       .nat = {.flow_capacity = 64,
               .tcp_syn_timeout_s = 5,
               .tcp_established_timeout_s = 100,
@@ -82,16 +83,16 @@ class AgentNicFlowsTest : public ::testing::Test {
     uplink_mac_ = port::PortMac(uplink_->port_id());
     ports_ = PortMap{.uplink_port = uplink_->port_id(), .uplink_mac = uplink_mac_};
     for (size_t v = 0; v < config_.vms.size(); ++v) {
-      vms_.push_back(std::make_unique<testing::RingPort>(
-          "nicf_vm" + std::to_string(v) + "_" + suffix, pool_));
+      vms_.push_back(
+          std::make_unique<testing::RingPort>("nicf_vm" + std::to_string(v) + "_" + suffix, pool_));
       ASSERT_TRUE(vms_.back()->ok());
       ports_.vm_ports.push_back(vms_.back()->port_id());
       ports_.vm_port_macs.push_back(port::PortMac(vms_.back()->port_id()));
     }
     executor_ = std::make_unique<nic::NicExecutor>(
         &api_, nic::NicExecutorConfig{.default_port = ports_.uplink_port});
-    nic_rules_ = std::make_unique<AgentNicRules>(executor_.get(), config_, ports_,
-                                                 flow::kDefaultGuePort);
+    nic_rules_ =
+        std::make_unique<AgentNicRules>(executor_.get(), config_, ports_, flow::kDefaultGuePort);
     agent_ = std::make_unique<AgentDataPath>(config_, ports_);
     agent_->SetFlowOffload(nic_rules_->channel());
   }
@@ -123,9 +124,11 @@ class AgentNicFlowsTest : public ::testing::Test {
   void BecomeReady() {
     Housekeeping();  // asks for the router's MAC
     uplink_->Sent();
-    Receive(0, Eth{.dst = uplink_mac_, .src = kRouterMac} /
-                   Arp{.op = 2, .sender_mac = kRouterMac, .sender_ip = kRouter,
-                       .target_mac = uplink_mac_, .target_ip = kHostPa});
+    Receive(0, Eth{.dst = uplink_mac_, .src = kRouterMac} / Arp{.op = 2,
+                                                                .sender_mac = kRouterMac,
+                                                                .sender_ip = kRouter,
+                                                                .target_mac = uplink_mac_,
+                                                                .target_ip = kHostPa});
     Housekeeping();
     ASSERT_TRUE(agent_->ready());
   }
@@ -138,8 +141,8 @@ class AgentNicFlowsTest : public ::testing::Test {
   }
   void FromUnderlay(uint32_t outer_src, uint32_t outer_dst, const fixture::Packet& inner,
                     const flow::MacAddr& src_mac = kMuxMac) {
-    fixture::Packet frame = Eth{.dst = uplink_mac_, .src = src_mac} /
-                            Ipv4{.src = outer_src, .dst = outer_dst};
+    fixture::Packet frame =
+        Eth{.dst = uplink_mac_, .src = src_mac} / Ipv4{.src = outer_src, .dst = outer_dst};
     for (const auto& layer : inner.layers) frame.layers.push_back(layer);
     Receive(0, frame);
   }
@@ -156,18 +159,18 @@ class AgentNicFlowsTest : public ::testing::Test {
     EXPECT_EQ(out.size(), 1u);
     if (out.size() != 1) return 0;
     const uint16_t port = static_cast<uint16_t>(out[0][34] << 8 | out[0][35]);
-    FromUnderlay(kMuxPa, kHostPa, Ipv4{.src = dst, .dst = kVip} /
-                                      Tcp{.sport = dport, .dport = port,
-                                          .flags = fixture::kSyn | fixture::kAck});
+    FromUnderlay(kMuxPa, kHostPa,
+                 Ipv4{.src = dst, .dst = kVip} /
+                     Tcp{.sport = dport, .dport = port, .flags = fixture::kSyn | fixture::kAck});
     Drain();
     return port;
   }
   void CloseSnat(uint16_t sport, uint16_t port, uint32_t dst = kInternet, uint16_t dport = 9000) {
     FromVm(0, Ipv4{.src = kDip, .dst = dst} /
                   Tcp{.sport = sport, .dport = dport, .flags = fixture::kFin | fixture::kAck});
-    FromUnderlay(kMuxPa, kHostPa, Ipv4{.src = dst, .dst = kVip} /
-                                      Tcp{.sport = dport, .dport = port,
-                                          .flags = fixture::kFin | fixture::kAck});
+    FromUnderlay(kMuxPa, kHostPa,
+                 Ipv4{.src = dst, .dst = kVip} /
+                     Tcp{.sport = dport, .dport = port, .flags = fixture::kFin | fixture::kAck});
     Drain();
   }
   // The fake NIC's rules on `port`.
@@ -196,9 +199,9 @@ TEST_F(AgentNicFlowsTest, AnEstablishedSnatFlowGetsTwoNicRulesAndClosingRemovesT
                 Tcp{.sport = 40000, .dport = 9000, .flags = fixture::kSyn});
   Tick();
   EXPECT_TRUE(api_.live.empty()) << "a half-open flow stays in software";
-  FromUnderlay(kMuxPa, kHostPa, Ipv4{.src = kInternet, .dst = kVip} /
-                                    Tcp{.sport = 9000, .dport = 20000,
-                                        .flags = fixture::kSyn | fixture::kAck});
+  FromUnderlay(kMuxPa, kHostPa,
+               Ipv4{.src = kInternet, .dst = kVip} /
+                   Tcp{.sport = 9000, .dport = 20000, .flags = fixture::kSyn | fixture::kAck});
   Drain();
   Tick();
   ASSERT_EQ(api_.live.size(), 2u);
@@ -303,8 +306,8 @@ TEST_F(AgentNicFlowsTest, AnAgedFlowThatSoftwareSawRecentlyStaysAndGoesBackToThe
   Tick();
   now_ns_ += 150 * kSecond;
   // The reply direction's rule aged earlier (one-way traffic) and its packets reach software.
-  FromUnderlay(kMuxPa, kHostPa, Ipv4{.src = kInternet, .dst = kVip} /
-                                    Tcp{.sport = 9000, .dport = 20000});
+  FromUnderlay(kMuxPa, kHostPa,
+               Ipv4{.src = kInternet, .dst = kVip} / Tcp{.sport = 9000, .dport = 20000});
   Drain();
   for (const auto& [handle, f] : api_.live) api_.AgeOut(handle);
   Tick();
@@ -322,12 +325,14 @@ TEST_F(AgentNicFlowsTest, DetachingAVmTakesItsFlowsOutOfTheNic) {
   BecomeReady();
   ASSERT_EQ(EstablishSnat(40000), 20000);
   // A client's connection to VIP2:80 on vm1's shared port: its replies need per-flow state.
-  FromUnderlay(kMuxPa, kVmPa, Ipv4{.src = kClient, .dst = kVip2} /
-                                  Tcp{.sport = 50000, .dport = 80, .flags = fixture::kSyn});
+  FromUnderlay(kMuxPa, kVmPa,
+               Ipv4{.src = kClient, .dst = kVip2} /
+                   Tcp{.sport = 50000, .dport = 80, .flags = fixture::kSyn});
   FromVm(0, Ipv4{.src = kDip, .dst = kClient} /
                 Tcp{.sport = 8080, .dport = 50000, .flags = fixture::kSyn | fixture::kAck});
-  FromUnderlay(kMuxPa, kVmPa, Ipv4{.src = kClient, .dst = kVip2} /
-                                  Tcp{.sport = 50000, .dport = 80, .flags = fixture::kAck});
+  FromUnderlay(kMuxPa, kVmPa,
+               Ipv4{.src = kClient, .dst = kVip2} /
+                   Tcp{.sport = 50000, .dport = 80, .flags = fixture::kAck});
   FromVm(0, Ipv4{.src = kDip, .dst = kClient} / Tcp{.sport = 8080, .dport = 50000});
   Drain();
   Tick();
@@ -355,7 +360,8 @@ TEST_F(AgentNicFlowsTest, DetachingAVmTakesItsFlowsOutOfTheNic) {
 // create the flows its replies are translated by), so those static rules stay in software;
 // vm2's endpoint goes to the NIC whole.
 TEST_F(AgentNicFlowsTest, InboundRulesOfASharedDipPortStayInSoftware) {
-  agent_->SetRuleListener([this](const std::vector<flow::Rule>& rules) { nic_rules_->Post(rules); });
+  agent_->SetRuleListener(
+      [this](const std::vector<flow::Rule>& rules) { nic_rules_->Post(rules); });
   BecomeReady();
   EXPECT_EQ(agent_->installed_rules(), 7u);
   ASSERT_TRUE(nic_rules_->Sync());
@@ -372,8 +378,8 @@ TEST_F(AgentNicFlowsTest, UdpIsOfferedOnceTheRemoteAnswers) {
   FromVm(0, Ipv4{.src = kDip, .dst = kInternet} / Udp{.sport = 5353, .dport = 53});
   Tick();
   EXPECT_TRUE(api_.live.empty());
-  FromUnderlay(kMuxPa, kHostPa, Ipv4{.src = kInternet, .dst = kVip} /
-                                    Udp{.sport = 53, .dport = 20000});
+  FromUnderlay(kMuxPa, kHostPa,
+               Ipv4{.src = kInternet, .dst = kVip} / Udp{.sport = 53, .dport = 20000});
   Drain();
   Tick();
   ASSERT_EQ(api_.live.size(), 2u);
@@ -397,13 +403,17 @@ TEST_F(AgentNicFlowsTest, AFastpathRedirectMovesTheFlowsRulesOntoTheEncapsulatio
   packet::FastpathKey key;
   ASSERT_TRUE(packet::ParseFastpathKey(kKeyHex, &key));
   SystemWallClock clock;
-  packet::BuildFastpathRedirectFrame(
-      frame.data(), kMuxMac, uplink_mac_, kMuxPa, kHostPa,
-      packet::FastpathRedirect{.flow_src = kVip, .flow_dst = kVip2, .flow_src_port = 20000,
-                               .flow_dst_port = 80, .proto = 6, .dip = Ip("10.1.0.3"),
-                               .dst_pa = kPeerVmPa, .src_host_pa = kHostPa,
-                               .timestamp_s = clock.UnixSeconds()},
-      key);
+  packet::BuildFastpathRedirectFrame(frame.data(), kMuxMac, uplink_mac_, kMuxPa, kHostPa,
+                                     packet::FastpathRedirect{.flow_src = kVip,
+                                                              .flow_dst = kVip2,
+                                                              .flow_src_port = 20000,
+                                                              .flow_dst_port = 80,
+                                                              .proto = 6,
+                                                              .dip = Ip("10.1.0.3"),
+                                                              .dst_pa = kPeerVmPa,
+                                                              .src_host_pa = kHostPa,
+                                                              .timestamp_s = clock.UnixSeconds()},
+                                     key);
   rte_mbuf* m = testing::MbufFrom(pool_, frame);
   ASSERT_NE(m, nullptr);
   agent_->ProcessBurst(0, &m, 1, now_ns_);
@@ -413,9 +423,11 @@ TEST_F(AgentNicFlowsTest, AFastpathRedirectMovesTheFlowsRulesOntoTheEncapsulatio
   Tick();
   Tick();
   EXPECT_EQ(agent_->counters().flows_offered.Get(), 1u);
-  Receive(0, Eth{.dst = uplink_mac_, .src = kPeerMac} /
-                 Arp{.op = 2, .sender_mac = kPeerMac, .sender_ip = kPeerVmPa,
-                     .target_mac = uplink_mac_, .target_ip = kHostPa});
+  Receive(0, Eth{.dst = uplink_mac_, .src = kPeerMac} / Arp{.op = 2,
+                                                            .sender_mac = kPeerMac,
+                                                            .sender_ip = kPeerVmPa,
+                                                            .target_mac = uplink_mac_,
+                                                            .target_ip = kHostPa});
   Drain();
   // No packet needed: the flow may be served by the NIC; the aging scan replaces its rules.
   Tick();

@@ -6,8 +6,8 @@
 
 namespace sluice::agent {
 
-AgentNicRules::AgentNicRules(nic::NicExecutor* nic, const AgentConfig& config,
-                             const PortMap& ports, uint16_t gue_port)
+AgentNicRules::AgentNicRules(nic::NicExecutor* nic, const AgentConfig& config, const PortMap& ports,
+                             uint16_t gue_port)
     : nic_(nic), config_(config), ports_(ports), gue_port_(gue_port) {}
 
 void AgentNicRules::Post(std::vector<flow::Rule> rules) {
@@ -61,10 +61,9 @@ void AgentNicRules::Place(const FlowOffer& offer) {
   const NatFlowRef ref = NatFlowRef::Of(offer.flow);
   auto it = flows_.find(ref);
   if (it != flows_.end()) RemoveFlow(it);  // a replacement (new next hop) or a reused tuple
-  std::vector<flow::Rule> rules =
-      BuildFlowRules(offer.flow, config_, ports_,
-                     FlowNextHop{.mac = offer.next_hop_mac, .fastpath = offer.fastpath},
-                     next_rule_id_);
+  std::vector<flow::Rule> rules = BuildFlowRules(
+      offer.flow, config_, ports_,
+      FlowNextHop{.mac = offer.next_hop_mac, .fastpath = offer.fastpath}, next_rule_id_);
   next_rule_id_ += rules.size();
   OffloadedFlow entry{.generation = offer.generation, .ref = ref};
   for (flow::Rule& rule : rules) {
@@ -103,9 +102,8 @@ void AgentNicRules::OnAged(uint64_t rule_id) {
   // packets, if any come, reach software again; the flow stays.
   if (entry.in_nic > 0) return;
   flows_aged.Add();
-  Notify(FlowOffloadNotice{.kind = FlowOffloadNotice::Kind::kAged,
-                           .generation = entry.generation,
-                           .ref = entry.ref});
+  Notify(FlowOffloadNotice{
+      .kind = FlowOffloadNotice::Kind::kAged, .generation = entry.generation, .ref = entry.ref});
   RemoveFlow(it);  // partially offloaded rules (no AGE of their own) go with it
 }
 

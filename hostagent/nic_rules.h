@@ -62,9 +62,9 @@ class AgentNicRules {
   /// Flows with rules in the executor (NIC or partial) and their rules.
   size_t offloaded_flows() const;
   const nic::PerFlowTally& flow_placement() const { return tally_; }
-  Counter flows_aged;    ///< Flows whose NIC rules all aged (answered kAged).
-  Counter withdrawals;   ///< Withdrawals handled.
-  Counter offers;        ///< Offers handled.
+  Counter flows_aged;   ///< Flows whose NIC rules all aged (answered kAged).
+  Counter withdrawals;  ///< Withdrawals handled.
+  Counter offers;       ///< Offers handled.
 
  private:
   struct OffloadedFlow {
@@ -95,9 +95,9 @@ class AgentNicRules {
   std::vector<flow::Rule> installed_;  ///< Guarded by nic_mu_.
   uint64_t syncs_ = 0;                 ///< Guarded by nic_mu_.
   FlowOffloadChannel channel_;
-  FlowMap flows_;                                    ///< Guarded by nic_mu_.
-  std::unordered_map<uint64_t, NatFlowRef> owner_;   ///< Rule id → its flow. Guarded by nic_mu_.
-  std::deque<FlowOffloadNotice> notice_backlog_;     ///< Waits for room in the ring.
+  FlowMap flows_;                                   ///< Guarded by nic_mu_.
+  std::unordered_map<uint64_t, NatFlowRef> owner_;  ///< Rule id → its flow. Guarded by nic_mu_.
+  std::deque<FlowOffloadNotice> notice_backlog_;    ///< Waits for room in the ring.
   uint64_t next_rule_id_ = kFlowRuleIdBase;
   nic::PerFlowTally tally_;
 };

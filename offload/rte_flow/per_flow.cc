@@ -30,7 +30,7 @@ Placement PlaceFlowRule(NicExecutor& nic, const flow::Rule& rule, PerFlowTally& 
   }
   tally.software.Add();
   const RuleStatus* status = nic.Status(rule.id);
-  tally.Refused(!result.ok                               ? "invalid rule: " + result.error
+  tally.Refused(!result.ok                                         ? "invalid rule: " + result.error
                 : status != nullptr && !status->full_error.empty() ? status->full_error
                                                                    : "refused");
   nic.Remove(rule.id);
