@@ -270,6 +270,57 @@ void AddAgent(const json& doc, Builder* out, std::set<std::string>* used) {
     }
     used->insert("vms");
   }
+  // Health checks (hostagent/agent_health.h): per DIP what the muxes are told, per check its
+  // probes, per mux whether the pushes get through.
+  auto text = [](const json& row, const char* key) {
+    return row.contains(key) ? Text(row[key]) : std::string();
+  };
+  if (const json* dips = At(doc, "dip_health"); dips != nullptr && dips->is_array()) {
+    for (const json& d : *dips) {
+      if (!d.is_object()) continue;
+      const std::string state = text(d, "state");
+      if (state != "healthy" && state != "unhealthy" && state != "unchecked") continue;
+      out->Add("dip_healthy", kGauge,
+               "1 if the DIP is reported healthy to the muxes (or has no check), 0 if unhealthy.",
+               state == "unhealthy" ? 0 : 1, {{"dip", text(d, "dip")}});
+    }
+    used->insert("dip_health");
+  }
+  if (const json* checks = At(doc, "health_checks"); checks != nullptr && checks->is_array()) {
+    for (const json& c : *checks) {
+      if (!c.is_object()) continue;
+      Labels labels = {{"dip", text(c, "dip")}, {"check", text(c, "check")}};
+      if (c.contains("probes") && IsNumber(c["probes"])) {
+        out->Add("health_probes_total", kCounter, "Health probes run, by check.",
+                 Number(c["probes"]), labels);
+      }
+      const std::string state = text(c, "state");
+      if (state == "healthy" || state == "unhealthy") {
+        out->Add("health_check_up", kGauge, "1 if the check passes (rise reached), 0 if it fails.",
+                 state == "healthy" ? 1 : 0, labels);
+      }
+    }
+    used->insert("health_checks");
+  }
+  if (const json* reports = At(doc, "health_reports"); reports != nullptr && reports->is_array()) {
+    for (const json& r : *reports) {
+      if (!r.is_object()) continue;
+      const std::string mux = text(r, "mux");
+      if (r.contains("in_sync") && r["in_sync"].is_boolean()) {
+        out->Add("health_report_in_sync", kGauge,
+                 "1 if the mux holds this agent's current health verdicts.",
+                 r["in_sync"].get<bool>() ? 1 : 0, {{"mux", mux}});
+      }
+      for (auto [key, result] : {std::pair{"pushes_ok", "ok"}, {"pushes_failed", "failed"}}) {
+        if (r.contains(key) && IsNumber(r[key])) {
+          out->Add("health_report_pushes_total", kCounter,
+                   "SetBackendHealth calls to each mux, by result.", Number(r[key]),
+                   {{"mux", mux}, {"result", result}});
+        }
+      }
+    }
+    used->insert("health_reports");
+  }
 }
 
 void AddMux(const json& doc, Builder* out, std::set<std::string>* used) {
@@ -301,6 +352,14 @@ void AddMux(const json& doc, Builder* out, std::set<std::string>* used) {
     }
     used->insert("worker_rx_packets");
   }
+  for (const char* state : {"healthy", "unhealthy"}) {
+    const std::string path = StrCat("backend_health.", state);
+    if (const json* v = At(doc, path); v != nullptr && IsNumber(*v)) {
+      out->Add("backends", kGauge, "Backends (VIP, DIP pairs) by the health their agents report.",
+               Number(*v), {{"state", state}});
+      used->insert(path);
+    }
+  }
   if (const json* vips = At(doc, "vips"); vips != nullptr && vips->is_array()) {
     for (const json& vip : *vips) {
       if (!vip.is_object() || !vip.contains("packets") || !IsNumber(vip["packets"])) continue;
@@ -325,6 +384,11 @@ void AddMux(const json& doc, Builder* out, std::set<std::string>* used) {
       if (b.contains("flows") && IsNumber(b["flows"])) {
         out->Add("backend_flows_total", kCounter, "Flows scheduled to each backend.",
                  Number(b["flows"]), labels);
+      }
+      if (b.contains("healthy") && b["healthy"].is_boolean()) {
+        out->Add("backend_healthy", kGauge,
+                 "1 if the backend's agent reports it healthy, 0 if it is out of Maglev for it.",
+                 b["healthy"].get<bool>() ? 1 : 0, labels);
       }
       if (b.contains("weight") && IsNumber(b["weight"])) {
         out->Add("backend_weight", kGauge, "Configured weight of each backend (0 = out of Maglev).",

@@ -39,6 +39,14 @@ const char kAgentStats[] = R"json({
   "vms": [{"name": "vm1", "dip": "10.1.0.1", "pa": "10.101.0.31", "rx_packets": 50,
            "tx_packets": 45, "snat_tcp_ports": "3/64", "snat_udp_ports": "0/0",
            "snat_ports_exhausted": 0}],
+  "dip_health": [{"dip": "10.1.0.1", "state": "unhealthy", "reason": "refused"},
+                 {"dip": "10.1.0.2", "state": "deciding", "reason": ""},
+                 {"dip": "10.1.0.3", "state": "unchecked", "reason": ""}],
+  "health_checks": [{"dip": "10.1.0.1", "check": "http 10.1.0.1:8080/health",
+                     "state": "unhealthy", "probes": 42, "last_result": "refused"}],
+  "health_reports": [{"mux": "mux1", "target": "unix:/run/mux1.sock", "in_sync": true,
+                      "pushes_ok": 5, "pushes_failed": 2, "resyncs": 1,
+                      "last_ok_ms_ago": 10, "last_error": "unavailable"}],
   "some_new_counter": 17
 })json";
 
@@ -58,8 +66,13 @@ const char kMuxStats[] = R"json({
   "config_generation": 2,
   "vips": [{"vip": "10.200.0.10", "port": 80, "protocol": "tcp", "scheduler": "maglev",
             "packets": 995}],
+  "backend_health": {"healthy": 1, "unhealthy": 1, "unhealthy_dips": 1},
   "backends": [{"vip": "10.200.0.10:80", "dip": "10.1.0.1", "host": "10.101.0.31",
-                "weight": 1, "encap": "ipip", "packets": 500, "flows": 6}]
+                "weight": 1, "encap": "ipip", "packets": 500, "flows": 6, "healthy": true,
+                "health_reason": ""},
+               {"vip": "10.200.0.10:80", "dip": "10.1.0.4", "host": "10.101.0.34",
+                "weight": 0, "encap": "ipip", "packets": 0, "flows": 0, "healthy": false,
+                "health_reason": "refused"}]
 })json";
 
 std::string Text(const char* json) {
@@ -107,6 +120,26 @@ TEST(MetricsTest, MuxBgpSessionOffloadLevelsAndBackends) {
                               "dip=\"10.1.0.1\",host=\"10.101.0.31\"} 6\n"));
   EXPECT_THAT(text, HasSubstr("sluice_mux_draining 0\n"));
   EXPECT_THAT(text, Not(HasSubstr("last_error")));  // strings are not metrics
+}
+
+TEST(MetricsTest, AgentAndMuxHealth) {
+  const std::string agent = Text(kAgentStats);
+  EXPECT_THAT(agent, HasSubstr("sluice_agent_dip_healthy{dip=\"10.1.0.1\"} 0\n"));
+  EXPECT_THAT(agent, HasSubstr("sluice_agent_dip_healthy{dip=\"10.1.0.3\"} 1\n"));
+  EXPECT_THAT(agent, Not(HasSubstr("dip=\"10.1.0.2\"")));  // still deciding
+  EXPECT_THAT(agent, HasSubstr("sluice_agent_health_probes_total{dip=\"10.1.0.1\","
+                               "check=\"http 10.1.0.1:8080/health\"} 42\n"));
+  EXPECT_THAT(agent, HasSubstr("sluice_agent_health_check_up{dip=\"10.1.0.1\","
+                               "check=\"http 10.1.0.1:8080/health\"} 0\n"));
+  EXPECT_THAT(agent, HasSubstr("sluice_agent_health_report_in_sync{mux=\"mux1\"} 1\n"));
+  EXPECT_THAT(agent, HasSubstr("sluice_agent_health_report_pushes_total{mux=\"mux1\","
+                               "result=\"failed\"} 2\n"));
+  const std::string mux = Text(kMuxStats);
+  EXPECT_THAT(mux, HasSubstr("sluice_mux_backends{state=\"healthy\"} 1\n"));
+  EXPECT_THAT(mux, HasSubstr("sluice_mux_backends{state=\"unhealthy\"} 1\n"));
+  EXPECT_THAT(mux, HasSubstr("sluice_mux_backend_healthy{vip=\"10.200.0.10:80\",dip=\"10.1.0.4\","
+                             "host=\"10.101.0.34\"} 0\n"));
+  EXPECT_THAT(mux, HasSubstr("sluice_mux_backend_health_unhealthy_dips 1\n"));
 }
 
 TEST(MetricsTest, RefusesDocumentsItCannotRead) {

@@ -91,43 +91,6 @@ std::optional<HealthCheckConfig> ReadHealthCheck(ConfigNode& e, const EndpointCo
   return c;
 }
 
-void ReadSnatAllocator(ConfigNode& root, const std::map<uint32_t, size_t>& vm_by_dip,
-                       AgentConfig* config) {
-  if (!root.Has("snat_allocator")) return;
-  ConfigNode a = root.Map("snat_allocator");
-  a.AllowOnly({"address", "low_water", "return_idle_s", "check_interval_ms",
-               "retry_interval_ms", "timeout_ms", "leases"});
-  SnatAllocatorClientConfig c;
-  c.address = a.String("address");
-  if (a.status().ok() && c.address.empty()) a.Fail("address", "must not be empty");
-  c.low_water = static_cast<uint32_t>(a.OptionalUint("low_water", c.low_water, 1, 65535));
-  c.return_idle_s =
-      static_cast<uint32_t>(a.OptionalUint("return_idle_s", c.return_idle_s, 0, kMaxTimeoutS));
-  c.check_interval_ms = static_cast<uint32_t>(
-      a.OptionalUint("check_interval_ms", c.check_interval_ms, 10, 60000));
-  c.retry_interval_ms = static_cast<uint32_t>(
-      a.OptionalUint("retry_interval_ms", c.retry_interval_ms, 10, 3600 * 1000));
-  c.timeout_ms = static_cast<uint32_t>(a.OptionalUint("timeout_ms", c.timeout_ms, 10, 600000));
-  std::set<std::pair<uint32_t, uint8_t>> seen;
-  for (ConfigNode& l : a.Sequence("leases", true)) {
-    l.AllowOnly({"dip", "vip", "protocol"});
-    SnatDynamicLeaseConfig lease;
-    lease.dip = l.Ipv4("dip");
-    lease.vip = l.Ipv4("vip");
-    lease.proto = l.L4Protocol("protocol");
-    if (!l.status().ok()) break;
-    if (vm_by_dip.count(lease.dip) == 0) {
-      l.Fail("dip", StrCat(Ipv4ToString(lease.dip), " is not the DIP of any VM on this host"));
-    }
-    if (!seen.insert({lease.dip, lease.proto}).second) {
-      l.Fail("protocol", StrCat(Ipv4ToString(lease.dip), " already leases ",
-                                L4ProtocolName(lease.proto), " ports dynamically"));
-    }
-    c.leases.push_back(lease);
-  }
-  config->snat_allocator = std::move(c);
-}
-
 bool ReadBool(ConfigNode& n, const char* key, bool fallback) {
   if (!n.Has(key)) return fallback;
   const std::string v = n.String(key);
@@ -173,7 +136,7 @@ void ReadVswitchConfig(ConfigNode& root, AgentConfig* config) {
 absl::StatusOr<AgentConfig> ReadAgentConfig(ConfigNode& root) {
   AgentConfig config;
   root.AllowOnly({"agent", "vms", "endpoints", "snat_leases", "snat_allocator", "nat",
-                  "vswitch"});
+                  "vswitch", "health_report"});
   ConfigNode agent = root.Map("agent");
   agent.AllowOnly({"name", "datapath", "uplink", "address", "gateway", "fastpath_key"});
   config.name = agent.String("name");
@@ -204,6 +167,7 @@ absl::StatusOr<AgentConfig> ReadAgentConfig(ConfigNode& root) {
   }
   ReadNatConfig(root, &config);
   ReadVswitchConfig(root, &config);
+  ReadHealthReport(root, &config);
 
   std::set<std::string> names;
   std::set<uint32_t> pas = {config.address.addr};

@@ -12,6 +12,7 @@
 #include "absl/status/statusor.h"
 #include "common/net_text.h"
 #include "hostagent/health.h"
+#include "hostagent/health_report.h"
 
 namespace sluice::agent {
 
@@ -120,6 +121,9 @@ struct AgentConfig {
   /// HMAC-SHA256 key of Fastpath redirects, shared with the muxes; unset = Fastpath off
   /// (every redirect is dropped as unauthenticated).
   std::optional<std::array<uint8_t, 32>> fastpath_key;
+  /// `health_report:` — the muxes the endpoints' health verdicts are pushed to; no muxes =
+  /// checks run (and show in stats) but nobody is told.
+  HealthReportConfig health_report;
 };
 
 /// Reads and checks an agent YAML file; errors name file, line and field.

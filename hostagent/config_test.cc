@@ -42,6 +42,36 @@ TEST(AgentConfigTest, ParsesTheLabConfig) {
   EXPECT_EQ(c->endpoints[0].dip_port, 8080);
 }
 
+TEST(AgentConfigTest, HealthReportMuxes) {
+  const std::string yaml = std::string(kGood) + R"(health_report:
+  muxes:
+    - { name: mux1, grpc: "unix:/run/sluice-lab/mux1.grpc.sock" }
+    - { name: mux2, grpc: "10.101.0.12:50051" }
+  retry_max_ms: 2000
+)";
+  absl::StatusOr<AgentConfig> c = ParseAgentConfig(yaml, "host.yaml");
+  ASSERT_TRUE(c.ok()) << c.status();
+  ASSERT_EQ(c->health_report.muxes.size(), 2u);
+  EXPECT_EQ(c->health_report.muxes[0].name, "mux1");
+  EXPECT_EQ(c->health_report.muxes[0].grpc, "unix:/run/sluice-lab/mux1.grpc.sock");
+  EXPECT_EQ(c->health_report.muxes[1].grpc, "10.101.0.12:50051");
+  EXPECT_EQ(c->health_report.retry_max, std::chrono::milliseconds(2000));
+  EXPECT_EQ(c->health_report.timeout, std::chrono::milliseconds(1000));  // default
+  EXPECT_TRUE(ParseAgentConfig(kGood, "host.yaml")->health_report.muxes.empty());
+
+  EXPECT_EQ(ErrorOf(Replace(yaml, "10.101.0.12:50051", "10.101.0.12")),
+            "host.yaml:19:27: health_report.muxes[1].grpc: '10.101.0.12' is not a gRPC address "
+            "(unix:/path, /path or host:port)");
+  EXPECT_EQ(ErrorOf(Replace(yaml, "name: mux2", "name: mux1")),
+            "host.yaml:19:15: health_report.muxes[1].name: 'mux1' appears twice");
+  EXPECT_EQ(ErrorOf(Replace(yaml, "retry_max_ms: 2000", "retry_max_ms: 20")),
+            "host.yaml:20:17: health_report.retry_max_ms: must be at least retry_min_ms");
+  EXPECT_NE(ErrorOf(Replace(yaml, "retry_max_ms", "retry_max")).find("retry_max"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf(Replace(yaml, "grpc: \"unix", "target: \"unix")).find("muxes[0]"),
+            std::string::npos);
+}
+
 TEST(AgentConfigTest, DipPortDefaultsToVipPort) {
   absl::StatusOr<AgentConfig> c = ParseAgentConfig(Replace(kGood, ", dip_port: 8080", ""), "h");
   ASSERT_TRUE(c.ok()) << c.status();

@@ -37,8 +37,17 @@ std::vector<std::string> RunningLeaseFields(const std::vector<SnatLeaseConfig>& 
   return out;
 }
 
-// Keys before → after, as a ChangeSummary (endpoints and leases are sets: no "changed").
+// Keys before → after, as a ChangeSummary; an endpoint whose health check alone changed is
+// "changed" (leases are sets: they are only added or removed).
 void Diff(const AgentConfig& before, const AgentConfig& after, v1::ChangeSummary* out) {
+  std::map<std::string, std::optional<HealthCheckConfig>> old_health;
+  for (const EndpointConfig& ep : before.endpoints) old_health[EndpointText(ep)] = ep.health;
+  std::set<std::string> changed;
+  for (const EndpointConfig& ep : after.endpoints) {
+    auto it = old_health.find(EndpointText(ep));
+    if (it != old_health.end() && it->second != ep.health) changed.insert(it->first);
+  }
+  for (const std::string& k : changed) out->add_changed(k + " health");
   std::set<std::string> old_keys, new_keys;
   for (const EndpointConfig& ep : before.endpoints) old_keys.insert(EndpointText(ep));
   for (const SnatLeaseConfig& l : before.snat_leases) old_keys.insert(LeaseText(l));
@@ -48,7 +57,7 @@ void Diff(const AgentConfig& before, const AgentConfig& after, v1::ChangeSummary
   for (const std::string& k : new_keys) {
     if (old_keys.count(k) == 0) {
       out->add_added(k);
-    } else {
+    } else if (changed.count(k) == 0) {
       ++unchanged;
     }
   }
@@ -109,7 +118,106 @@ absl::StatusOr<EndpointConfig> EndpointFromProto(const v1::Endpoint& ep, const s
   absl::StatusOr<uint16_t> dip_port = PortField(ep.dip_port(), field + ".dip_port", true);
   if (!dip_port.ok()) return dip_port.status();
   out.dip_port = *dip_port == 0 ? out.port : *dip_port;
+  if (ep.has_health()) {
+    absl::StatusOr<HealthCheckConfig> health =
+        HealthCheckFromProto(ep.health(), out, field + ".health");
+    if (!health.ok()) return health.status();
+    out.health = *health;
+  }
   return out;
+}
+
+absl::StatusOr<HealthCheckConfig> HealthCheckFromProto(const v1::HealthCheck& h,
+                                                       const EndpointConfig& ep,
+                                                       const std::string& field) {
+  HealthCheckConfig c;
+  switch (h.type()) {
+    case v1::HEALTH_CHECK_TYPE_TCP:
+      c.type = HealthProbeType::kTcp;
+      break;
+    case v1::HEALTH_CHECK_TYPE_HTTP:
+      c.type = HealthProbeType::kHttp;
+      break;
+    case v1::HEALTH_CHECK_TYPE_HTTPS:
+      c.type = HealthProbeType::kHttps;
+      break;
+    case v1::HEALTH_CHECK_TYPE_MYSQL:
+      c.type = HealthProbeType::kMysql;
+      break;
+    default:
+      return FieldError(field + ".type", "required (TCP, HTTP, HTTPS or MYSQL)");
+  }
+  c.address = ep.dip;
+  absl::StatusOr<uint16_t> port = PortField(h.port(), field + ".port", true);
+  if (!port.ok()) return port.status();
+  c.port = *port == 0 ? ep.dip_port : *port;
+  const bool http = c.type == HealthProbeType::kHttp || c.type == HealthProbeType::kHttps;
+  if (!http && (!h.path().empty() || !h.host().empty() || h.expect_status() != 0)) {
+    return FieldError(field + (h.path().empty() ? h.host().empty() ? ".expect_status" : ".host"
+                                                : ".path"),
+                      "only for type HTTP or HTTPS");
+  }
+  if (http) {
+    if (!h.path().empty()) c.http_path = h.path();
+    c.http_host = h.host();
+    if (h.expect_status() != 0) {
+      if (h.expect_status() < 100 || h.expect_status() > 599) {
+        return FieldError(field + ".expect_status", StrCat(h.expect_status(), " is not 100..599"));
+      }
+      c.http_expected_status = static_cast<uint16_t>(h.expect_status());
+    }
+  }
+  if (h.interval_ms() != 0) c.interval = std::chrono::milliseconds(h.interval_ms());
+  if (h.timeout_ms() != 0) c.timeout = std::chrono::milliseconds(h.timeout_ms());
+  if (h.rise() != 0) c.rise = h.rise();
+  if (h.fall() != 0) c.fall = h.fall();
+  c.jitter = std::chrono::milliseconds(h.jitter_ms());
+  c.netns = h.netns();
+  if (!c.netns.empty() && c.netns[0] != '/') {
+    return FieldError(field + ".netns", StrCat("'", c.netns, "' is not an absolute path"));
+  }
+  if (absl::Status s = ValidateHealthCheck(c); !s.ok()) {
+    // ValidateHealthCheck says "<field>: why" with the config's field names.
+    std::string message(s.message());
+    static const std::map<std::string, std::string> kProtoNames = {
+        {"interval", "interval_ms"}, {"timeout", "timeout_ms"}, {"jitter", "jitter_ms"}};
+    const size_t colon = message.find(':');
+    if (colon != std::string::npos) {
+      auto renamed = kProtoNames.find(message.substr(0, colon));
+      if (renamed != kProtoNames.end()) message = renamed->second + message.substr(colon);
+    }
+    return absl::InvalidArgumentError(StrCat(field, ".", message));
+  }
+  return c;
+}
+
+void HealthCheckToProto(const HealthCheckConfig& c, v1::HealthCheck* out) {
+  switch (c.type) {
+    case HealthProbeType::kTcp:
+      out->set_type(v1::HEALTH_CHECK_TYPE_TCP);
+      break;
+    case HealthProbeType::kHttp:
+      out->set_type(v1::HEALTH_CHECK_TYPE_HTTP);
+      break;
+    case HealthProbeType::kHttps:
+      out->set_type(v1::HEALTH_CHECK_TYPE_HTTPS);
+      break;
+    case HealthProbeType::kMysql:
+      out->set_type(v1::HEALTH_CHECK_TYPE_MYSQL);
+      break;
+  }
+  out->set_port(c.port);
+  if (c.type == HealthProbeType::kHttp || c.type == HealthProbeType::kHttps) {
+    out->set_path(c.http_path);
+    out->set_host(c.http_host);
+    out->set_expect_status(c.http_expected_status);
+  }
+  out->set_interval_ms(static_cast<uint32_t>(c.interval.count()));
+  out->set_timeout_ms(static_cast<uint32_t>(c.timeout.count()));
+  out->set_rise(c.rise);
+  out->set_fall(c.fall);
+  out->set_jitter_ms(static_cast<uint32_t>(c.jitter.count()));
+  out->set_netns(c.netns);
 }
 
 absl::StatusOr<SnatLeaseConfig> SnatLeaseFromProto(const v1::SnatLease& lease,
@@ -151,6 +259,7 @@ void EndpointToProto(const EndpointConfig& ep, v1::Endpoint* out) {
   out->set_protocol(ProtocolToProto(ep.proto));
   out->set_dip(Ipv4ToString(ep.dip));
   out->set_dip_port(ep.dip_port);
+  if (ep.health) HealthCheckToProto(*ep.health, out->mutable_health());
 }
 
 void SnatLeaseToProto(const SnatLeaseConfig& lease, v1::SnatLease* out) {
@@ -233,7 +342,9 @@ absl::Status AgentService::Apply(const AgentConfig& next,
   if (!checked.ok()) return checked;
   Diff(running_, next, changes);
   changes->set_config_generation(generation);
-  if (dry_run || (changes->added_size() == 0 && changes->removed_size() == 0)) {
+  const bool no_op =
+      changes->added_size() == 0 && changes->removed_size() == 0 && changes->changed_size() == 0;
+  if (dry_run || no_op) {
     return absl::OkStatus();
   }
   std::string error;
@@ -641,6 +752,26 @@ grpc::Status AgentService::GetStats(grpc::ServerContext*, const v1::GetStatsRequ
     c->set_value(value);
   }
   FillVms(running_, status, response->mutable_vms());
+  for (const DipCheckStatus& c : status.health_checks) {
+    v1::HealthCheckStatus* out = response->add_health_checks();
+    out->set_dip(Ipv4ToString(c.dip));
+    out->set_check(c.check);
+    out->set_state(c.state);
+    out->set_probes(c.probes);
+    out->set_last_result(c.last_result);
+    out->set_reported(c.reported);
+  }
+  for (const MuxReportStatus& r : status.health_reports) {
+    v1::HealthReportStatus* out = response->add_health_reports();
+    out->set_mux(r.mux);
+    out->set_target(r.target);
+    out->set_in_sync(r.in_sync);
+    out->set_pushes_ok(r.pushes_ok);
+    out->set_pushes_failed(r.pushes_failed);
+    out->set_resyncs(r.resyncs);
+    out->set_last_error(r.last_error);
+    out->set_last_ok_ms_ago(r.last_ok_ms_ago);
+  }
   return grpc::Status::OK;
 }
 

@@ -29,6 +29,12 @@ namespace sluice::agent {
 absl::StatusOr<EndpointConfig> EndpointFromProto(const v1::Endpoint& ep, const std::string& field);
 absl::StatusOr<SnatLeaseConfig> SnatLeaseFromProto(const v1::SnatLease& lease,
                                                    const std::string& field);
+/// An endpoint's `health` (zero fields take the defaults of hostagent/health.h); it probes
+/// `ep`'s DIP, by default on its dip_port.
+absl::StatusOr<HealthCheckConfig> HealthCheckFromProto(const v1::HealthCheck& health,
+                                                       const EndpointConfig& ep,
+                                                       const std::string& field);
+void HealthCheckToProto(const HealthCheckConfig& health, v1::HealthCheck* out);
 void EndpointToProto(const EndpointConfig& ep, v1::Endpoint* out);
 void SnatLeaseToProto(const SnatLeaseConfig& lease, v1::SnatLease* out);
 
@@ -54,14 +60,16 @@ struct AgentRuntimeStatus {
   std::vector<std::pair<std::string, uint64_t>> counters;
   std::vector<std::pair<std::string, uint64_t>> drops;
   std::vector<VmRuntimeStatus> vms;  ///< Parallel to AgentConfig::vms.
+  std::vector<DipCheckStatus> health_checks;
+  std::vector<MuxReportStatus> health_reports;
 };
 
 /// The seam between the service and the daemon's data path.
 class AgentRuntime {
  public:
   virtual ~AgentRuntime() = default;
-  /// Publishes endpoints and leases of `next` (everything else as running); false with
-  /// `*error` when the data path refuses it.
+  /// Publishes endpoints and leases of `next` (everything else as running) and starts or
+  /// stops the endpoints' health checks; false with `*error` when it is refused.
   virtual bool PublishConfig(const AgentConfig& next, std::string* error) = 0;
   /// Generation of the newest published config.
   virtual uint64_t generation() const = 0;

@@ -170,6 +170,47 @@ TEST_F(AgentServiceTest, SetEndpointsPublishesTheWholeSetAndReportsChanges) {
   EXPECT_EQ(again.unchanged(), 5u);  // 3 endpoints + 2 leases
 }
 
+TEST_F(AgentServiceTest, EndpointHealthChecksArriveAndAChangeOfCheckAloneIsPublished) {
+  v1::SetEndpointsRequest request = LabEndpoints();
+  v1::HealthCheck* h = request.mutable_endpoints(1)->mutable_health();
+  h->set_type(v1::HEALTH_CHECK_TYPE_HTTP);
+  h->set_path("/health");
+  h->set_interval_ms(400);
+  h->set_fall(2);
+  h->set_netns("/run/netns/sl-vm2");
+  v1::ChangeSummary changes;
+  ASSERT_TRUE(service_.SetEndpoints(nullptr, &request, &changes).ok());
+  ASSERT_EQ(runtime_.published.size(), 1u);
+  ASSERT_EQ(changes.changed_size(), 1);
+  EXPECT_EQ(changes.changed(0), "10.200.0.10:80/tcp->10.1.0.2:8080 health");
+  const std::optional<HealthCheckConfig>& c = runtime_.published[0].endpoints[1].health;
+  ASSERT_TRUE(c.has_value());
+  EXPECT_EQ(c->type, HealthProbeType::kHttp);
+  EXPECT_EQ(c->address, 0x0a010002u);
+  EXPECT_EQ(c->port, 8080);  // the endpoint's dip_port
+  EXPECT_EQ(c->http_path, "/health");
+  EXPECT_EQ(c->http_expected_status, 200);
+  EXPECT_EQ(c->interval, std::chrono::milliseconds(400));
+  EXPECT_EQ(c->timeout, std::chrono::milliseconds(1000));
+  EXPECT_EQ(c->rise, 2u);
+  EXPECT_EQ(c->fall, 2u);
+  EXPECT_EQ(c->netns, "/run/netns/sl-vm2");
+  EXPECT_FALSE(runtime_.published[0].endpoints[0].health.has_value());
+
+  // It reads back as it was sent (GetEndpoints), and the same request is a no-op.
+  v1::GetEndpointsResponse got;
+  ASSERT_TRUE(service_.GetEndpoints(nullptr, nullptr, &got).ok());
+  ASSERT_EQ(got.endpoints_size(), 2);
+  EXPECT_EQ(got.endpoints(1).health().path(), "/health");
+  EXPECT_EQ(got.endpoints(1).health().port(), 8080u);
+  v1::SetEndpointsRequest back;
+  *back.mutable_endpoints() = got.endpoints();
+  v1::ChangeSummary again;
+  ASSERT_TRUE(service_.SetEndpoints(nullptr, &back, &again).ok());
+  EXPECT_EQ(runtime_.published.size(), 1u);
+  EXPECT_EQ(again.changed_size(), 0);
+}
+
 TEST_F(AgentServiceTest, DryRunChangesNothing) {
   v1::SetEndpointsRequest request;
   *request.add_endpoints() = Ep("10.200.0.10", 80, "10.1.0.1");
@@ -208,6 +249,33 @@ TEST_F(AgentServiceTest, EachBadEndpointFieldIsNamed) {
        "endpoints[1].dip_port: 65536 is not a port"},
       {"duplicate", [](v1::Endpoint* e) { e->set_dip("10.1.0.1"); }, grpc::INVALID_ARGUMENT,
        "endpoints[1]: 10.200.0.10:80/tcp->10.1.0.1:8080 is the same endpoint as endpoints[0]"},
+      {"health type", [](v1::Endpoint* e) { e->mutable_health()->set_port(80); },
+       grpc::INVALID_ARGUMENT, "endpoints[1].health.type: required (TCP, HTTP, HTTPS or MYSQL)"},
+      {"health path on tcp",
+       [](v1::Endpoint* e) {
+         e->mutable_health()->set_type(v1::HEALTH_CHECK_TYPE_TCP);
+         e->mutable_health()->set_path("/x");
+       },
+       grpc::INVALID_ARGUMENT, "endpoints[1].health.path: only for type HTTP or HTTPS"},
+      {"health status",
+       [](v1::Endpoint* e) {
+         e->mutable_health()->set_type(v1::HEALTH_CHECK_TYPE_HTTP);
+         e->mutable_health()->set_expect_status(700);
+       },
+       grpc::INVALID_ARGUMENT, "endpoints[1].health.expect_status: 700 is not 100..599"},
+      {"health jitter",
+       [](v1::Endpoint* e) {
+         e->mutable_health()->set_type(v1::HEALTH_CHECK_TYPE_TCP);
+         e->mutable_health()->set_interval_ms(100);
+         e->mutable_health()->set_jitter_ms(60);
+       },
+       grpc::INVALID_ARGUMENT, "endpoints[1].health.jitter_ms: must be 0..interval/2"},
+      {"health netns",
+       [](v1::Endpoint* e) {
+         e->mutable_health()->set_type(v1::HEALTH_CHECK_TYPE_TCP);
+         e->mutable_health()->set_netns("run/netns/vm1");
+       },
+       grpc::INVALID_ARGUMENT, "endpoints[1].health.netns: 'run/netns/vm1' is not an absolute"},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.what);

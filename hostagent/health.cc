@@ -71,6 +71,8 @@ std::string HttpRequest(const HealthCheckConfig& c) {
 
 }  // namespace
 
+std::string HealthCheckText(const HealthCheckConfig& config) { return Target(config); }
+
 std::string_view HealthProbeTypeName(HealthProbeType type) {
   switch (type) {
     case HealthProbeType::kTcp:
@@ -717,6 +719,16 @@ std::vector<DipHealthMonitor::DipHealth> DipHealthMonitor::Current() const {
   std::lock_guard<std::mutex> lock(mu_);
   std::vector<DipHealth> out;
   for (const auto& [dip, health] : reported_) out.push_back(health);
+  return out;
+}
+
+std::vector<DipHealthMonitor::CheckStatus> DipHealthMonitor::Checks() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<CheckStatus> out;
+  for (const auto& [id, check] : checks_) {
+    std::optional<HealthStatus> status = checker_->Status(id);
+    out.push_back({.config = check.config, .status = status.value_or(HealthStatus{})});
+  }
   return out;
 }
 

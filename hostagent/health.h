@@ -61,6 +61,9 @@ struct HealthCheckConfig {
 /// Checks ranges and text fields (ports, counts, path without CR/LF, jitter ≤ interval/2).
 absl::Status ValidateHealthCheck(const HealthCheckConfig& config);
 
+/// What a check probes, for stats and logs: "http 10.1.0.1:8080/health", "tcp 10.1.0.1:22".
+std::string HealthCheckText(const HealthCheckConfig& config);
+
 enum class HealthState { kUnknown, kHealthy, kUnhealthy };
 std::string_view HealthStateName(HealthState state);
 
@@ -149,6 +152,12 @@ class DipHealthMonitor {
   absl::Status SetChecks(const std::vector<HealthCheckConfig>& checks);
   /// Every DIP whose health is decided.
   std::vector<DipHealth> Current() const;
+  /// Every running check with its state, probe count and last result.
+  struct CheckStatus {
+    HealthCheckConfig config;
+    HealthStatus status;
+  };
+  std::vector<CheckStatus> Checks() const;
 
  private:
   struct Check {

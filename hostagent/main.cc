@@ -30,6 +30,7 @@
 #include "common/stats_server.h"
 #include "common/strings.h"
 #include "hostagent/agent.h"
+#include "hostagent/agent_health.h"
 #include "hostagent/config.h"
 #include "hostagent/grpc_service.h"
 #include "hostagent/nat_flow_table.h"
@@ -81,7 +82,7 @@ void WriteLeaseStats(JsonWriter& j, const AgentConfig& config, const SnatLeaseCl
 }
 
 std::string StatsJson(const AgentDataPath& agent, const AgentNicRules& nic_rules,
-                      const SnatLeaseClient* lease_client) {
+                      const SnatLeaseClient* lease_client, const AgentHealth& health) {
   JsonWriter j;
   uint64_t rx = 0, tx = 0;
   for (const auto& port : agent.ports()) {
@@ -165,6 +166,7 @@ std::string StatsJson(const AgentDataPath& agent, const AgentNicRules& nic_rules
         .EndObject();
   }
   j.EndArray();
+  health.WriteStats(j);
   j.EndObject();
   return j.str();
 }
@@ -172,9 +174,24 @@ std::string StatsJson(const AgentDataPath& agent, const AgentNicRules& nic_rules
 // What the gRPC service drives: the data path's config snapshots, counters and flows.
 class DataPathRuntime : public AgentRuntime {
  public:
-  explicit DataPathRuntime(AgentDataPath* agent) : agent_(agent) {}
+  DataPathRuntime(AgentDataPath* agent, AgentHealth* health, const AgentConfig& boot)
+      : agent_(agent), health_(health), published_(boot) {}
+  // Health checks first: a check that cannot start refuses the config before the data path
+  // sees it; a data path that refuses it puts the previous checks back.
   bool PublishConfig(const AgentConfig& next, std::string* error) override {
-    return agent_->PublishConfig(next, error);
+    if (absl::Status s = health_->Configure(next); !s.ok()) {
+      *error = std::string(s.message());
+      return false;
+    }
+    if (!agent_->PublishConfig(next, error)) {
+      if (absl::Status s = health_->Configure(published_); !s.ok()) {
+        fprintf(stderr, "sluice-agent: restoring the previous health checks: %s\n",
+                std::string(s.message()).c_str());
+      }
+      return false;
+    }
+    published_ = next;
+    return true;
   }
   uint64_t generation() const override { return agent_->published_generation(); }
   uint64_t adopted_generation() const override { return agent_->adopted_generation(); }
@@ -231,6 +248,8 @@ class DataPathRuntime : public AgentRuntime {
         vm.snat_ports_exhausted = port->snat_ports_exhausted.Get();
       }
     });
+    s.health_checks = health_->Checks();
+    s.health_reports = health_->Reports();
     return s;
   }
   bool CopyFlows(size_t limit, uint32_t dip, std::vector<NatFlow>* flows,
@@ -240,6 +259,8 @@ class DataPathRuntime : public AgentRuntime {
 
  private:
   AgentDataPath* agent_;
+  AgentHealth* health_;
+  AgentConfig published_;  ///< Only PublishConfig touches it (the service serialises calls).
 };
 
 uint64_t MonotonicNs() {
@@ -404,7 +425,23 @@ int Run(int argc, char** argv) {
     }
   });
 
-  DataPathRuntime runtime(&agent);
+  // Health checks of the endpoints; verdicts go to the muxes of health_report: from the
+  // reporter's own threads.
+  std::vector<HealthReporter::Destination> report_to;
+  for (const HealthReportMux& m : config->health_report.muxes) {
+    report_to.push_back(
+        {.name = m.name,
+         .client = NewGrpcMuxHealthClient(m.grpc, config->health_report.retry_max)});
+  }
+  absl::StatusOr<std::unique_ptr<AgentHealth>> health =
+      AgentHealth::Create(*config, std::move(report_to));
+  if (!health.ok()) {
+    fprintf(stderr, "sluice-agent: health checks: %s\n",
+            std::string(health.status().message()).c_str());
+    return 1;
+  }
+
+  DataPathRuntime runtime(&agent, health->get(), *config);
   AgentService service(&runtime, *config);
   std::unique_ptr<grpc::Server> grpc_server;
   int grpc_tcp_port = 0;
@@ -468,16 +505,15 @@ int Run(int argc, char** argv) {
     absl::Status s = stats.Start(opt.stats_socket, [&](const std::string& request) {
       if (request == "nic-rules") return nic_rules.Testpmd();
       if (request != "stats") return std::string("{\"error\":\"unknown request\"}");
-      return StatsJson(agent, nic_rules, lease_stats);
+      return StatsJson(agent, nic_rules, lease_stats, **health);
     });
     if (!s.ok()) {
       fprintf(stderr, "sluice-agent: %s\n", std::string(s.message()).c_str());
       return 1;
     }
   }
-  auto metrics_server =
-      metrics::ServeDaemonMetrics(opt.metrics_listen,
-                                  [&] { return StatsJson(agent, nic_rules, lease_stats); });
+  auto metrics_server = metrics::ServeDaemonMetrics(
+      opt.metrics_listen, [&] { return StatsJson(agent, nic_rules, lease_stats, **health); });
   if (!metrics_server.ok()) {
     fprintf(stderr, "sluice-agent: %s\n", std::string(metrics_server.status().message()).c_str());
     return 1;

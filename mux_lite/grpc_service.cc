@@ -395,10 +395,15 @@ grpc::Status MuxService::SetBackendHealth(grpc::ServerContext*,
                                           const v1::SetBackendHealthRequest* request,
                                           v1::ChangeSummary* response) {
   std::vector<std::pair<uint32_t, const v1::BackendHealth*>> reports;
+  std::map<uint32_t, int> seen;
   for (int i = 0; i < request->backends_size(); ++i) {
-    absl::StatusOr<uint32_t> dip =
-        Ipv4Field(request->backends(i).dip(), StrCat("backends[", i, "].dip"));
+    const std::string field = StrCat("backends[", i, "].dip");
+    absl::StatusOr<uint32_t> dip = Ipv4Field(request->backends(i).dip(), field);
     if (!dip.ok()) return ToGrpcStatus(dip.status());
+    if (auto [it, inserted] = seen.emplace(*dip, i); !inserted) {
+      return ToGrpcStatus(FieldError(field, StrCat(request->backends(i).dip(),
+                                                   " is also backends[", it->second, "]")));
+    }
     reports.emplace_back(*dip, &request->backends(i));
   }
   std::lock_guard<std::mutex> lock(mu_);
@@ -406,24 +411,35 @@ grpc::Status MuxService::SetBackendHealth(grpc::ServerContext*,
   for (const VipConfig& vip : desired_.vips) {
     for (const BackendConfig& b : vip.backends) known.insert(b.dip);
   }
-  for (size_t i = 0; i < reports.size(); ++i) {
-    if (known.count(reports[i].first) == 0) {
-      return grpc::Status(grpc::StatusCode::NOT_FOUND,
-                          StrCat("backends[", i, "].dip: ", reports[i].second->dip(),
-                                 " is not a backend of any VIP on this mux"));
-    }
-  }
+  // A DIP that is not a backend here (yet) is remembered too: the agent reports all of its
+  // DIPs, and a backend added later starts out with its agent's verdict.
   std::map<uint32_t, std::string> next = unhealthy_;
+  bool reload = false;
   for (const auto& [dip, report] : reports) {
-    const std::string key = Ipv4ToString(dip);
+    std::string key = Ipv4ToString(dip);
+    if (known.count(dip) == 0) key += " (not a backend here)";
     if (report->healthy()) {
-      if (next.erase(dip) != 0) response->add_changed(key + " healthy");
-    } else if (next.count(dip) == 0) {
+      if (next.erase(dip) == 0) continue;
+      response->add_changed(key + " healthy");
+    } else {
+      auto it = next.find(dip);
+      if (it != next.end()) {
+        it->second = report->reason();  // same verdict, newer reason: nothing to rebuild
+        continue;
+      }
+      if (next.size() >= kMaxUnhealthyDips) {
+        return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                            StrCat("backends: more than ", kMaxUnhealthyDips,
+                                   " unhealthy DIPs; report the healthy ones as healthy"));
+      }
       next[dip] = report->reason();
       response->add_changed(key + " unhealthy");
     }
+    reload = reload || known.count(dip) != 0;
   }
-  if (response->changed_size() == 0) {
+  if (!reload) {
+    std::swap(unhealthy_, next);
+    if (response->changed_size() > 0) LogHealthChanges(*request, *response);
     response->set_config_generation(runtime_->generation());
     return grpc::Status::OK;
   }
@@ -433,11 +449,22 @@ grpc::Status MuxService::SetBackendHealth(grpc::ServerContext*,
     std::swap(unhealthy_, next);
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, error);
   }
-  fprintf(stderr, "sluice-mux: backend health from %s: %d change(s)\n",
-          request->reporter().empty() ? "(unnamed)" : request->reporter().c_str(),
-          response->changed_size());
+  LogHealthChanges(*request, *response);
   response->set_config_generation(runtime_->generation());
   return grpc::Status::OK;
+}
+
+void MuxService::LogHealthChanges(const v1::SetBackendHealthRequest& request,
+                                  const v1::ChangeSummary& changes) const {
+  std::string list;
+  for (const std::string& c : changes.changed()) list += (list.empty() ? "" : ", ") + c;
+  fprintf(stderr, "sluice-mux: backend health from %s: %s\n",
+          request.reporter().empty() ? "(unnamed)" : request.reporter().c_str(), list.c_str());
+}
+
+std::map<uint32_t, std::string> MuxService::unhealthy() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return unhealthy_;
 }
 
 grpc::Status MuxService::GetVips(grpc::ServerContext*, const v1::GetVipsRequest*,

@@ -68,6 +68,10 @@ class MuxService final : public v1::Mux::Service {
   absl::Status ReplaceConfig(const MuxConfig& config);
   /// The desired config (configured weights, before health is applied).
   MuxConfig desired() const;
+  /// DIPs reported unhealthy (SetBackendHealth) → reason; they are out of Maglev everywhere.
+  std::map<uint32_t, std::string> unhealthy() const;
+  /// At most this many DIPs are held unhealthy (RESOURCE_EXHAUSTED beyond).
+  static constexpr size_t kMaxUnhealthyDips = 65536;
   /// Stops WatchHealth streams (daemon shutdown).
   void Shutdown();
 
@@ -98,6 +102,8 @@ class MuxService final : public v1::Mux::Service {
   absl::Status Apply(const MuxConfig& next, uint64_t expected_generation, bool dry_run,
                      v1::ChangeSummary* changes);
   MuxConfig WithHealth(const MuxConfig& desired) const;
+  void LogHealthChanges(const v1::SetBackendHealthRequest& request,
+                        const v1::ChangeSummary& changes) const;
   void FillHealth(v1::HealthResponse* out) const;
 
   MuxRuntime* runtime_;

@@ -282,8 +282,28 @@ TEST_F(MuxServiceTest, UnhealthyBackendsLeaveMaglevAndComeBack) {
   h->set_dip("10.1.0.9");
   h->set_healthy(false);
   v1::ChangeSummary changes;
-  EXPECT_EQ(service_.SetBackendHealth(nullptr, &request, &changes).error_code(), grpc::NOT_FOUND);
+  // Not a backend here yet: remembered, nothing rebuilt.
+  ASSERT_TRUE(service_.SetBackendHealth(nullptr, &request, &changes).ok());
+  ASSERT_EQ(changes.changed_size(), 1);
+  EXPECT_EQ(changes.changed(0), "10.1.0.9 (not a backend here) unhealthy");
   ExpectUnchanged();
+  EXPECT_EQ(service_.unhealthy().count(0x0a010009), 1u);
+  // Repeating the report changes nothing.
+  changes.Clear();
+  ASSERT_TRUE(service_.SetBackendHealth(nullptr, &request, &changes).ok());
+  EXPECT_EQ(changes.changed_size(), 0);
+  ExpectUnchanged();
+  // One DIP twice in a request is refused.
+  *request.add_backends() = *h;
+  EXPECT_EQ(service_.SetBackendHealth(nullptr, &request, &changes).error_code(),
+            grpc::INVALID_ARGUMENT);
+  request.mutable_backends()->RemoveLast();
+  h->set_healthy(true);
+  changes.Clear();
+  ASSERT_TRUE(service_.SetBackendHealth(nullptr, &request, &changes).ok());
+  EXPECT_TRUE(service_.unhealthy().empty());
+  ExpectUnchanged();
+  h->set_healthy(false);
 
   h->set_dip("10.1.0.2");
   ASSERT_TRUE(service_.SetBackendHealth(nullptr, &request, &changes).ok());

@@ -167,7 +167,9 @@ std::string Reload(MuxWorkers& mux, MuxService& service, const std::string& path
 }
 
 std::string StatsJson(const MuxWorkers& mux, ControlState& control,
-                      const NicFlowOffloader& offload, uint64_t now_ns) {
+                      const NicFlowOffloader& offload, const MuxService& service,
+                      uint64_t now_ns) {
+  const std::map<uint32_t, std::string> unhealthy = service.unhealthy();
   JsonWriter j;
   MuxTotals totals;
   mux.Totals(now_ns, &totals);
@@ -262,12 +264,26 @@ std::string StatsJson(const MuxWorkers& mux, ControlState& control,
           .EndObject();
     }
     j.EndArray();
+    // Backends by health (agents' SetBackendHealth): an unhealthy one is out of Maglev.
+    uint64_t healthy_backends = 0, unhealthy_backends = 0;
+    for (const auto& vip : table.vips) {
+      for (const BackendConfig& backend : vip->config.backends) {
+        ++(unhealthy.count(backend.dip) != 0 ? unhealthy_backends : healthy_backends);
+      }
+    }
+    j.Key("backend_health")
+        .BeginObject()
+        .Field("healthy", healthy_backends)
+        .Field("unhealthy", unhealthy_backends)
+        .Field("unhealthy_dips", static_cast<uint64_t>(unhealthy.size()))
+        .EndObject();
     j.Key("backends").BeginArray();
     size_t b_index = 0;
     for (const auto& vip : table.vips) {
       for (size_t b = 0; b < vip->config.backends.size(); ++b, ++b_index) {
         const BackendConfig& backend = vip->config.backends[b];
         const bool known = b_index < backend_packets.size();
+        auto sick = unhealthy.find(backend.dip);
         j.BeginObject()
             .Field("vip", Ipv4ToString(vip->config.vip) + ":" + std::to_string(vip->config.port))
             .Field("dip", Ipv4ToString(backend.dip))
@@ -278,6 +294,8 @@ std::string StatsJson(const MuxWorkers& mux, ControlState& control,
                                                                   : "ipip")
             .Field("packets", known ? backend_packets[b_index] : 0)
             .Field("flows", known ? backend_flows[b_index] : 0)
+            .Field("healthy", sick == unhealthy.end())
+            .Field("health_reason", sick == unhealthy.end() ? "" : sick->second)
             .EndObject();
       }
     }
@@ -453,7 +471,7 @@ int Run(int argc, char** argv) {
         return std::string("{\"reload\":\"requested\"}");
       }
       if (request != "stats") return std::string("{\"error\":\"unknown request\"}");
-      return StatsJson(*mux, control, offload, now_ns());
+      return StatsJson(*mux, control, offload, service, now_ns());
     });
     if (!s.ok()) {
       fprintf(stderr, "sluice-mux: %s\n", std::string(s.message()).c_str());
@@ -461,7 +479,7 @@ int Run(int argc, char** argv) {
     }
   }
   auto metrics_server = metrics::ServeDaemonMetrics(
-      opt.metrics_listen, [&] { return StatsJson(*mux, control, offload, now_ns()); });
+      opt.metrics_listen, [&] { return StatsJson(*mux, control, offload, service, now_ns()); });
   if (!metrics_server.ok()) {
     fprintf(stderr, "sluice-mux: %s\n", std::string(metrics_server.status().message()).c_str());
     return 1;
