@@ -269,12 +269,30 @@ lab_internet_serving() {
   [[ "$(lab_ns sl-client curl -s --max-time 1 "http://$LAB_INTERNET:$LAB_INTERNET_PORT/")" == internet ]]
 }
 
+# lab_start_vm VM : starts VM's HTTP server in its namespace (pid in $LAB_RUN/VM.pid).
+lab_start_vm() {
+  lab_start "$1" "sl-$1" "$LAB_PYTHON" -u "$LAB_DIR/vm_http_server.py" --name "$1" \
+    --port "$LAB_VM_PORT"
+}
+
+# lab_stop_vm VM : stops VM's HTTP server by its pid (SIGTERM) and waits until it is gone:
+# its listener closes, new connections are refused, its open connections are reset.
+lab_stop_vm() {
+  local pid
+  pid=$(lab_pid_of "$1") || {
+    lab_err "no pid file for $1"
+    return 1
+  }
+  kill -TERM "$pid" || return 1
+  lab_poll 10 0.05 lab_pid_gone "$pid" || {
+    lab_err "$1's server (pid $pid) still alive 10s after SIGTERM"
+    return 1
+  }
+}
+
 lab_start_vms() {
   local vm
-  for vm in "${LAB_VMS[@]}"; do
-    lab_start "$vm" "sl-$vm" "$LAB_PYTHON" -u "$LAB_DIR/vm_http_server.py" --name "$vm" \
-      --port "$LAB_VM_PORT"
-  done
+  for vm in "${LAB_VMS[@]}"; do lab_start_vm "$vm"; done
   # A server "outside the cloud" for the VMs' outbound (SNAT) connections.
   lab_start internet sl-client "$LAB_PYTHON" -u "$LAB_DIR/vm_http_server.py" --name internet \
     --port "$LAB_INTERNET_PORT"
@@ -403,6 +421,42 @@ lab_stat_sum() {
 }
 
 lab_daemon_ready() { [[ "$(lab_stat "$1" ready 2>/dev/null)" == true ]]; }
+
+# lab_backend_health MUX DIP : prints "healthy" or "unhealthy" for DIP as MUX holds it (the
+# agents' health checks, SetBackendHealth), "absent" if DIP is no backend there. Every VIP
+# with DIP as a backend must agree.
+lab_backend_health() {
+  local json
+  json=$(lab_stats "$1") || return 1
+  "$LAB_PYTHON" -c '
+import json, sys
+states = {b["healthy"] for b in json.load(sys.stdin)["backends"] if b["dip"] == sys.argv[1]}
+print("absent" if not states else "mixed" if len(states) > 1 else
+      "healthy" if states.pop() else "unhealthy")' "$2" <<<"$json"
+}
+
+# lab_muxes_see DIP STATE : true when every mux holds DIP in STATE (healthy|unhealthy).
+lab_muxes_see() {
+  local m
+  for m in "${LAB_MUXES[@]}"; do
+    [[ "$(lab_backend_health "$m" "$1" 2>/dev/null)" == "$2" ]] || return 1
+  done
+}
+
+# lab_health_settled : true when every agent's checks have decided (no DIP "deciding") and
+# every mux it reports to holds its current verdicts.
+lab_health_settled() {
+  local a json
+  for a in "${LAB_AGENTS[@]}"; do
+    json=$(lab_stats "$a" 2>/dev/null) || return 1
+    "$LAB_PYTHON" -c '
+import json, sys
+s = json.load(sys.stdin)
+ok = all(d["state"] != "deciding" for d in s["dip_health"]) and \
+     all(r["in_sync"] for r in s["health_reports"])
+sys.exit(0 if ok else 1)' <<<"$json" || return 1
+  done
+}
 
 lab_log_tail() {
   echo "----- last lines of $LAB_RUN/$1.log -----" >&2

@@ -6,7 +6,8 @@
 GET /                         answers "<name>\\n"
 GET /stream?bytes=N&rate=R    streams N bytes at about R bytes/s (long downloads for the
                               mux-failure test); the body is lines naming the VM.
-GET /health                   answers "ok\\n"
+GET /health                   answers "ok\\n" (the agents' health checks: not logged, and a
+                              prober that hangs up after the status line is no error)
 GET /peer                     answers "<name> <client address>:<client port>\\n" (what the
                               server saw: the SNAT test checks the VIP and leased port)
 
@@ -48,7 +49,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.send_header("X-Served-By", self.server.vm_name)
         self.end_headers()
-        self.wfile.write(body)
+        try:
+            self.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client had what it wanted (a health check reads the status line only)
 
     def _stream(self, query):
         try:
@@ -83,6 +87,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.log_message("stream aborted by peer after %d of %d bytes", sent, total)
             return
         self.log_message("stream of %d bytes done in %.1f s", total, time.monotonic() - start)
+
+    def log_request(self, code="-", size="-"):
+        if urllib.parse.urlsplit(self.path).path != "/health":
+            super().log_request(code, size)
 
     def log_message(self, fmt, *args):
         sys.stderr.write(

@@ -8,9 +8,11 @@
 #   1. mux-kill       kill -9 mux1, wait for BGP to withdraw it, start it again, wait until
 #                     the router uses it again
 #   2. agent-restart  kill -9 host1's agent and start it again at once
-#   3. dip-failure    vm4's server dies; its DIP is taken out of Maglev on both muxes, as the
-#                     health checker's verdict would (pushed as a config change here)
-#   4. config-changes N (default 100) config changes on both muxes (vm1's weight 1 <-> 2)
+#   3. dip-failure    vm4's server is stopped; host2's agent's health check (GET /health from
+#                     inside sl-vm4) finds it down and pushes the verdict to both muxes, which
+#                     take vm4 out of Maglev
+#   4. dip-recovery   vm4's server starts again; the health check brings it back on both muxes
+#   5. config-changes N (default 100) config changes on both muxes (vm1's weight 1 <-> 2)
 # and prints, per event, the long connections and new connections lost in the time window
 # that follows it. Connections on vm4 (the failed DIP) are reported apart: the goal, 0 lost
 # per event, holds for healthy DIPs. Exits 1 above the goal, 2 when the run itself broke.
@@ -126,12 +128,20 @@ lab_start_daemon host1 && lab_wait_ready host1 || broken "host1's agent did not 
 settle agent-restart
 
 event dip-failure
-kill "$(lab_pid_of vm4)" || broken "could not stop vm4's server"
-for m in "${LAB_MUXES[@]}"; do
-  sed -i -E "s/(dip: 10\.1\.0\.4, host: 10\.101\.0\.34, weight: )[0-9]+/\10/" "$CONFIGS/$m.yaml"
-  lab_request "$m" reload >/dev/null || broken "$m refused the reload request"
-done
+failed_ms=$(lab_now_ms)
+lab_stop_vm vm4 || broken "could not stop vm4's server"
+lab_poll 10 0.05 lab_muxes_see 10.1.0.4 unhealthy ||
+  broken "the health check did not take vm4 out of both muxes within 10 s"
+echo "chaos: vm4 out of both muxes $(($(lab_now_ms) - failed_ms)) ms after its server stopped"
 settle dip-failure
+
+event dip-recovery
+back_ms=$(lab_now_ms)
+lab_start_vm vm4
+lab_poll 15 0.05 lab_muxes_see 10.1.0.4 healthy ||
+  broken "vm4 was not healthy on both muxes 15 s after its server started again"
+echo "chaos: vm4 back on both muxes $(($(lab_now_ms) - back_ms)) ms after its server started"
+settle dip-recovery
 
 event config-changes
 for ((i = 1; i <= CHANGES; i++)); do
