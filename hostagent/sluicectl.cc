@@ -27,6 +27,7 @@
 #include <iostream>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -551,8 +552,40 @@ struct CloudBackend {
   uint32_t weight = 1;
   std::string encap = "ipip";
   uint32_t host = 0;  ///< Explicit underlay address; 0 = the DIP's VM PA from its agent.
+  std::optional<v1::HealthCheck> health;  ///< The agent's check of this DIP (endpoint health).
   ConfigNode node;
 };
+
+// A backend's `health:` (the agent YAML's keys, hostagent/health.h); ranges and cross-field
+// rules are checked by the agent (apply's dry run) and named there.
+v1::HealthCheck ReadCloudHealth(ConfigNode& h) {
+  h.AllowOnly({"type", "port", "path", "host", "expect_status", "interval_ms", "timeout_ms",
+               "rise", "fall", "jitter_ms", "netns"});
+  static const std::map<std::string, v1::HealthCheckType> kTypes = {
+      {"tcp", v1::HEALTH_CHECK_TYPE_TCP},
+      {"http", v1::HEALTH_CHECK_TYPE_HTTP},
+      {"https", v1::HEALTH_CHECK_TYPE_HTTPS},
+      {"mysql", v1::HEALTH_CHECK_TYPE_MYSQL}};
+  v1::HealthCheck out;
+  const std::string type = h.String("type");
+  auto it = kTypes.find(type);
+  if (it != kTypes.end()) {
+    out.set_type(it->second);
+  } else if (h.status().ok()) {
+    h.Fail("type", StrCat("'", type, "' is not a health check type (tcp, http, https or mysql)"));
+  }
+  out.set_port(static_cast<uint32_t>(h.OptionalUint("port", 0, 1, 65535)));
+  out.set_path(h.OptionalString("path", ""));
+  out.set_host(h.OptionalString("host", ""));
+  out.set_expect_status(static_cast<uint32_t>(h.OptionalUint("expect_status", 0, 100, 599)));
+  out.set_interval_ms(static_cast<uint32_t>(h.OptionalUint("interval_ms", 0, 10, 3600 * 1000)));
+  out.set_timeout_ms(static_cast<uint32_t>(h.OptionalUint("timeout_ms", 0, 1, 600 * 1000)));
+  out.set_rise(static_cast<uint32_t>(h.OptionalUint("rise", 0, 1, 1000)));
+  out.set_fall(static_cast<uint32_t>(h.OptionalUint("fall", 0, 1, 1000)));
+  out.set_jitter_ms(static_cast<uint32_t>(h.OptionalUint("jitter_ms", 0, 0, 1800 * 1000)));
+  out.set_netns(h.OptionalString("netns", ""));
+  return out;
+}
 
 struct CloudVip {
   uint32_t vip = 0;
@@ -613,7 +646,7 @@ absl::StatusOr<Cloud> ReadCloud(ConfigNode& root) {
     }
     std::set<uint32_t> dips;
     for (ConfigNode& b : v.Sequence("backends", false)) {
-      b.AllowOnly({"dip", "port", "weight", "encap", "host"});
+      b.AllowOnly({"dip", "port", "weight", "encap", "host", "health"});
       CloudBackend backend{.node = b};
       backend.dip = b.Ipv4("dip");
       backend.dip_port = static_cast<uint16_t>(b.OptionalUint("port", vip.port, 1, 65535));
@@ -623,6 +656,10 @@ absl::StatusOr<Cloud> ReadCloud(ConfigNode& root) {
         b.Fail("encap", StrCat("'", backend.encap, "' is not an encapsulation (ipip or gue)"));
       }
       if (b.Has("host")) backend.host = b.Ipv4("host");
+      if (b.Has("health")) {
+        ConfigNode h = b.Map("health");
+        backend.health = ReadCloudHealth(h);
+      }
       if (b.status().ok() && !dips.insert(backend.dip).second) {
         b.Fail("dip", StrCat(Ipv4ToString(backend.dip), " appears twice in this VIP"));
       }
@@ -773,6 +810,7 @@ int Apply(const Options& o) {
       ep->set_protocol(ProtocolToProto(vip.proto));
       ep->set_dip(Ipv4ToString(b.dip));
       ep->set_dip_port(b.dip_port);
+      if (b.health) *ep->mutable_health() = *b.health;
     }
   }
   for (const CloudLease& l : cloud->leases) {
@@ -879,12 +917,17 @@ int Apply(const Options& o) {
     v1::GetEndpointsResponse now;
     grpc::Status s = agents[a]->GetEndpoints(&context, v1::GetEndpointsRequest(), &now);
     if (!s.ok()) return Fail("agent " + cloud->agents[a].name, s), report(kFailed);
+    // An endpoint is one per VIP:port/protocol and DIP; one in both sets (its health check
+    // may differ) is taken as wanted.
+    auto key = [](const v1::Endpoint& ep) {
+      return StrCat(ep.vip(), ":", ep.port(), "/", static_cast<int>(ep.protocol()), "->", ep.dip());
+    };
     v1::SetEndpointsRequest both = endpoints[a];
     std::set<std::string> wanted;
-    for (const v1::Endpoint& ep : endpoints[a].endpoints()) wanted.insert(ep.SerializeAsString());
+    for (const v1::Endpoint& ep : endpoints[a].endpoints()) wanted.insert(key(ep));
     bool adds = false;
     for (const v1::Endpoint& ep : now.endpoints()) {
-      if (wanted.count(ep.SerializeAsString()) == 0) *both.add_endpoints() = ep;
+      if (wanted.count(key(ep)) == 0) *both.add_endpoints() = ep;
     }
     std::set<std::string> have;
     for (const v1::Endpoint& ep : now.endpoints()) have.insert(ep.SerializeAsString());
