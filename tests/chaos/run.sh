@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Chaos run on the namespace lab (not part of the default suite; needs root, ~3 minutes).
+# Chaos run on the namespace lab (not part of the default suite; needs root, ~4 minutes).
 #
 #   tests/chaos/run.sh [--connections N] [--changes N]
 #
