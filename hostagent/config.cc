@@ -91,6 +91,43 @@ std::optional<HealthCheckConfig> ReadHealthCheck(ConfigNode& e, const EndpointCo
   return c;
 }
 
+void ReadSnatAllocator(ConfigNode& root, const std::map<uint32_t, size_t>& vm_by_dip,
+                       AgentConfig* config) {
+  if (!root.Has("snat_allocator")) return;
+  ConfigNode a = root.Map("snat_allocator");
+  a.AllowOnly({"address", "low_water", "return_idle_s", "check_interval_ms",
+               "retry_interval_ms", "timeout_ms", "leases"});
+  SnatAllocatorClientConfig c;
+  c.address = a.String("address");
+  if (a.status().ok() && c.address.empty()) a.Fail("address", "must not be empty");
+  c.low_water = static_cast<uint32_t>(a.OptionalUint("low_water", c.low_water, 1, 65535));
+  c.return_idle_s =
+      static_cast<uint32_t>(a.OptionalUint("return_idle_s", c.return_idle_s, 0, kMaxTimeoutS));
+  c.check_interval_ms = static_cast<uint32_t>(
+      a.OptionalUint("check_interval_ms", c.check_interval_ms, 10, 60000));
+  c.retry_interval_ms = static_cast<uint32_t>(
+      a.OptionalUint("retry_interval_ms", c.retry_interval_ms, 10, 3600 * 1000));
+  c.timeout_ms = static_cast<uint32_t>(a.OptionalUint("timeout_ms", c.timeout_ms, 10, 600000));
+  std::set<std::pair<uint32_t, uint8_t>> seen;
+  for (ConfigNode& l : a.Sequence("leases", true)) {
+    l.AllowOnly({"dip", "vip", "protocol"});
+    SnatDynamicLeaseConfig lease;
+    lease.dip = l.Ipv4("dip");
+    lease.vip = l.Ipv4("vip");
+    lease.proto = l.L4Protocol("protocol");
+    if (!l.status().ok()) break;
+    if (vm_by_dip.count(lease.dip) == 0) {
+      l.Fail("dip", StrCat(Ipv4ToString(lease.dip), " is not the DIP of any VM on this host"));
+    }
+    if (!seen.insert({lease.dip, lease.proto}).second) {
+      l.Fail("protocol", StrCat(Ipv4ToString(lease.dip), " already leases ",
+                                L4ProtocolName(lease.proto), " ports dynamically"));
+    }
+    c.leases.push_back(lease);
+  }
+  config->snat_allocator = std::move(c);
+}
+
 bool ReadBool(ConfigNode& n, const char* key, bool fallback) {
   if (!n.Has(key)) return fallback;
   const std::string v = n.String(key);
@@ -131,6 +168,51 @@ void ReadVswitchConfig(ConfigNode& root, AgentConfig* config) {
     n.Fail("slow_path_port", "must be an interface name (1-15 characters)");
   }
   if (v.run_dir.empty() || v.run_dir[0] != '/') n.Fail("run_dir", "must be an absolute path");
+}
+
+/// True for "unix:/abs/path", "/abs/path" or "host:port" (port 1..65535).
+bool ValidGrpcTarget(const std::string& target) {
+  if (target.rfind("unix:/", 0) == 0) return target.size() > 6;
+  if (!target.empty() && target[0] == '/') return target.size() > 1;
+  const size_t colon = target.rfind(':');
+  if (colon == std::string::npos || colon == 0) return false;
+  for (char c : target) {
+    if (static_cast<unsigned char>(c) <= ' ' || c == 0x7f) return false;
+  }
+  uint64_t port = 0;
+  return ParseUint(std::string_view(target).substr(colon + 1), &port) && port >= 1 &&
+         port <= 65535;
+}
+
+/// `health_report:` (keys in hostagent/health_report.h).
+void ReadHealthReport(ConfigNode& root, AgentConfig* config) {
+  if (!root.Has("health_report")) return;
+  ConfigNode h = root.Map("health_report");
+  h.AllowOnly({"muxes", "timeout_ms", "retry_min_ms", "retry_max_ms", "refresh_ms"});
+  HealthReportConfig& r = config->health_report;
+  std::set<std::string> names, targets;
+  for (ConfigNode& m : h.Sequence("muxes", true)) {
+    m.AllowOnly({"name", "grpc"});
+    HealthReportMux mux{.name = m.String("name"), .grpc = m.String("grpc")};
+    if (!m.status().ok()) break;
+    if (!ValidGrpcTarget(mux.grpc)) {
+      m.Fail("grpc", StrCat("'", mux.grpc,
+                            "' is not a gRPC address (unix:/path, /path or host:port)"));
+    }
+    if (!names.insert(mux.name).second) m.Fail("name", StrCat("'", mux.name, "' appears twice"));
+    if (!targets.insert(mux.grpc).second) {
+      m.Fail("grpc", StrCat("'", mux.grpc, "' appears twice"));
+    }
+    r.muxes.push_back(mux);
+  }
+  r.timeout = std::chrono::milliseconds(h.OptionalUint("timeout_ms", 1000, 10, 60 * 1000));
+  r.retry_min = std::chrono::milliseconds(h.OptionalUint("retry_min_ms", 100, 10, 60 * 1000));
+  r.retry_max = std::chrono::milliseconds(h.OptionalUint("retry_max_ms", 5000, 10, 600 * 1000));
+  r.refresh =
+      std::chrono::milliseconds(h.OptionalUint("refresh_ms", 30000, 100, 24 * 3600 * 1000));
+  if (h.status().ok() && r.retry_max < r.retry_min) {
+    h.Fail("retry_max_ms", "must be at least retry_min_ms");
+  }
 }
 
 absl::StatusOr<AgentConfig> ReadAgentConfig(ConfigNode& root) {
