@@ -9,6 +9,7 @@
 //
 // The gRPC API (hostagent/grpc_service.h) replaces endpoints and SNAT leases while packets
 // flow: the data path adopts each new config snapshot between bursts.
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <csignal>
@@ -272,6 +273,16 @@ uint64_t MonotonicNs() {
 // agent.datapath: vswitch — the rules run in an OVS bridge; no DPDK ports, no EAL.
 int RunVswitch(const DaemonOptions& opt, const GrpcServerOptions& grpc_options,
                const AgentConfig& config) {
+  // Not silently: the operator configured checks this mode does not run yet.
+  const bool has_checks =
+      !config.health_report.muxes.empty() ||
+      std::any_of(config.endpoints.begin(), config.endpoints.end(),
+                  [](const EndpointConfig& e) { return e.health.has_value(); });
+  if (has_checks) {
+    fprintf(stderr,
+            "sluice-agent: warning: vswitch mode does not run health checks yet; the endpoints' "
+            "health: and health_report: are ignored (the muxes see every DIP as healthy)\n");
+  }
   absl::StatusOr<std::unique_ptr<VswitchAgent>> agent = VswitchAgent::Start(config);
   if (!agent.ok()) {
     fprintf(stderr, "sluice-agent: vswitch: %s\n", std::string(agent.status().message()).c_str());
