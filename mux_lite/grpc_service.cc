@@ -322,8 +322,23 @@ absl::Status MuxService::Apply(const MuxConfig& next, uint64_t expected_generati
   return absl::OkStatus();
 }
 
-absl::Status MuxService::ReplaceConfig(const MuxConfig& config) {
+absl::Status MuxService::ReplaceConfig(const MuxConfig& file_config) {
   std::lock_guard<std::mutex> lock(mu_);
+  // The SNAT allocator's chunks are not the file's to drop: replies to their ports would be
+  // lost until sluice-snatd's next resync. A chunk the file now configures itself (same VIP,
+  // protocol and overlapping ports) gives way to the file.
+  MuxConfig config = file_config;
+  for (const SnatRangeConfig& r : desired_.snat_ranges) {
+    if (!r.dynamic) continue;
+    const bool overlaps = std::any_of(
+        file_config.snat_ranges.begin(), file_config.snat_ranges.end(),
+        [&](const SnatRangeConfig& f) {
+          return f.vip == r.vip && (f.proto == 0 || r.proto == 0 || f.proto == r.proto) &&
+                 f.port_start < r.port_start + r.port_count &&
+                 r.port_start < f.port_start + f.port_count;
+        });
+    if (!overlaps) config.snat_ranges.push_back(r);
+  }
   std::string error;
   if (!runtime_->Reload(WithHealth(config), &error)) return absl::InvalidArgumentError(error);
   desired_ = config;

@@ -395,3 +395,39 @@ TEST(MuxGrpcServerTest, ServesOnAUnixSocket) {
 
 }  // namespace
 }  // namespace sluice::mux
+
+namespace sluice::mux {
+namespace {
+
+// A file reload (SIGHUP / `reload`) replaces what the file configures but keeps the SNAT
+// allocator's chunks, unless the file now configures those ports itself.
+TEST_F(MuxServiceTest, FileReloadKeepsTheAllocatorsChunks) {
+  v1::SetSnatRangesRequest request;
+  for (const auto& [start, dynamic] : {std::pair{20000u, false}, {21000u, true}, {21032u, true}}) {
+    v1::SnatRange* r = request.add_ranges();
+    r->set_vip("10.200.0.10");
+    r->set_protocol(v1::L4_PROTOCOL_TCP);
+    r->set_port_start(start);
+    r->set_port_count(start == 20000 ? 128 : 32);
+    r->set_host("10.101.0.22");
+    r->set_dynamic(dynamic);
+  }
+  v1::ChangeSummary changes;
+  ASSERT_TRUE(service_.SetSnatRanges(nullptr, &request, &changes).ok());
+
+  MuxConfig file = LabMux();  // configures 20000..20127 only
+  file.snat_ranges.push_back({.vip = Ip("10.200.0.10"), .proto = 6, .port_start = 21040,
+                              .port_count = 8, .host = Ip("10.101.0.21")});
+  ASSERT_TRUE(service_.ReplaceConfig(file).ok());
+  const MuxConfig desired = service_.desired();
+  ASSERT_EQ(desired.snat_ranges.size(), 3u);
+  EXPECT_EQ(desired.snat_ranges[0].port_start, 20000);  // the file's
+  EXPECT_FALSE(desired.snat_ranges[0].dynamic);
+  EXPECT_EQ(desired.snat_ranges[1].port_start, 21040);  // the file's, over the 2nd chunk
+  EXPECT_EQ(desired.snat_ranges[2].port_start, 21000);  // the allocator's, kept
+  EXPECT_TRUE(desired.snat_ranges[2].dynamic);
+  EXPECT_EQ(runtime_.reloaded.back().snat_ranges.size(), 3u);
+}
+
+}  // namespace
+}  // namespace sluice::mux
