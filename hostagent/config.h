@@ -24,6 +24,8 @@ struct VmConfig {
   uint32_t dip = 0;                ///< The VM's address.
   uint32_t pa = 0;                 ///< Underlay address muxes encapsulate to for this VM.
   uint32_t gateway = 0;            ///< The VM's default gateway; the agent answers ARP for it.
+
+  bool operator==(const VmConfig&) const = default;
 };
 
 struct EndpointConfig {

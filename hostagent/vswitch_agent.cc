@@ -438,14 +438,7 @@ bool VswitchAgent::PublishConfig(const AgentConfig& next, std::string* error) {
     changed = "agent.address";
   }
   if (next.gateway != now.gateway) changed = "agent.gateway";
-  bool vms_equal = next.vms.size() == now.vms.size();
-  for (size_t v = 0; vms_equal && v < now.vms.size(); ++v) {
-    const VmConfig& x = next.vms[v];
-    const VmConfig& y = now.vms[v];
-    vms_equal = x.name == y.name && x.port == y.port && x.mac == y.mac && x.dip == y.dip &&
-                x.pa == y.pa && x.gateway == y.gateway;
-  }
-  if (!vms_equal) changed = "vms";
+  if (next.vms != now.vms) changed = "vms";
   if (changed != nullptr) {
     *error = std::string(changed) + " cannot change while running (restart the agent)";
     return false;
