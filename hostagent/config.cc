@@ -339,10 +339,6 @@ absl::StatusOr<AgentConfig> ReadAgentConfig(ConfigNode& root) {
     config.snat_leases.push_back(lease);
   }
   ReadSnatAllocator(root, vm_by_dip, &config);
-  if (config.snat_allocator && config.datapath == Datapath::kVswitch) {
-    root.Fail("snat_allocator",
-              "not supported with agent.datapath: vswitch yet (use static snat_leases)");
-  }
   if (!root.status().ok()) return root.status();
   return config;
 }

@@ -31,6 +31,7 @@
 #include "common/stats_server.h"
 #include "common/strings.h"
 #include "hostagent/agent.h"
+#include "hostagent/agent_control.h"
 #include "hostagent/agent_health.h"
 #include "hostagent/config.h"
 #include "hostagent/grpc_service.h"
@@ -49,38 +50,6 @@ namespace {
 
 volatile std::sig_atomic_t g_stop = 0;
 void OnSignal(int) { g_stop = 1; }
-
-void WriteLeaseStats(JsonWriter& j, const AgentConfig& config, const SnatLeaseClient* client) {
-  j.Key("snat_allocator").BeginObject().Field("enabled", client != nullptr);
-  if (client != nullptr) {
-    const SnatLeaseClientStatus s = client->Status();
-    j.Field("address", config.snat_allocator->address)
-        .Field("chunks_requested", s.chunks_requested)
-        .Field("chunks_granted", s.chunks_granted)
-        .Field("chunks_refused", s.chunks_refused)
-        .Field("chunks_returned", s.chunks_returned)
-        .Field("chunks_adopted", s.chunks_adopted)
-        .Field("return_errors", s.return_errors)
-        .Field("chunks_active", static_cast<uint64_t>(s.chunks_active.size()))
-        .Field("chunks_draining", static_cast<uint64_t>(s.chunks_draining.size()))
-        .Field("last_error", s.last_error);
-    j.Key("chunks").BeginArray();
-    for (const auto* list : {&s.chunks_active, &s.chunks_draining}) {
-      for (const SnatLeaseConfig& l : *list) {
-        j.BeginObject()
-            .Field("dip", Ipv4ToString(l.dip))
-            .Field("vip", Ipv4ToString(l.vip))
-            .Field("protocol", L4ProtocolName(l.proto))
-            .Field("port_start", uint64_t{l.port_start})
-            .Field("port_count", uint64_t{l.port_count})
-            .Field("state", list == &s.chunks_active ? "active" : "draining")
-            .EndObject();
-      }
-    }
-    j.EndArray();
-  }
-  j.EndObject();
-}
 
 std::string StatsJson(const AgentDataPath& agent, const AgentNicRules& nic_rules,
                       const SnatLeaseClient* lease_client, const AgentHealth& health) {
@@ -175,24 +144,9 @@ std::string StatsJson(const AgentDataPath& agent, const AgentNicRules& nic_rules
 // What the gRPC service drives: the data path's config snapshots, counters and flows.
 class DataPathRuntime : public AgentRuntime {
  public:
-  DataPathRuntime(AgentDataPath* agent, AgentHealth* health, const AgentConfig& boot)
-      : agent_(agent), health_(health), published_(boot) {}
-  // Health checks first: a check that cannot start refuses the config before the data path
-  // sees it; a data path that refuses it puts the previous checks back.
+  explicit DataPathRuntime(AgentDataPath* agent) : agent_(agent) {}
   bool PublishConfig(const AgentConfig& next, std::string* error) override {
-    if (absl::Status s = health_->Configure(next); !s.ok()) {
-      *error = std::string(s.message());
-      return false;
-    }
-    if (!agent_->PublishConfig(next, error)) {
-      if (absl::Status s = health_->Configure(published_); !s.ok()) {
-        fprintf(stderr, "sluice-agent: restoring the previous health checks: %s\n",
-                std::string(s.message()).c_str());
-      }
-      return false;
-    }
-    published_ = next;
-    return true;
+    return agent_->PublishConfig(next, error);
   }
   uint64_t generation() const override { return agent_->published_generation(); }
   uint64_t adopted_generation() const override { return agent_->adopted_generation(); }
@@ -249,8 +203,6 @@ class DataPathRuntime : public AgentRuntime {
         vm.snat_ports_exhausted = port->snat_ports_exhausted.Get();
       }
     });
-    s.health_checks = health_->Checks();
-    s.health_reports = health_->Reports();
     return s;
   }
   bool CopyFlows(size_t limit, uint32_t dip, std::vector<NatFlow>* flows,
@@ -260,8 +212,6 @@ class DataPathRuntime : public AgentRuntime {
 
  private:
   AgentDataPath* agent_;
-  AgentHealth* health_;
-  AgentConfig published_;  ///< Only PublishConfig touches it (the service serialises calls).
 };
 
 uint64_t MonotonicNs() {
@@ -272,23 +222,23 @@ uint64_t MonotonicNs() {
 
 // agent.datapath: vswitch — the rules run in an OVS bridge; no DPDK ports, no EAL.
 int RunVswitch(const DaemonOptions& opt, const GrpcServerOptions& grpc_options,
-               const AgentConfig& config) {
-  // Not silently: the operator configured checks this mode does not run yet.
-  const bool has_checks =
-      !config.health_report.muxes.empty() ||
-      std::any_of(config.endpoints.begin(), config.endpoints.end(),
-                  [](const EndpointConfig& e) { return e.health.has_value(); });
-  if (has_checks) {
-    fprintf(stderr,
-            "sluice-agent: warning: vswitch mode does not run health checks yet; the endpoints' "
-            "health: and health_report: are ignored (the muxes see every DIP as healthy)\n");
-  }
+               AgentConfig config) {
+  // Chunks the SNAT allocator still leases to this host join the flows the bridge is
+  // reconciled to, so their connections (in OVS conntrack) keep translating.
+  std::unique_ptr<GrpcSnatAllocator> allocator = ConnectSnatAllocator(&config);
   absl::StatusOr<std::unique_ptr<VswitchAgent>> agent = VswitchAgent::Start(config);
   if (!agent.ok()) {
     fprintf(stderr, "sluice-agent: vswitch: %s\n", std::string(agent.status().message()).c_str());
     return 1;
   }
-  AgentService service(agent->get(), config);
+  absl::StatusOr<std::unique_ptr<AgentHealth>> health = StartAgentHealth(config);
+  if (!health.ok()) {
+    fprintf(stderr, "sluice-agent: health checks: %s\n",
+            std::string(health.status().message()).c_str());
+    return 1;
+  }
+  HealthCheckedRuntime runtime(agent->get(), health->get(), config);
+  AgentService service(&runtime, config);
   std::unique_ptr<grpc::Server> grpc_server;
   if (!opt.grpc_socket.empty() || !opt.grpc_listen.empty()) {
     int grpc_tcp_port = 0;
@@ -302,19 +252,29 @@ int RunVswitch(const DaemonOptions& opt, const GrpcServerOptions& grpc_options,
     fprintf(stderr, "sluice-agent %s: %s\n", config.name.c_str(),
             DescribeGrpcServer(grpc_options, grpc_tcp_port).c_str());
   }
+  std::unique_ptr<SnatLeaseLoop> lease_loop;
+  if (allocator) {
+    lease_loop = std::make_unique<SnatLeaseLoop>(config, allocator.get(), &service, &runtime);
+  }
+  const SnatLeaseClient* lease_stats = lease_loop ? &lease_loop->client() : nullptr;
+  auto stats_json = [&] {
+    return (*agent)->StatsJson([&](JsonWriter& j) {
+      WriteLeaseStats(j, config, lease_stats);
+      (*health)->WriteStats(j);
+    });
+  };
   StatsServer stats;
   if (!opt.stats_socket.empty()) {
     absl::Status s = stats.Start(opt.stats_socket, [&](const std::string& request) {
       if (request != "stats") return std::string("{\"error\":\"unknown request\"}");
-      return (*agent)->StatsJson();
+      return stats_json();
     });
     if (!s.ok()) {
       fprintf(stderr, "sluice-agent: %s\n", std::string(s.message()).c_str());
       return 1;
     }
   }
-  auto metrics_server =
-      metrics::ServeDaemonMetrics(opt.metrics_listen, [&] { return (*agent)->StatsJson(); });
+  auto metrics_server = metrics::ServeDaemonMetrics(opt.metrics_listen, stats_json);
   if (!metrics_server.ok()) {
     fprintf(stderr, "sluice-agent: %s\n", std::string(metrics_server.status().message()).c_str());
     return 1;
@@ -328,6 +288,8 @@ int RunVswitch(const DaemonOptions& opt, const GrpcServerOptions& grpc_options,
     std::this_thread::sleep_for(std::chrono::milliseconds(100));  // waits for a signal
   }
   fprintf(stderr, "sluice-agent %s: stopping (OVS and its flows stay)\n", config.name.c_str());
+  // Leased chunks stay leased: a restarted agent adopts them.
+  if (lease_loop) lease_loop->Stop();
   service.Shutdown();
   if (grpc_server) grpc_server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
   stats.Stop();
@@ -381,30 +343,7 @@ int Run(int argc, char** argv) {
   }
   // Dynamic SNAT chunks this host still holds (a restart): they join the config before the
   // flow table is restored, so flows on their ports are kept.
-  std::unique_ptr<GrpcSnatAllocator> allocator;
-  if (config->snat_allocator) {
-    const SnatAllocatorClientConfig& a = *config->snat_allocator;
-    allocator = std::make_unique<GrpcSnatAllocator>(a.address, config->name, config->address.addr,
-                                                    std::chrono::milliseconds(a.timeout_ms));
-    absl::StatusOr<std::vector<SnatLeaseConfig>> held = allocator->ListChunks();
-    if (!held.ok()) {
-      fprintf(stderr, "sluice-agent %s: SNAT allocator %s: %s (its chunks are adopted later)\n",
-              config->name.c_str(), a.address.c_str(), std::string(held.status().message()).c_str());
-    } else {
-      for (const SnatLeaseConfig& chunk : *held) {
-        bool wanted = false, overlaps = false;
-        for (const SnatDynamicLeaseConfig& t : a.leases) {
-          wanted |= t.dip == chunk.dip && t.vip == chunk.vip && t.proto == chunk.proto;
-        }
-        for (const SnatLeaseConfig& l : config->snat_leases) {
-          overlaps |= l.vip == chunk.vip && l.proto == chunk.proto &&
-                      chunk.port_start < uint32_t{l.port_start} + l.port_count &&
-                      l.port_start < uint32_t{chunk.port_start} + chunk.port_count;
-        }
-        if (wanted && !overlaps) config->snat_leases.push_back(chunk);
-      }
-    }
-  }
+  std::unique_ptr<GrpcSnatAllocator> allocator = ConnectSnatAllocator(&*config);
   std::string note;
   absl::StatusOr<std::unique_ptr<NatFlowTable>> flows =
       NatFlowTable::OpenFile(config->nat.flow_state_file, config->nat.flow_capacity, &note);
@@ -438,21 +377,15 @@ int Run(int argc, char** argv) {
 
   // Health checks of the endpoints; verdicts go to the muxes of health_report: from the
   // reporter's own threads.
-  std::vector<HealthReporter::Destination> report_to;
-  for (const HealthReportMux& m : config->health_report.muxes) {
-    report_to.push_back(
-        {.name = m.name,
-         .client = NewGrpcMuxHealthClient(m.grpc, config->health_report.retry_max)});
-  }
-  absl::StatusOr<std::unique_ptr<AgentHealth>> health =
-      AgentHealth::Create(*config, std::move(report_to));
+  absl::StatusOr<std::unique_ptr<AgentHealth>> health = StartAgentHealth(*config);
   if (!health.ok()) {
     fprintf(stderr, "sluice-agent: health checks: %s\n",
             std::string(health.status().message()).c_str());
     return 1;
   }
 
-  DataPathRuntime runtime(&agent, health->get(), *config);
+  DataPathRuntime data_path_runtime(&agent);
+  HealthCheckedRuntime runtime(&data_path_runtime, health->get(), *config);
   AgentService service(&runtime, *config);
   std::unique_ptr<grpc::Server> grpc_server;
   int grpc_tcp_port = 0;
@@ -469,47 +402,11 @@ int Run(int argc, char** argv) {
   }
 
   // Dynamic SNAT leasing on its own control thread (allocator calls wait for every mux).
-  std::unique_ptr<ServiceLeaseAgent> lease_agent;
-  std::unique_ptr<SnatLeaseClient> lease_client;
-  SteadyControlClock control_clock;
-  std::jthread lease_thread;
-  if (config->snat_allocator) {
-    const SnatAllocatorClientConfig& a = *config->snat_allocator;
-    lease_agent = std::make_unique<ServiceLeaseAgent>(&service, &runtime, config->nat.flow_capacity,
-                                                      std::chrono::milliseconds(a.timeout_ms));
-    lease_client =
-        std::make_unique<SnatLeaseClient>(a, allocator.get(), lease_agent.get(), &control_clock);
-    lease_thread = std::jthread([&lease_client, name = config->name,
-                                 interval = a.check_interval_ms](std::stop_token stop) {
-      std::mutex mu;
-      std::condition_variable_any wake;
-      SnatLeaseClientStatus logged;
-      while (!stop.stop_requested()) {
-        lease_client->Tick();
-        // One log line per change of the chunks held or of the last error.
-        const SnatLeaseClientStatus now = lease_client->Status();
-        if (now.last_error != logged.last_error && !now.last_error.empty()) {
-          fprintf(stderr, "sluice-agent %s: SNAT allocator: %s\n", name.c_str(),
-                  now.last_error.c_str());
-        }
-        if (now.chunks_granted != logged.chunks_granted ||
-            now.chunks_returned != logged.chunks_returned ||
-            now.chunks_adopted != logged.chunks_adopted) {
-          fprintf(stderr,
-                  "sluice-agent %s: SNAT chunks: %zu active, %zu draining (granted %lu, "
-                  "returned %lu, adopted %lu)\n",
-                  name.c_str(), now.chunks_active.size(), now.chunks_draining.size(),
-                  static_cast<unsigned long>(now.chunks_granted),
-                  static_cast<unsigned long>(now.chunks_returned),
-                  static_cast<unsigned long>(now.chunks_adopted));
-        }
-        logged = now;
-        std::unique_lock<std::mutex> lock(mu);
-        wake.wait_for(lock, stop, std::chrono::milliseconds(interval), [] { return false; });
-      }
-    });
+  std::unique_ptr<SnatLeaseLoop> lease_loop;
+  if (allocator) {
+    lease_loop = std::make_unique<SnatLeaseLoop>(*config, allocator.get(), &service, &runtime);
   }
-  const SnatLeaseClient* lease_stats = lease_client.get();
+  const SnatLeaseClient* lease_stats = lease_loop ? &lease_loop->client() : nullptr;
 
   StatsServer stats;
   if (!opt.stats_socket.empty()) {
@@ -567,10 +464,7 @@ int Run(int argc, char** argv) {
   }
   fprintf(stderr, "sluice-agent %s: stopping\n", config->name.c_str());
   // Leased chunks stay leased: a restarted agent adopts them (ListLeases above).
-  if (lease_thread.joinable()) {
-    lease_thread.request_stop();
-    lease_thread.join();
-  }
+  if (lease_loop) lease_loop->Stop();
   service.Shutdown();
   if (grpc_server) grpc_server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
   stats.Stop();

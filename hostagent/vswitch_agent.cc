@@ -12,13 +12,17 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <algorithm>
 #include <fstream>
+#include <numeric>
+#include <tuple>
 #include <set>
 #include <sstream>
 
 #include "common/json_writer.h"
 #include "common/net_text.h"
 #include "common/strings.h"
+#include "hostagent/port_identity.h"
 #include "vswitch/process.h"
 
 namespace sluice::agent {
@@ -30,6 +34,7 @@ constexpr uint64_t kExtraCookie = vswitch::kBaseCookie | 0x10000;
 constexpr uint64_t kSnatOutCookie = vswitch::kBaseCookie | 0x20000;
 constexpr uint64_t kSnatInCookie = vswitch::kBaseCookie | 0x30000;
 constexpr uint64_t kSnatDeliverCookie = vswitch::kBaseCookie | 0x40000;
+constexpr uint64_t kSnatPickCookie = vswitch::kBaseCookie | 0x50000;
 constexpr uint64_t kCookieKindMask = ~uint64_t{0xffff};
 
 // Value of "name=<number>" in a dump-flows line (decimal, or hex with 0x); 0 if absent.
@@ -68,6 +73,28 @@ absl::StatusOr<flow::MacAddr> InterfaceMac(const std::string& ifname) {
         StrCat("interface ", ifname, " does not exist here (cannot read ", path, ")"));
   }
   return mac;
+}
+
+// A Linux interface name: 1..15 characters, none of '/', ',', '=', ':' or white space.
+bool IsKernelInterfaceName(const std::string& name) {
+  if (name.empty() || name.size() > 15) return false;
+  for (char c : name) {
+    if (c == '/' || c == ',' || c == '=' || c == ':' || static_cast<unsigned char>(c) <= ' ') {
+      return false;
+    }
+  }
+  return true;
+}
+
+// The bridge's ports are OVS's: the host's kernel must not answer ARP on them for the
+// addresses of LOCAL (it would announce the port's own MAC, which OVS does not decap for).
+absl::Status IgnoreArp(const std::string& ifname) {
+  const std::string path = "/proc/sys/net/ipv4/conf/" + ifname + "/arp_ignore";
+  std::ofstream out(path);
+  out << "8\n";
+  out.flush();
+  if (!out) return absl::FailedPreconditionError("cannot write " + path);
+  return absl::OkStatus();
 }
 
 absl::Status Ip(const std::vector<std::string>& args) {
@@ -110,29 +137,70 @@ flow::MacAddr BridgeMac(uint32_t host_pa) {
           static_cast<uint8_t>(host_pa >> 8), static_cast<uint8_t>(host_pa)};
 }
 
-VswitchMiss ClassifyMiss(uint16_t vlan, size_t vm_count) {
+VswitchMiss ClassifyMiss(uint16_t vlan) {
   if (vlan == kReplyMissVlan) return VswitchMiss::kReplyNoConntrackState;
   if (vlan == kSnatReplyMissVlan) return VswitchMiss::kSnatReplyNoState;
   if (vlan == kVswitchUplinkOfport) return VswitchMiss::kUplinkNoRule;
   if (vlan == kVswitchGreOfport) return VswitchMiss::kTunnelNoEndpoint;
-  if (vlan >= kVswitchFirstVmOfport && vlan < kVswitchFirstVmOfport + vm_count) {
-    return VswitchMiss::kVmNoRule;
-  }
+  // Only VM ports have a miss flow tagging with their number (GRE and uplink aside).
+  if (vlan >= kVswitchFirstVmOfport && vlan <= kVswitchLastVmOfport) return VswitchMiss::kVmNoRule;
   return VswitchMiss::kUnknownPort;
 }
 
+absl::StatusOr<vswitch::PortSpec> VmBridgePort(const std::string& port) {
+  if (IsKernelInterfaceName(port)) return vswitch::PortSpec{.name = port};
+  absl::StatusOr<PortIdentity> id = ParsePortIdentity(port);
+  if (!id.ok()) {
+    return absl::InvalidArgumentError(
+        StrCat("'", port, "' is neither an interface name nor devargs: ", id.status().message()));
+  }
+  if (id->driver == "net_af_packet" || id->driver == "net_af_xdp" || id->driver == "net_tap" ||
+      id->driver == "net_pcap") {
+    if (!IsKernelInterfaceName(id->device)) {
+      return absl::InvalidArgumentError(StrCat("'", port, "': iface '", id->device,
+                                               "' is not an interface name (1-15 characters)"));
+    }
+    return vswitch::PortSpec{.name = id->device};
+  }
+  if (id->driver == "net_vhost") {
+    // The vdev name ("net_vhost_web1_0") names the OVS port; who listens decides its type.
+    const std::string name = port.substr(0, port.find(','));
+    if (port.find(",client=1") == std::string::npos) {
+      return absl::FailedPreconditionError(StrCat(
+          "'", port, "': QEMU is the vhost-user client; OVS serves vhost-user sockets only in "
+          "its own directory, so give the VM <interface type='vhostuser'> mode='server' (OVS "
+          "connects as the client: dpdkvhostuserclient)"));
+    }
+    return vswitch::PortSpec{.name = name,
+                             .type = "dpdkvhostuserclient",
+                             .options = {{"vhost-server-path", id->device}}};
+  }
+  return absl::InvalidArgumentError(StrCat("'", port, "' (", id->ToString(),
+                                           ") cannot be a port of an OVS bridge here (a kernel "
+                                           "interface or a vhost-user socket can)"));
+}
+
 VswitchPlan PlanVswitch(const AgentConfig& config, const flow::MacAddr& bridge_mac,
-                        const std::vector<flow::MacAddr>& vm_port_macs) {
+                        const std::vector<flow::MacAddr>& vm_port_macs,
+                        std::vector<uint32_t> vm_ofports) {
   const VswitchConfig& vs = config.vswitch;
+  if (vm_ofports.empty()) {
+    for (size_t v = 0; v < config.vms.size(); ++v) {
+      vm_ofports.push_back(static_cast<uint32_t>(kVswitchFirstVmOfport + v));
+    }
+  }
   VswitchPlan plan;
+  plan.vm_ofports = vm_ofports;
   plan.bridge = {.name = vs.bridge,
                  .datapath_type = "netdev",
                  .hwaddr = flow::FormatMac(bridge_mac),
                  .hw_offload = vs.hw_offload};
   plan.bridge.ports.push_back({.name = config.uplink, .ofport = kVswitchUplinkOfport});
   for (size_t v = 0; v < config.vms.size(); ++v) {
-    plan.bridge.ports.push_back({.name = config.vms[v].port,
-                                 .ofport = static_cast<uint32_t>(kVswitchFirstVmOfport + v)});
+    absl::StatusOr<vswitch::PortSpec> port = VmBridgePort(config.vms[v].port);
+    vswitch::PortSpec spec = port.ok() ? *port : vswitch::PortSpec{.name = config.vms[v].port};
+    spec.ofport = vm_ofports[v];
+    plan.bridge.ports.push_back(spec);
   }
   plan.bridge.ports.push_back({.name = vs.bridge + "-gre",
                                .type = "gre",
@@ -153,68 +221,213 @@ VswitchPlan PlanVswitch(const AgentConfig& config, const flow::MacAddr& bridge_m
   plan.ports.uplink_mac = bridge_mac;
   plan.ports.inbound_tunnels = {flow::Tunnel::kGre};
   plan.ports.shared_return_rules = true;
-  uint64_t cookie = kExtraCookie;
+  // Cookies by OpenFlow port, so adding or removing a VM leaves the other VMs' flows alone.
+  auto port_cookie = [](uint32_t ofport, uint64_t which) {
+    return kExtraCookie | (uint64_t{ofport} << 4) | which;
+  };
   for (size_t v = 0; v < config.vms.size(); ++v) {
-    const auto ofport = static_cast<uint32_t>(kVswitchFirstVmOfport + v);
+    const uint32_t ofport = vm_ofports[v];
     ex.ports.ofport[static_cast<uint16_t>(v + 1)] = ofport;
     ex.base.tunnel_endpoints.push_back(config.vms[v].pa);
     plan.ports.vm_ports.push_back(static_cast<uint16_t>(v + 1));
     plan.ports.vm_port_macs.push_back(vm_port_macs[v]);
     ex.extra_flows.push_back(
-        GatewayArpFlow(cookie++, ofport, config.vms[v].gateway, vm_port_macs[v]));
+        GatewayArpFlow(port_cookie(ofport, 0), ofport, config.vms[v].gateway, vm_port_macs[v]));
   }
-  ex.extra_flows.push_back(MissFlow(cookie++, 0, kVswitchUplinkOfport, kVswitchUplinkOfport));
-  ex.extra_flows.push_back(MissFlow(cookie++, 0, kVswitchGreOfport, kVswitchGreOfport));
-  for (size_t v = 0; v < config.vms.size(); ++v) {
-    const auto ofport = static_cast<uint32_t>(kVswitchFirstVmOfport + v);
-    ex.extra_flows.push_back(MissFlow(cookie++, 0, ofport, static_cast<uint16_t>(ofport)));
+  ex.extra_flows.push_back(MissFlow(port_cookie(kVswitchUplinkOfport, 1), 0, kVswitchUplinkOfport,
+                                    kVswitchUplinkOfport));
+  ex.extra_flows.push_back(
+      MissFlow(port_cookie(kVswitchGreOfport, 1), 0, kVswitchGreOfport, kVswitchGreOfport));
+  for (uint32_t ofport : vm_ofports) {
+    ex.extra_flows.push_back(
+        MissFlow(port_cookie(ofport, 1), 0, ofport, static_cast<uint16_t>(ofport)));
   }
-  ex.extra_flows.push_back(MissFlow(cookie++, 1, 0, kReplyMissVlan));
-  ex.extra_flows.push_back(MissFlow(cookie++, 2, 0, kSnatReplyMissVlan));
+  ex.extra_flows.push_back(MissFlow(kExtraCookie | 0xfff0, 1, 0, kReplyMissVlan));
+  ex.extra_flows.push_back(MissFlow(kExtraCookie | 0xfff1, 2, 0, kSnatReplyMissVlan));
   return plan;
+}
+
+std::vector<SnatRange> SnatRangesOf(const AgentConfig& config, uint32_t dip, uint8_t proto) {
+  std::vector<SnatRange> ranges;
+  for (const SnatLeaseConfig& l : config.snat_leases) {
+    if (l.dip != dip || l.proto != proto || l.port_count == 0) continue;
+    ranges.push_back({.vip = l.vip,
+                      .first = l.port_start,
+                      .last = static_cast<uint16_t>(uint32_t{l.port_start} + l.port_count - 1)});
+  }
+  std::sort(ranges.begin(), ranges.end(), [](const SnatRange& a, const SnatRange& b) {
+    return std::tie(a.vip, a.first) < std::tie(b.vip, b.first);
+  });
+  if (ranges.empty()) return ranges;
+  uint32_t unit = 0;
+  for (const SnatRange& r : ranges) unit = std::gcd(unit, uint32_t{r.last} - r.first + 1);
+  uint32_t links = 0;
+  for (SnatRange& r : ranges) {
+    r.weight = (uint32_t{r.last} - r.first + 1) / unit;
+    links += r.weight;
+  }
+  if (links > kMaxSnatLinks) {
+    for (SnatRange& r : ranges) r.weight = 1;
+  }
+  return ranges;
 }
 
 std::vector<OvsFlow> SnatFlows(const AgentConfig& config, const VswitchPlan& plan,
                                const flow::MacAddr& gateway_mac) {
   std::vector<OvsFlow> flows;
   std::set<std::pair<uint32_t, uint8_t>> vm_protos, vip_protos;
+  std::vector<std::pair<uint32_t, uint8_t>> replies;  // VIP, protocol: GRE replies to un-NAT
+  for (const SnatLeaseConfig& lease : config.snat_leases) replies.emplace_back(lease.vip, lease.proto);
+  // VIPs the allocator leases from: a chunk taken away while its connections drain still
+  // needs their replies un-NATed.
+  if (config.snat_allocator) {
+    for (const SnatDynamicLeaseConfig& t : config.snat_allocator->leases) {
+      replies.emplace_back(t.vip, t.proto);
+    }
+  }
+  uint64_t pick_cookie = kSnatPickCookie;
   for (const SnatLeaseConfig& lease : config.snat_leases) {
     size_t v = 0;
     while (v < config.vms.size() && config.vms[v].dip != lease.dip) ++v;
     if (v == config.vms.size()) continue;  // config validation guarantees a VM
-    const auto ofport = static_cast<uint32_t>(kVswitchFirstVmOfport + v);
+    if (!vm_protos.insert({lease.dip, lease.proto}).second) continue;
+    const uint32_t ofport = plan.vm_ofports[v];
     const std::string proto = lease.proto == 17 ? "udp" : "tcp";
-    if (vm_protos.insert({lease.dip, lease.proto}).second) {
-      const uint64_t n = vm_protos.size() - 1;
+    const std::string match = StrCat(proto, ",in_port=", ofport, ",nw_src=",
+                                     Ipv4ToString(lease.dip), ",nw_frag=no");
+    const std::string to_router =
+        StrCat("dec_ttl,set_field:", flow::FormatMac(plan.ports.uplink_mac),
+               "->eth_src,set_field:", flow::FormatMac(gateway_mac), "->eth_dst,output:",
+               kVswitchUplinkOfport);
+    auto snat = [&](const SnatRange& r) {
+      return StrCat("ct(commit,zone=", kSnatCtZone, ",nat(src=", Ipv4ToString(r.vip), ":",
+                    r.first, "-", r.last, ")),", to_router);
+    };
+    const std::vector<SnatRange> ranges = SnatRangesOf(config, lease.dip, lease.proto);
+    const uint64_t n = vm_protos.size() - 1;
+    if (ranges.size() == 1) {
+      flows.push_back(OvsFlow{
+          .cookie = kSnatOutCookie | n, .priority = 50, .match = match, .actions = snat(ranges[0])});
+    } else {
+      // Several chunks: a hash of the connection picks one (weighted by size); conntrack
+      // keeps an established connection's binding whatever the pick says later.
+      uint32_t links = 0;
+      for (const SnatRange& r : ranges) links += r.weight;
       flows.push_back(OvsFlow{
           .cookie = kSnatOutCookie | n,
           .priority = 50,
-          .match = StrCat(proto, ",in_port=", ofport, ",nw_src=", Ipv4ToString(lease.dip),
-                          ",nw_frag=no"),
-          .actions = StrCat("ct(commit,zone=", kSnatCtZone, ",nat(src=", Ipv4ToString(lease.vip),
-                            ":", lease.port_start, "-",
-                            uint32_t{lease.port_start} + lease.port_count - 1,
-                            ")),dec_ttl,set_field:", flow::FormatMac(plan.ports.uplink_mac),
-                            "->eth_src,set_field:", flow::FormatMac(gateway_mac),
-                            "->eth_dst,output:", kVswitchUplinkOfport)});
-      flows.push_back(OvsFlow{
-          .cookie = kSnatDeliverCookie | n,
-          .table = 2,
-          .priority = 100,
-          .match = StrCat("ct_state=+trk+rpl,", proto, ",nw_dst=", Ipv4ToString(lease.dip)),
-          .actions = StrCat("dec_ttl,set_field:", flow::FormatMac(plan.ports.vm_port_macs[v]),
-                            "->eth_src,set_field:", flow::FormatMac(config.vms[v].mac),
-                            "->eth_dst,output:", ofport)});
+          .match = match,
+          .actions = StrCat("multipath(symmetric_l4,0,hrw,", links, ",0,NXM_NX_REG1[0..15]),",
+                            "resubmit(,", kSnatPickTable, ")")});
+      uint32_t link = 0;
+      for (const SnatRange& r : ranges) {
+        for (uint32_t w = 0; w < r.weight; ++w, ++link) {
+          flows.push_back(OvsFlow{.cookie = pick_cookie++,
+                                  .table = kSnatPickTable,
+                                  .priority = 100,
+                                  .match = StrCat(match, ",reg1=", link),
+                                  .actions = snat(r)});
+        }
+      }
     }
-    if (vip_protos.insert({lease.vip, lease.proto}).second) {
-      flows.push_back(OvsFlow{
-          .cookie = kSnatInCookie | (vip_protos.size() - 1),
-          .priority = 40,
-          .match = StrCat(proto, ",in_port=", kVswitchGreOfport,
-                          ",tun_dst=", Ipv4ToString(config.address.addr),
-                          ",nw_dst=", Ipv4ToString(lease.vip), ",nw_frag=no"),
-          .actions = StrCat("ct(zone=", kSnatCtZone, ",nat,table=2)")});
+    flows.push_back(OvsFlow{
+        .cookie = kSnatDeliverCookie | n,
+        .table = 2,
+        .priority = 100,
+        .match = StrCat("ct_state=+trk+rpl,", proto, ",nw_dst=", Ipv4ToString(lease.dip)),
+        .actions = StrCat("dec_ttl,set_field:", flow::FormatMac(plan.ports.vm_port_macs[v]),
+                          "->eth_src,set_field:", flow::FormatMac(config.vms[v].mac),
+                          "->eth_dst,output:", ofport)});
+  }
+  for (const auto& [vip, proto_number] : replies) {
+    if (!vip_protos.insert({vip, proto_number}).second) continue;
+    flows.push_back(OvsFlow{
+        .cookie = kSnatInCookie | (vip_protos.size() - 1),
+        .priority = 40,
+        .match = StrCat(proto_number == 17 ? "udp" : "tcp", ",in_port=", kVswitchGreOfport,
+                        ",tun_dst=", Ipv4ToString(config.address.addr), ",nw_dst=",
+                        Ipv4ToString(vip), ",nw_frag=no"),
+        .actions = StrCat("ct(zone=", kSnatCtZone, ",nat,table=2)")});
+  }
+  return flows;
+}
+
+namespace {
+
+// "key=value" fields of one tuple "(src=a,dst=b,sport=c,dport=d)".
+bool ParseTuple(std::string_view text, std::string_view name, uint32_t* src, uint32_t* dst,
+                uint16_t* sport, uint16_t* dport) {
+  const size_t at = text.find(StrCat(name, "=("));
+  if (at == std::string_view::npos) return false;
+  const size_t open = at + name.size() + 2;
+  const size_t close = text.find(')', open);
+  if (close == std::string_view::npos) return false;
+  bool have_src = false, have_dst = false;
+  for (std::string_view kv : SplitString(text.substr(open, close - open), ',')) {
+    const size_t eq = kv.find('=');
+    if (eq == std::string_view::npos) continue;
+    const std::string_view k = kv.substr(0, eq), v = kv.substr(eq + 1);
+    uint64_t n = 0;
+    if (k == "src" || k == "dst") {
+      absl::StatusOr<uint32_t> ip = ParseIpv4(v);
+      if (!ip.ok()) return false;
+      *(k == "src" ? src : dst) = *ip;
+      (k == "src" ? have_src : have_dst) = true;
+    } else if (k == "sport" && ParseUint(v, &n) && n <= 65535) {
+      *sport = static_cast<uint16_t>(n);
+    } else if (k == "dport" && ParseUint(v, &n) && n <= 65535) {
+      *dport = static_cast<uint16_t>(n);
     }
+  }
+  return have_src && have_dst;
+}
+
+NatFlowState ConntrackState(std::string_view line, uint8_t proto) {
+  if (proto == 17) return NatFlowState::kUdp;
+  const size_t at = line.find("state=");
+  if (at == std::string_view::npos) return NatFlowState::kTcpEstablished;
+  std::string_view state = line.substr(at + 6);
+  state = state.substr(0, state.find_first_of(",)"));
+  if (state == "SYN_SENT" || state == "SYN_RECV" || state == "SYN_SENT2") {
+    return NatFlowState::kTcpSyn;
+  }
+  if (state == "ESTABLISHED") return NatFlowState::kTcpEstablished;
+  if (state == "TIME_WAIT" || state == "CLOSED" || state == "CLOSE") return NatFlowState::kClosed;
+  return NatFlowState::kTcpClosing;  // FIN_WAIT_*, CLOSE_WAIT, LAST_ACK, CLOSING
+}
+
+}  // namespace
+
+std::vector<NatFlow> ConntrackFlows(std::string_view dump, const AgentConfig& config) {
+  std::vector<NatFlow> flows;
+  for (std::string_view line : SplitString(dump, '\n')) {
+    uint8_t proto = 0;
+    if (line.rfind("tcp,", 0) == 0) proto = 6;
+    if (line.rfind("udp,", 0) == 0) proto = 17;
+    if (proto == 0) continue;
+    const uint64_t zone = DumpField(line, "zone");
+    if (zone != kSnatCtZone && zone != kEndpointCtZone) continue;
+    uint32_t osrc = 0, odst = 0, rsrc = 0, rdst = 0;
+    uint16_t osport = 0, odport = 0, rsport = 0, rdport = 0;
+    if (!ParseTuple(line, "orig", &osrc, &odst, &osport, &odport) ||
+        !ParseTuple(line, "reply", &rsrc, &rdst, &rsport, &rdport)) {
+      continue;
+    }
+    NatFlow f{.proto = proto};
+    if (zone == kSnatCtZone) {  // the VM opened it: orig from the DIP, reply to the VIP
+      f = {.dip = osrc, .remote = odst, .vip = rdst, .dip_port = osport, .remote_port = odport,
+           .vip_port = rdport, .proto = proto, .kind = static_cast<uint8_t>(NatFlowKind::kSnat)};
+    } else {  // a client through a VIP: orig to the VIP, reply from the DIP
+      f = {.dip = rsrc, .remote = osrc, .vip = odst, .dip_port = rsport, .remote_port = osport,
+           .vip_port = odport, .proto = proto,
+           .kind = static_cast<uint8_t>(NatFlowKind::kInbound)};
+    }
+    size_t v = 0;
+    while (v < config.vms.size() && config.vms[v].dip != f.dip) ++v;
+    if (v == config.vms.size()) continue;
+    f.vm_index = static_cast<uint8_t>(v);
+    f.state = static_cast<uint8_t>(ConntrackState(line, proto));
+    flows.push_back(f);
   }
   return flows;
 }
@@ -256,25 +469,19 @@ absl::Status VswitchAgent::Setup() {
   if (absl::StatusOr<flow::MacAddr> uplink = InterfaceMac(config_.uplink); !uplink.ok()) {
     return uplink.status();
   }
-  const flow::MacAddr bridge_mac = BridgeMac(config_.address.addr);
-  std::vector<flow::MacAddr> vm_macs;
+  bridge_mac_ = BridgeMac(config_.address.addr);
   for (const VmConfig& vm : config_.vms) {
-    absl::StatusOr<flow::MacAddr> mac = InterfaceMac(vm.port);
-    if (!mac.ok()) return absl::FailedPreconditionError(StrCat("VM ", vm.name, ": ", mac.status().message()));
-    vm_macs.push_back(*mac);
+    absl::StatusOr<flow::MacAddr> mac = VmPortMac(vm);
+    if (!mac.ok()) return mac.status();
+    vm_macs_.push_back(*mac);
   }
-  plan_ = PlanVswitch(config_, bridge_mac, vm_macs);
+  plan_ = PlanVswitch(config_, bridge_mac_, vm_macs_);
   if (absl::Status s = vswitch::EnsureBridge(*ovs_, plan_.bridge); !s.ok()) return s;
-  // The bridge's ports are OVS's: the host's kernel must not answer ARP on them for the
-  // addresses of LOCAL (it would announce the port's own MAC, which OVS does not decap for).
-  std::vector<std::string> ifaces = {config_.uplink};
-  for (const VmConfig& vm : config_.vms) ifaces.push_back(vm.port);
-  for (const std::string& ifname : ifaces) {
-    const std::string path = "/proc/sys/net/ipv4/conf/" + ifname + "/arp_ignore";
-    std::ofstream out(path);
-    out << "8\n";
-    out.flush();
-    if (!out) return absl::FailedPreconditionError("cannot write " + path);
+  if (absl::Status s = IgnoreArp(config_.uplink); !s.ok()) return s;
+  for (const vswitch::PortSpec& port : plan_.bridge.ports) {
+    if (port.ofport < kVswitchFirstVmOfport || port.ofport > kVswitchLastVmOfport) continue;
+    if (!port.type.empty()) continue;  // vhost-user: no kernel interface
+    if (absl::Status s = IgnoreArp(port.name); !s.ok()) return s;
   }
 
   // The LOCAL port is the host on the underlay: the host PA and every VM's PA (where the
@@ -305,7 +512,7 @@ absl::Status VswitchAgent::Setup() {
   }
   if (absl::Status s = ResolveGatewayMac(); !s.ok()) return s;
 
-  Stage(config_);
+  Stage(config_, plan_);
   size_t refused = 0;
   for (const vswitch::OvsRuleStatus& st : executor_->Statuses()) refused += !st.error.empty();
   absl::StatusOr<vswitch::ReconcileReport> report = executor_->Reconcile();
@@ -323,6 +530,18 @@ absl::Status VswitchAgent::Setup() {
   slow_path_thread_ = std::jthread([this](std::stop_token stop) { ReadSlowPath(stop); });
   ready_ = true;
   return absl::OkStatus();
+}
+
+absl::StatusOr<flow::MacAddr> VswitchAgent::VmPortMac(const VmConfig& vm) const {
+  absl::StatusOr<vswitch::PortSpec> port = VmBridgePort(vm.port);
+  if (!port.ok()) return port.status();
+  // A vhost-user port has no kernel interface: the VM's gateway answers with the bridge's MAC.
+  if (!port->type.empty()) return bridge_mac_;
+  absl::StatusOr<flow::MacAddr> mac = InterfaceMac(port->name);
+  if (!mac.ok()) {
+    return absl::FailedPreconditionError(StrCat("VM ", vm.name, ": ", mac.status().message()));
+  }
+  return *mac;
 }
 
 absl::Status VswitchAgent::ResolveGatewayMac() {
@@ -408,15 +627,15 @@ void VswitchAgent::ReadSlowPath(std::stop_token stop) {
       vlan = static_cast<uint16_t>(((frame[14] << 8) | frame[15]) & 0x0fff);
     }
     ++slow_path_packets_;
-    ++misses_[static_cast<size_t>(ClassifyMiss(vlan, config_.vms.size()))];
+    ++misses_[static_cast<size_t>(ClassifyMiss(vlan))];
   }
 }
 
-void VswitchAgent::Stage(const AgentConfig& config) {
-  std::vector<OvsFlow> extra = plan_.executor.extra_flows;
-  for (OvsFlow& f : SnatFlows(config, plan_, gateway_mac_)) extra.push_back(std::move(f));
-  executor_->SetExtraFlows(std::move(extra));
-  StageAgentRules(config, plan_.ports, gateway_mac_, executor_.get());
+void VswitchAgent::Stage(const AgentConfig& config, const VswitchPlan& plan) {
+  vswitch::OvsExecutorConfig ex = plan.executor;
+  for (OvsFlow& f : SnatFlows(config, plan, gateway_mac_)) ex.extra_flows.push_back(std::move(f));
+  executor_->SetConfig(std::move(ex));
+  StageAgentRules(config, plan.ports, gateway_mac_, executor_.get());
 }
 
 VswitchAgent::~VswitchAgent() {
@@ -438,7 +657,6 @@ bool VswitchAgent::PublishConfig(const AgentConfig& next, std::string* error) {
     changed = "agent.address";
   }
   if (next.gateway != now.gateway) changed = "agent.gateway";
-  if (next.vms != now.vms) changed = "vms";
   if (changed != nullptr) {
     *error = std::string(changed) + " cannot change while running (restart the agent)";
     return false;
@@ -452,21 +670,152 @@ bool VswitchAgent::PublishConfig(const AgentConfig& next, std::string* error) {
       return false;
     }
   }
-  Stage(next);
+  // VMs: one not running gets a port on the bridge (OVSDB) before its flows; one no longer in
+  // the config loses its flows (same bundle as everything else), then its port.
+  VmChange change;
+  if (absl::Status s = PlanVmChange(next, &change); !s.ok()) {
+    *error = std::string(s.message());
+    return false;
+  }
+  if (absl::Status s = PlugVms(next, change); !s.ok()) {
+    *error = std::string(s.message());
+    return false;
+  }
+  Stage(next, change.plan);
   if (absl::Status s = executor_->Commit(); !s.ok()) {
-    // The bridge is unchanged (one bundle); stage the running rules again.
-    Stage(config_);
+    // The bridge's flows are unchanged (one bundle); stage the running rules again.
+    Stage(config_, plan_);
+    UnplugVms(next, change.added);
     *error = StrCat("OVS refused the change (bridge unchanged): ", s.message());
     return false;
   }
+  UnplugVms(config_, change.removed);
+  for (size_t v : change.added) {
+    fprintf(stderr, "sluice-agent %s: VM %s attached: port %s (OpenFlow %u)\n",
+            next.name.c_str(), next.vms[v].name.c_str(), next.vms[v].port.c_str(),
+            change.plan.vm_ofports[v]);
+  }
+  for (size_t v : change.removed) {
+    fprintf(stderr, "sluice-agent %s: VM %s detached: port %s removed\n", config_.name.c_str(),
+            config_.vms[v].name.c_str(), config_.vms[v].port.c_str());
+  }
+  plan_ = std::move(change.plan);
+  vm_macs_ = std::move(change.macs);
   config_ = next;
   ++generation_;
   return true;
 }
 
-bool VswitchAgent::CopyFlows(size_t, uint32_t, std::vector<NatFlow>* flows, uint64_t* total) {
+absl::Status VswitchAgent::PlanVmChange(const AgentConfig& next, VmChange* change) const {
+  std::set<uint32_t> used;
+  std::vector<uint32_t> ofports;
+  for (size_t i = 0; i < next.vms.size(); ++i) {
+    const VmConfig& vm = next.vms[i];
+    size_t v = 0;
+    while (v < config_.vms.size() && config_.vms[v].name != vm.name) ++v;
+    if (v < config_.vms.size()) {
+      if (!(config_.vms[v] == vm)) {
+        return absl::FailedPreconditionError(
+            StrCat("vms[", i, "]: VM '", vm.name, "' cannot change while attached (detach it)"));
+      }
+      ofports.push_back(plan_.vm_ofports[v]);
+      change->macs.push_back(vm_macs_[v]);
+      used.insert(plan_.vm_ofports[v]);
+      continue;
+    }
+    absl::StatusOr<vswitch::PortSpec> port = VmBridgePort(vm.port);
+    if (!port.ok()) {
+      return absl::Status(port.status().code(), StrCat("vms[", i, "].port: ", port.status().message()));
+    }
+    if (!next.address.Contains(vm.pa) || vm.pa == next.address.addr) {
+      return absl::InvalidArgumentError(
+          StrCat("vms[", i, "].pa: ", Ipv4ToString(vm.pa), " is not an address of the uplink ",
+                 "prefix other than the host's"));
+    }
+    absl::StatusOr<flow::MacAddr> mac = VmPortMac(vm);
+    if (!mac.ok()) return mac.status();
+    change->added.push_back(i);
+    ofports.push_back(0);
+    change->macs.push_back(*mac);
+  }
+  for (size_t v = 0; v < config_.vms.size(); ++v) {
+    bool kept = false;
+    for (const VmConfig& vm : next.vms) kept |= vm.name == config_.vms[v].name;
+    if (!kept) change->removed.push_back(v);
+  }
+  for (size_t i : change->added) {
+    uint32_t ofport = kVswitchFirstVmOfport;
+    while (ofport <= kVswitchLastVmOfport && used.count(ofport) != 0) ++ofport;
+    if (ofport > kVswitchLastVmOfport) {
+      return absl::ResourceExhaustedError(
+          StrCat("vms[", i, "]: no free OpenFlow port for VM '", next.vms[i].name, "'"));
+    }
+    used.insert(ofport);
+    ofports[i] = ofport;
+  }
+  change->plan = PlanVswitch(next, bridge_mac_, change->macs, ofports);
+  for (size_t i = 0; i < next.vms.size(); ++i) {
+    for (size_t j = 0; j < i; ++j) {
+      if (change->plan.bridge.ports[1 + i].name == change->plan.bridge.ports[1 + j].name) {
+        return absl::InvalidArgumentError(StrCat("vms[", i, "].port: ", next.vms[i].port,
+                                                 " is already VM '", next.vms[j].name, "''s port"));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status VswitchAgent::PlugVms(const AgentConfig& next, const VmChange& change) {
+  if (change.added.empty()) return absl::OkStatus();
+  auto fail = [&](const absl::Status& s) {
+    UnplugVms(next, change.added);
+    return s;
+  };
+  if (absl::Status s = vswitch::EnsureBridge(*ovs_, change.plan.bridge); !s.ok()) return fail(s);
+  for (size_t v : change.added) {
+    const vswitch::PortSpec& port = change.plan.bridge.ports[1 + v];
+    if (port.type.empty()) {
+      if (absl::Status s = IgnoreArp(port.name); !s.ok()) return fail(s);
+    }
+    if (absl::Status s = Ip({"addr", "replace", Ipv4ToString(next.vms[v].pa) + "/32", "dev",
+                             next.vswitch.bridge});
+        !s.ok()) {
+      return fail(s);
+    }
+  }
+  return absl::OkStatus();
+}
+
+void VswitchAgent::UnplugVms(const AgentConfig& config, const std::vector<size_t>& vms) {
+  for (size_t v : vms) {
+    const VmConfig& vm = config.vms[v];
+    absl::StatusOr<vswitch::PortSpec> port = VmBridgePort(vm.port);
+    const std::string name = port.ok() ? port->name : vm.port;
+    if (absl::Status s = vswitch::RemovePort(*ovs_, config.vswitch.bridge, name); !s.ok()) {
+      fprintf(stderr, "sluice-agent %s: removing port %s of VM %s: %s\n", config.name.c_str(),
+              name.c_str(), vm.name.c_str(), std::string(s.message()).c_str());
+    }
+    // Ignored when the address is not there (a failed plug).
+    (void)Ip({"addr", "del", Ipv4ToString(vm.pa) + "/32", "dev", config.vswitch.bridge});
+  }
+}
+
+bool VswitchAgent::CopyFlows(size_t limit, uint32_t dip, std::vector<NatFlow>* flows,
+                             uint64_t* total) {
   flows->clear();
   *total = 0;
+  absl::StatusOr<std::string> dump = ovs_->Appctl({"dpctl/dump-conntrack"});
+  if (!dump.ok()) return false;
+  AgentConfig config;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    config = config_;
+  }
+  for (const NatFlow& f : ConntrackFlows(*dump, config)) {
+    if (dip != 0 && f.dip != dip) continue;
+    ++*total;
+    if (flows->size() < limit) flows->push_back(f);
+  }
   return true;
 }
 
@@ -474,7 +823,9 @@ void VswitchAgent::Refresh() const {
   const auto now = std::chrono::steady_clock::now();
   if (now - refreshed_.at < std::chrono::milliseconds(250)) return;
   refreshed_.at = now;
-  if (executor_->QueryCounters().ok()) {
+  // One dump for the rules' and the SNAT flows' counters.
+  if (absl::StatusOr<std::string> dump = channel_->DumpFlows(); dump.ok()) {
+    executor_->ReadCounters(*dump);
     refreshed_.inbound = refreshed_.dsr_return = refreshed_.stateful_return = 0;
     for (const vswitch::OvsRuleStatus& st : executor_->Statuses()) {
       const flow::Rule probe{.id = st.id};
@@ -488,8 +839,6 @@ void VswitchAgent::Refresh() const {
           break;
       }
     }
-  }
-  if (absl::StatusOr<std::string> dump = channel_->DumpFlows(); dump.ok()) {
     refreshed_.snat_out = refreshed_.snat_in = 0;
     for (std::string_view line : SplitString(*dump, '\n')) {
       const uint64_t kind = DumpField(line, "cookie") & kCookieKindMask;
@@ -504,12 +853,16 @@ void VswitchAgent::Refresh() const {
   } else {
     refreshed_.datapath_error = std::string(dp.status().message());
   }
-  absl::StatusOr<std::string> hw =
-      ovs_->Vsctl({"--if-exists", "get", "Open_vSwitch", ".", "other_config:hw-offload"});
-  if (hw.ok()) {
-    std::string v = *hw;
-    std::erase_if(v, [](char c) { return c == '"' || c == '\n' || c == ' '; });
-    refreshed_.hw_offload = v.empty() ? "false" : v;
+  // other_config:hw-offload is read by OVS at its start; it is read here once.
+  if (!refreshed_.hw_offload_read) {
+    absl::StatusOr<std::string> hw =
+        ovs_->Vsctl({"--if-exists", "get", "Open_vSwitch", ".", "other_config:hw-offload"});
+    if (hw.ok()) {
+      std::string v = *hw;
+      std::erase_if(v, [](char c) { return c == '"' || c == '\n' || c == ' '; });
+      refreshed_.hw_offload = v.empty() ? "false" : v;
+      refreshed_.hw_offload_read = true;
+    }
   }
 }
 
@@ -544,7 +897,7 @@ AgentRuntimeStatus VswitchAgent::Status() const {
   return s;
 }
 
-std::string VswitchAgent::StatsJson() const {
+std::string VswitchAgent::StatsJson(const std::function<void(JsonWriter&)>& more) const {
   std::lock_guard<std::mutex> lock(mu_);
   Refresh();
   JsonWriter j;
@@ -597,6 +950,7 @@ std::string VswitchAgent::StatsJson() const {
   j.Key("drops").BeginObject();
   j.Field("no_rule", slow_path_packets_.load());
   j.EndObject();
+  if (more) more(j);
   j.EndObject();
   return j.str();
 }

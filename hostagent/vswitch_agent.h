@@ -9,6 +9,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -18,8 +19,10 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "common/json_writer.h"
 #include "hostagent/config.h"
 #include "hostagent/grpc_service.h"
+#include "hostagent/nat_flow_table.h"
 #include "hostagent/rules.h"
 #include "vswitch/executor.h"
 #include "vswitch/ovs_instance.h"
@@ -28,7 +31,10 @@ namespace sluice::agent {
 
 /// OpenFlow port numbers of the agent's bridge (requested with ofport_request).
 inline constexpr uint32_t kVswitchUplinkOfport = 1;
-inline constexpr uint32_t kVswitchFirstVmOfport = 2;  ///< VM v is kVswitchFirstVmOfport + v.
+/// The boot config's VM v is kVswitchFirstVmOfport + v; a VM attached at runtime takes the
+/// lowest free number up to kVswitchLastVmOfport.
+inline constexpr uint32_t kVswitchFirstVmOfport = 2;
+inline constexpr uint32_t kVswitchLastVmOfport = 299;
 inline constexpr uint32_t kVswitchGreOfport = 300;
 inline constexpr uint32_t kVswitchSlowPathOfport = 301;
 /// VLAN id of a miss of table 1 (a reply of a shared DIP:port without conntrack state);
@@ -63,8 +69,15 @@ inline constexpr std::array<std::string_view, kNumVswitchMisses> kVswitchMissNam
 flow::MacAddr BridgeMac(uint32_t host_pa);
 
 /// The miss reason of a frame read from the slow-path port whose VLAN id is `vlan` (0 =
-/// untagged), on a bridge with `vm_count` VMs.
-VswitchMiss ClassifyMiss(uint16_t vlan, size_t vm_count);
+/// untagged).
+VswitchMiss ClassifyMiss(uint16_t vlan);
+
+/// The bridge port of a VM's `port`: a kernel interface name as it is, or the devargs the
+/// libvirt hook sends: an af_packet/af_xdp/tap/pcap vdev → its `iface` (a system port); a
+/// vhost-user socket QEMU serves (`net_vhost...,iface=<socket>,client=1`) →
+/// `dpdkvhostuserclient` with `vhost-server-path` (needs the DPDK build of ovs-vswitchd).
+/// INVALID_ARGUMENT / FAILED_PRECONDITION (QEMU as vhost-user client) otherwise.
+absl::StatusOr<vswitch::PortSpec> VmBridgePort(const std::string& port);
 
 /// What the bridge of `config` looks like: ports, IR port map, executor config (base flows,
 /// the VMs' gateway ARP answers, miss tagging). `bridge_mac` is the LOCAL port's MAC (the
@@ -74,17 +87,45 @@ struct VswitchPlan {
   vswitch::BridgeSpec bridge;
   vswitch::OvsExecutorConfig executor;
   PortMap ports;
+  std::vector<uint32_t> vm_ofports;  ///< Parallel to AgentConfig::vms.
 };
+/// `vm_ofports` (parallel to config.vms) empty: VM v gets kVswitchFirstVmOfport + v.
 VswitchPlan PlanVswitch(const AgentConfig& config, const flow::MacAddr& bridge_mac,
-                        const std::vector<flow::MacAddr>& vm_port_macs);
+                        const std::vector<flow::MacAddr>& vm_port_macs,
+                        std::vector<uint32_t> vm_ofports = {});
 
-/// SNAT of the VMs' outbound connections through OVS conntrack, from `config.snat_leases`
-/// (the first lease per VM and protocol): table 0 sends a leased VM's new and established
-/// packets through `ct(commit,zone=2,nat(src=VIP:first-last))` to the router; GRE to the host
-/// PA for a lease's VIP goes through `ct(zone=2,nat,table=2)`, and table 2 delivers replies
-/// (`+trk+rpl`) to the VM whose DIP the un-NAT restored.
+/// Table of the SNAT chunk picks (several leases of one VM and protocol).
+inline constexpr uint8_t kSnatPickTable = 3;
+/// More hash links than this for one VM and protocol: one link per lease, whatever its size.
+inline constexpr uint32_t kMaxSnatLinks = 64;
+
+/// One SNAT port range of a VM and protocol as OVS NATs to it.
+struct SnatRange {
+  uint32_t vip = 0;
+  uint16_t first = 0, last = 0;
+  uint32_t weight = 1;  ///< Hash links: its size over the greatest common divisor of sizes.
+  bool operator==(const SnatRange&) const = default;
+};
+/// The leases of `dip` and `proto` (static and dynamic) in VIP and port order.
+std::vector<SnatRange> SnatRangesOf(const AgentConfig& config, uint32_t dip, uint8_t proto);
+
+/// SNAT of the VMs' outbound connections through OVS conntrack, from `config.snat_leases`:
+/// table 0 sends a leased VM's new and established packets through
+/// `ct(commit,zone=2,nat(src=VIP:first-last))` to the router. A VM with several leases of a
+/// protocol (dynamic chunks) gets `multipath` (hash of the connection, links weighted by
+/// range size) into reg1 and one table-3 flow per link with that range's ct; an established
+/// connection keeps the binding conntrack recorded, so the range set can change under it.
+/// GRE to the host PA for a lease's VIP (or a VIP the SNAT allocator leases from, so a
+/// draining chunk's replies still arrive) goes through `ct(zone=2,nat,table=2)`, and table 2
+/// delivers replies (`+trk+rpl`) to the VM whose DIP the un-NAT restored.
 std::vector<vswitch::OvsFlow> SnatFlows(const AgentConfig& config, const VswitchPlan& plan,
                                         const flow::MacAddr& gateway_mac);
+
+/// The connections of `ovs-appctl dpctl/dump-conntrack` text as the agent's flows: zone 2
+/// (kSnatCtZone) entries are SNAT flows (DIP:port → VIP:port from the reply tuple), zone 1
+/// (kEndpointCtZone) entries inbound flows of shared DIP:ports. `vm_index` from `config.vms`;
+/// entries of other zones, protocols or DIPs are skipped.
+std::vector<NatFlow> ConntrackFlows(std::string_view dump, const AgentConfig& config);
 
 /// Stages `config`'s rules (conntrack NAT for shared DIP:ports) on `executor` in place of
 /// what it held. Returns the number of rules OVS refused (their reasons are in the statuses).
@@ -105,12 +146,13 @@ class VswitchAgent : public AgentRuntime {
   uint64_t generation() const override { return generation_.load(); }
   void ReclaimRetired() override {}
   AgentRuntimeStatus Status() const override;
-  /// The per-connection state lives in OVS conntrack, not in an agent flow table: no flows.
+  /// The per-connection state lives in OVS conntrack: its SNAT and shared-endpoint entries.
   bool CopyFlows(size_t limit, uint32_t dip, std::vector<NatFlow>* flows,
                  uint64_t* total) override;
 
-  /// The stats socket's JSON document.
-  std::string StatsJson() const;
+  /// The stats socket's JSON document; `more` adds the daemon's other top-level fields
+  /// (health checks, SNAT allocator).
+  std::string StatsJson(const std::function<void(JsonWriter&)>& more = nullptr) const;
   const vswitch::ReconcileReport& start_report() const { return start_report_; }
   uint64_t Misses(VswitchMiss why) const { return misses_[static_cast<size_t>(why)].load(); }
 
@@ -119,8 +161,22 @@ class VswitchAgent : public AgentRuntime {
   absl::Status Setup();
   absl::Status ResolveGatewayMac();
   absl::Status OpenSlowPath();
-  /// Stages `config`'s rules and SNAT flows (not yet committed).
-  void Stage(const AgentConfig& config);
+  /// Stages `config`'s rules and SNAT flows on the bridge of `plan` (not yet committed).
+  void Stage(const AgentConfig& config, const VswitchPlan& plan);
+  /// The bridge-side MAC of a VM's port (what its gateway answers with).
+  absl::StatusOr<flow::MacAddr> VmPortMac(const VmConfig& vm) const;
+  /// VMs of a config about to be published that are not running (indices into its vms) and
+  /// running VMs it no longer has (indices into config_.vms), with the next bridge plan.
+  struct VmChange {
+    std::vector<size_t> added, removed;
+    std::vector<flow::MacAddr> macs;  ///< Parallel to the next config's vms.
+    VswitchPlan plan;
+  };
+  absl::Status PlanVmChange(const AgentConfig& next, VmChange* change) const;
+  /// Adds the new VMs' ports (OVSDB) and PAs (LOCAL); on error takes them away again.
+  absl::Status PlugVms(const AgentConfig& next, const VmChange& change);
+  /// Removes `config.vms[v]`'s port and PA for each v (their flows must be gone).
+  void UnplugVms(const AgentConfig& config, const std::vector<size_t>& vms);
   void ReadSlowPath(std::stop_token stop);
   /// Refreshes the flows' counters and OVS's datapath stats (at most every 250 ms).
   void Refresh() const;
@@ -131,6 +187,8 @@ class VswitchAgent : public AgentRuntime {
   std::unique_ptr<vswitch::OvsExecutor> executor_;
   VswitchPlan plan_;
   flow::MacAddr gateway_mac_{};
+  flow::MacAddr bridge_mac_{};
+  std::vector<flow::MacAddr> vm_macs_;  ///< Parallel to config_.vms: bridge-side MACs.
   vswitch::ReconcileReport start_report_;
   std::atomic<uint64_t> generation_{1};
   std::atomic<bool> ready_{false};
@@ -146,6 +204,7 @@ class VswitchAgent : public AgentRuntime {
     vswitch::DatapathStats datapath;
     std::string datapath_error;
     std::string hw_offload = "false";
+    bool hw_offload_read = false;
   };
   mutable Refreshed refreshed_;
 };

@@ -6,6 +6,8 @@
 
 #include <algorithm>
 
+#include "common/strings.h"
+
 namespace sluice::agent {
 namespace {
 
@@ -98,7 +100,7 @@ TEST(VswitchAgentTest, PlanHasPortsArpAnswersAndTaggedMisses) {
                        "->NXM_OF_ETH_DST[],set_field:02:00:00:00:34:01->eth_src"),
             std::string::npos)
       << extra;
-  EXPECT_NE(extra.find("priority=1,cookie=0xfff0000000010003,in_port=300 actions=push_vlan:"
+  EXPECT_NE(extra.find("priority=1,cookie=0xfff00000000112c1,in_port=300 actions=push_vlan:"
                        "0x8100,set_field:4396->vlan_vid,output:301"),
             std::string::npos)
       << extra;
@@ -189,13 +191,127 @@ TEST(VswitchAgentTest, SnatThroughConntrackPerLease) {
 }
 
 TEST(VswitchAgentTest, MissesAreClassifiedByTheirTag) {
-  EXPECT_EQ(ClassifyMiss(kSnatReplyMissVlan, 2), VswitchMiss::kSnatReplyNoState);
-  EXPECT_EQ(ClassifyMiss(kVswitchUplinkOfport, 2), VswitchMiss::kUplinkNoRule);
-  EXPECT_EQ(ClassifyMiss(kVswitchGreOfport, 2), VswitchMiss::kTunnelNoEndpoint);
-  EXPECT_EQ(ClassifyMiss(kVswitchFirstVmOfport + 1, 2), VswitchMiss::kVmNoRule);
-  EXPECT_EQ(ClassifyMiss(kVswitchFirstVmOfport + 2, 2), VswitchMiss::kUnknownPort);
-  EXPECT_EQ(ClassifyMiss(kReplyMissVlan, 2), VswitchMiss::kReplyNoConntrackState);
-  EXPECT_EQ(ClassifyMiss(0, 2), VswitchMiss::kUnknownPort);
+  EXPECT_EQ(ClassifyMiss(kSnatReplyMissVlan), VswitchMiss::kSnatReplyNoState);
+  EXPECT_EQ(ClassifyMiss(kVswitchUplinkOfport), VswitchMiss::kUplinkNoRule);
+  EXPECT_EQ(ClassifyMiss(kVswitchGreOfport), VswitchMiss::kTunnelNoEndpoint);
+  EXPECT_EQ(ClassifyMiss(kVswitchFirstVmOfport + 1), VswitchMiss::kVmNoRule);
+  EXPECT_EQ(ClassifyMiss(kVswitchLastVmOfport), VswitchMiss::kVmNoRule);  // attached later
+  EXPECT_EQ(ClassifyMiss(kVswitchSlowPathOfport), VswitchMiss::kUnknownPort);
+  EXPECT_EQ(ClassifyMiss(kReplyMissVlan), VswitchMiss::kReplyNoConntrackState);
+  EXPECT_EQ(ClassifyMiss(0), VswitchMiss::kUnknownPort);
+}
+
+}  // namespace
+}  // namespace sluice::agent
+
+namespace sluice::agent {
+namespace {
+
+// vm4 with a static lease and two dynamic chunks (one of another size), as the SNAT lease
+// client leaves them: each range becomes its own ct nat flow behind a weighted hash.
+TEST(VswitchAgentTest, SeveralSnatChunksArePickedByHashWeightedBySize) {
+  AgentConfig config = Host2();
+  config.snat_leases.push_back({.dip = 0x0a010004, .vip = 0x0ac8000a, .proto = 6,
+                                .port_start = 21032, .port_count = 32, .dynamic = true});
+  config.snat_leases.push_back({.dip = 0x0a010004, .vip = 0x0ac8000a, .proto = 6,
+                                .port_start = 21000, .port_count = 32, .dynamic = true});
+  const std::vector<SnatRange> ranges = SnatRangesOf(config, 0x0a010004, 6);
+  ASSERT_EQ(ranges.size(), 3u);
+  EXPECT_EQ(ranges[0], (SnatRange{.vip = 0x0ac8000a, .first = 20192, .last = 20255, .weight = 2}));
+  EXPECT_EQ(ranges[1], (SnatRange{.vip = 0x0ac8000a, .first = 21000, .last = 21031, .weight = 1}));
+  EXPECT_EQ(ranges[2], (SnatRange{.vip = 0x0ac8000a, .first = 21032, .last = 21063, .weight = 1}));
+  EXPECT_TRUE(SnatRangesOf(config, 0x0a010004, 17).empty());
+
+  const VswitchPlan plan = PlanVswitch(config, kBridgeMac, kVmPortMacs);
+  std::string text;
+  for (const vswitch::OvsFlow& f : SnatFlows(config, plan, kRouterMac)) text += f.Text() + "\n";
+  // vm3: one flow as before; vm4: the hash flow + 4 links; deliveries; one GRE entry.
+  EXPECT_EQ(Lines(text), 9u) << text;
+  EXPECT_NE(text.find("table=0,priority=50,cookie=0xfff0000000020001,tcp,in_port=3,nw_src="
+                      "10.1.0.4,nw_frag=no actions=multipath(symmetric_l4,0,hrw,4,0,"
+                      "NXM_NX_REG1[0..15]),resubmit(,3)\n"),
+            std::string::npos)
+      << text;
+  const std::string router = "dec_ttl,set_field:02:00:00:00:22:01->eth_src,"
+                             "set_field:02:00:0a:65:00:01->eth_dst,output:1\n";
+  for (const auto& [link, range] : std::vector<std::pair<int, std::string>>{
+           {0, "20192-20255"}, {1, "20192-20255"}, {2, "21000-21031"}, {3, "21032-21063"}}) {
+    EXPECT_NE(text.find(StrCat(",tcp,in_port=3,nw_src=10.1.0.4,nw_frag=no,reg1=", link,
+                               " actions=ct(commit,zone=2,nat(src=10.200.0.10:", range, ")),",
+                               router)),
+              std::string::npos)
+        << link << "\n"
+        << text;
+  }
+  // Taking a chunk away changes only vm4's hash and link flows (one bundle): vm3, the
+  // deliveries and the GRE entry stay as they were.
+  AgentConfig fewer = config;
+  fewer.snat_leases.pop_back();
+  std::string after;
+  for (const vswitch::OvsFlow& f : SnatFlows(fewer, plan, kRouterMac)) after += f.Text() + "\n";
+  EXPECT_EQ(Lines(after), 8u) << after;
+  EXPECT_NE(after.find("hrw,3,0"), std::string::npos) << after;
+  EXPECT_EQ(after.find("21000-21031"), std::string::npos) << after;
+}
+
+// A VIP the allocator leases from keeps its GRE reply entry with no chunk held: connections
+// of a chunk being drained still get their replies.
+TEST(VswitchAgentTest, AllocatorVipsKeepTheirReplyEntry) {
+  AgentConfig config = Host2();
+  config.snat_leases.clear();
+  config.snat_allocator = SnatAllocatorClientConfig{};
+  config.snat_allocator->leases.push_back({.dip = 0x0a010004, .vip = 0x0ac80014, .proto = 17});
+  const VswitchPlan plan = PlanVswitch(config, kBridgeMac, kVmPortMacs);
+  std::string text;
+  for (const vswitch::OvsFlow& f : SnatFlows(config, plan, kRouterMac)) text += f.Text() + "\n";
+  EXPECT_EQ(Lines(text), 1u) << text;
+  EXPECT_NE(text.find("udp,in_port=300,tun_dst=10.101.0.22,nw_dst=10.200.0.20,nw_frag=no "
+                      "actions=ct(zone=2,nat,table=2)"),
+            std::string::npos)
+      << text;
+}
+
+TEST(VswitchAgentTest, ConntrackEntriesAreTheAgentsFlows) {
+  const AgentConfig config = Host2();
+  const std::string dump =
+      "tcp,orig=(src=10.1.0.4,dst=10.100.0.2,sport=40000,dport=9000),reply=(src=10.100.0.2,"
+      "dst=10.200.0.10,sport=9000,dport=20193),zone=2,protoinfo=(state=ESTABLISHED)\n"
+      "tcp,orig=(src=10.1.0.3,dst=10.100.0.2,sport=40001,dport=9000),reply=(src=10.100.0.2,"
+      "dst=10.200.0.10,sport=9000,dport=20130),zone=2,protoinfo=(state=TIME_WAIT)\n"
+      "udp,orig=(src=10.1.0.4,dst=10.100.0.2,sport=5000,dport=53),reply=(src=10.100.0.2,"
+      "dst=10.200.0.10,sport=53,dport=20200),zone=2\n"
+      "tcp,orig=(src=198.51.100.7,dst=10.200.0.20,sport=5555,dport=80),reply=(src=10.1.0.3,"
+      "dst=198.51.100.7,sport=8080,dport=5555),zone=1,protoinfo=(state=SYN_SENT)\n"
+      // Not the agent's: zone 0, an unknown DIP, ICMP, garbage.
+      "tcp,orig=(src=10.1.0.4,dst=10.100.0.2,sport=1,dport=2),reply=(src=10.100.0.2,"
+      "dst=10.1.0.4,sport=2,dport=1),protoinfo=(state=ESTABLISHED)\n"
+      "tcp,orig=(src=10.1.0.9,dst=10.100.0.2,sport=1,dport=2),reply=(src=10.100.0.2,"
+      "dst=10.200.0.10,sport=2,dport=20000),zone=2\n"
+      "icmp,orig=(src=10.1.0.4,dst=10.100.0.2,id=1,type=8,code=0),reply=(src=10.100.0.2,"
+      "dst=10.200.0.10,id=1,type=0,code=0),zone=2\n"
+      "tcp,orig=(src=10.1.0.4,dst=bogus,sport=1,dport=2),zone=2\n";
+  const std::vector<NatFlow> flows = ConntrackFlows(dump, config);
+  ASSERT_EQ(flows.size(), 4u);
+  EXPECT_EQ(flows[0].kind, static_cast<uint8_t>(NatFlowKind::kSnat));
+  EXPECT_EQ(flows[0].dip, 0x0a010004u);
+  EXPECT_EQ(flows[0].dip_port, 40000);
+  EXPECT_EQ(flows[0].vip, 0x0ac8000au);
+  EXPECT_EQ(flows[0].vip_port, 20193);
+  EXPECT_EQ(flows[0].remote_port, 9000);
+  EXPECT_EQ(flows[0].vm_index, 1);
+  EXPECT_EQ(flows[0].state, static_cast<uint8_t>(NatFlowState::kTcpEstablished));
+  EXPECT_EQ(flows[1].vip_port, 20130);
+  EXPECT_EQ(flows[1].vm_index, 0);
+  EXPECT_EQ(flows[1].state, static_cast<uint8_t>(NatFlowState::kClosed));
+  EXPECT_EQ(flows[2].proto, 17);
+  EXPECT_EQ(flows[2].state, static_cast<uint8_t>(NatFlowState::kUdp));
+  EXPECT_EQ(flows[3].kind, static_cast<uint8_t>(NatFlowKind::kInbound));
+  EXPECT_EQ(flows[3].dip, 0x0a010003u);
+  EXPECT_EQ(flows[3].dip_port, 8080);
+  EXPECT_EQ(flows[3].vip, 0x0ac80014u);
+  EXPECT_EQ(flows[3].vip_port, 80);
+  EXPECT_EQ(flows[3].remote, 0xc6336407u);
+  EXPECT_EQ(flows[3].state, static_cast<uint8_t>(NatFlowState::kTcpSyn));
 }
 
 }  // namespace

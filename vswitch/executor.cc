@@ -118,6 +118,12 @@ void OvsExecutor::SetExtraFlows(std::vector<OvsFlow> flows) {
   base_.insert(base_.end(), config_.extra_flows.begin(), config_.extra_flows.end());
 }
 
+void OvsExecutor::SetConfig(OvsExecutorConfig config) {
+  config_ = std::move(config);
+  base_ = BaseFlows(config_.base);
+  base_.insert(base_.end(), config_.extra_flows.begin(), config_.extra_flows.end());
+}
+
 std::map<std::pair<uint64_t, size_t>, OvsFlow> OvsExecutor::DesiredById() const {
   std::map<std::pair<uint64_t, size_t>, OvsFlow> desired;
   for (const OvsFlow& f : base_) desired[{f.cookie, 0}] = f;
@@ -200,7 +206,12 @@ absl::StatusOr<ReconcileReport> OvsExecutor::Reconcile() {
 absl::Status OvsExecutor::QueryCounters() {
   absl::StatusOr<std::string> dump = channel_->DumpFlows();
   if (!dump.ok()) return dump.status();
-  for (std::string_view view : SplitString(*dump, '\n')) {
+  ReadCounters(*dump);
+  return absl::OkStatus();
+}
+
+void OvsExecutor::ReadCounters(std::string_view dump) {
+  for (std::string_view view : SplitString(dump, '\n')) {
     std::string line = " " + std::string(view);
     uint64_t cookie = 0, packets = 0, bytes = 0;
     if (!FieldValue(line, "cookie", &cookie)) continue;
@@ -213,7 +224,6 @@ absl::Status OvsExecutor::QueryCounters() {
     it->second.status.packets = packets;
     it->second.status.bytes = bytes;
   }
-  return absl::OkStatus();
 }
 
 const OvsRuleStatus* OvsExecutor::Status(uint64_t id) const {

@@ -97,6 +97,10 @@ class OvsExecutor {
   /// Replaces OvsExecutorConfig::extra_flows (flows that follow the config, e.g. SNAT with
   /// conntrack); like rules, the difference reaches the bridge with the next Commit.
   void SetExtraFlows(std::vector<OvsFlow> flows);
+  /// Replaces the whole config (ports added or removed at runtime: the port map, the base
+  /// flows' tunnel endpoints, the extra flows). Rules staged afterwards translate with the
+  /// new port map; the difference reaches the bridge with the next Commit.
+  void SetConfig(OvsExecutorConfig config);
 
   /// Sends every staged change as one bundle (adds, replacements, strict deletes). On
   /// error the bridge is unchanged and the changes stay staged.
@@ -106,6 +110,8 @@ class OvsExecutor {
   absl::StatusOr<ReconcileReport> Reconcile();
   /// Reads n_packets/n_bytes of every rule's flow (by cookie) into its status.
   absl::Status QueryCounters();
+  /// The same from a `dump-flows` text the caller already read.
+  void ReadCounters(std::string_view dump);
 
   const OvsRuleStatus* Status(uint64_t id) const;
   std::vector<OvsRuleStatus> Statuses() const;

@@ -298,4 +298,10 @@ absl::Status EnsureBridge(const OvsInstance& ovs, const BridgeSpec& spec) {
   return absl::OkStatus();
 }
 
+absl::Status RemovePort(const OvsInstance& ovs, const std::string& bridge,
+                        const std::string& port) {
+  absl::StatusOr<std::string> done = ovs.Vsctl({"--if-exists", "del-port", bridge, port});
+  return done.ok() ? absl::OkStatus() : done.status();
+}
+
 }  // namespace sluice::vswitch

@@ -133,4 +133,8 @@ struct BridgeSpec {
 /// checks every port got its requested OpenFlow number and reports an interface's `error`.
 absl::Status EnsureBridge(const OvsInstance& ovs, const BridgeSpec& spec);
 
+/// Removes port `port` from `bridge` (nothing if it is not there).
+absl::Status RemovePort(const OvsInstance& ovs, const std::string& bridge,
+                        const std::string& port);
+
 }  // namespace sluice::vswitch
