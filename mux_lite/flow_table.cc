@@ -12,7 +12,8 @@ FlowTable::FlowTable(uint32_t capacity, FlowTimeouts timeouts)
   while (buckets_ * kWays < capacity) buckets_ <<= 1;
   constexpr size_t kPage = 4096;
   constexpr size_t kHugePage = 2u << 20;
-  const size_t need = static_cast<size_t>(buckets_) * sizeof(Bucket);
+  const size_t bucket_bytes = static_cast<size_t>(buckets_) * sizeof(Bucket);
+  const size_t need = bucket_bytes + static_cast<size_t>(buckets_) * kWays * sizeof(uint16_t);
   // Tables of 2 MB and more in whole huge pages; smaller ones (tests, small labs) in pages.
   const size_t unit = need >= kHugePage ? kHugePage : kPage;
   const size_t bytes = (need + unit - 1) / unit * unit;
@@ -23,13 +24,19 @@ FlowTable::FlowTable(uint32_t capacity, FlowTimeouts timeouts)
   Bucket* buckets = static_cast<Bucket*>(mem);
   std::uninitialized_default_construct_n(buckets, buckets_);
   buckets_mem_ = std::unique_ptr<Bucket[], Unmap>(buckets, Unmap{bytes});
+  tags_ = reinterpret_cast<uint16_t*>(static_cast<char*>(mem) + bucket_bytes);  // zeroed by mmap
 }
 
 void FlowTable::Unmap::operator()(Bucket* p) const { munmap(p, bytes); }
 
+// Every live entry's tag is Tag() of the hash it was inserted with (only Insert makes an entry
+// live, and it writes the tag), so skipping the ways whose tag differs finds the same entry
+// as comparing every way's key.
 FlowEntry* FlowTable::Find(const FlowKey& key, uint32_t hash, uint32_t now_s) {
-  FlowEntry* bucket = buckets_mem_[hash & (buckets_ - 1)].ways;
-  for (uint32_t i = 0; i < kWays; ++i) {
+  const uint32_t b = BucketOf(hash);
+  FlowEntry* bucket = buckets_mem_[b].ways;
+  for (uint32_t ways = MatchingWays(b, Tag(hash)); ways != 0; ways &= ways - 1) {
+    const uint32_t i = static_cast<uint32_t>(__builtin_ctz(ways));
     if (bucket[i].key == key && Live(bucket[i], now_s)) {
       if (!(bucket[i].flags & FlowEntry::kClosing)) bucket[i].expires_s = now_s + Timeout(bucket[i]);
       return &bucket[i];
@@ -39,7 +46,8 @@ FlowEntry* FlowTable::Find(const FlowKey& key, uint32_t hash, uint32_t now_s) {
 }
 
 FlowEntry* FlowTable::Insert(const FlowKey& key, uint32_t hash, uint32_t now_s) {
-  FlowEntry* bucket = buckets_mem_[hash & (buckets_ - 1)].ways;
+  const uint32_t b = BucketOf(hash);
+  FlowEntry* bucket = buckets_mem_[b].ways;
   FlowEntry* victim = &bucket[0];
   for (uint32_t i = 0; i < kWays; ++i) {
     if (!Live(bucket[i], now_s)) {
@@ -50,6 +58,7 @@ FlowEntry* FlowTable::Insert(const FlowKey& key, uint32_t hash, uint32_t now_s) 
   }
   if (Live(*victim, now_s)) evictions.Add();
   *victim = FlowEntry{.key = key};
+  tags_[b * kWays + static_cast<uint32_t>(victim - bucket)] = Tag(hash);
   victim->expires_s = now_s + Timeout(*victim);
   inserts.Add();
   return victim;

@@ -2,7 +2,9 @@
 // keep their DIP when the Maglev table changes. Fixed memory chosen at start, no allocation
 // or locks on the data path (one table per lcore); set-associative (8 ways) with eviction
 // of the entry closest to expiry, idle timeouts per protocol and a short linger after a TCP
-// FIN or RST.
+// FIN or RST. Each slot also has a 16-bit tag (hash bits the bucket index does not use) in a
+// dense array beside the buckets, so a lookup reads one cache line of tags and then only the
+// entries whose tag matches, instead of the whole 256-byte bucket.
 #pragma once
 
 #include <cstdint>
@@ -53,12 +55,28 @@ class FlowTable {
   /// `capacity` is rounded up to a power-of-two number of 8-way buckets.
   FlowTable(uint32_t capacity, FlowTimeouts timeouts);
 
-  /// Starts loading the bucket `hash` maps to (all four of its cache lines), so that a Find
-  /// or Insert a few packets later does not stall on memory: with a million flows the table
-  /// is far larger than the caches, and a burst's lookups are otherwise serial misses.
-  void Prefetch(uint32_t hash) const {
-    const char* p = reinterpret_cast<const char*>(&buckets_mem_[hash & (buckets_ - 1)]);
-    for (size_t off = 0; off < sizeof(Bucket); off += 64) PrefetchLine(p + off);
+  /// First step of a lookup ahead of time: starts loading the tags of the bucket `hash` maps
+  /// to (one cache line). With a million flows the table is far larger than the caches, and
+  /// a burst's lookups are otherwise serial misses.
+  void PrefetchTags(uint32_t hash) const {
+    PrefetchLine(reinterpret_cast<const char*>(&tags_[BucketOf(hash) * kWays]));
+  }
+  /// Second step, once the tags are (nearly) there: starts loading the entries whose tag
+  /// matches `hash` (one line for an established flow), or the whole bucket when none does
+  /// (a new flow: Insert looks at every way).
+  void PrefetchEntries(uint32_t hash) const {
+    const uint32_t b = BucketOf(hash);
+    const char* bucket = reinterpret_cast<const char*>(&buckets_mem_[b]);
+    uint32_t ways = MatchingWays(b, Tag(hash));
+    if (ways == 0) {
+      for (size_t off = 0; off < sizeof(Bucket); off += 64) PrefetchLine(bucket + off);
+      return;
+    }
+    while (ways != 0) {
+      const uint32_t i = static_cast<uint32_t>(__builtin_ctz(ways));
+      ways &= ways - 1;
+      PrefetchLine(bucket + i * sizeof(FlowEntry));
+    }
   }
 
   /// One cache line towards L1. Inline asm, not __builtin_prefetch: GCC 12 merges or drops
@@ -84,8 +102,8 @@ class FlowTable {
   /// Live flows (walks the table; for stats, not the data path).
   uint64_t CountLive(uint32_t now_s) const;
   uint32_t capacity() const { return buckets_ * kWays; }
-  static constexpr uint32_t BytesPerFlow() { return sizeof(FlowEntry); }
-  /// Memory mapped for the table (whole pages).
+  static constexpr uint32_t BytesPerFlow() { return sizeof(FlowEntry) + sizeof(uint16_t); }
+  /// Memory mapped for the table and its tags (whole pages).
   size_t memory_bytes() const { return buckets_mem_.get_deleter().bytes; }
 
   Counter inserts;
@@ -94,6 +112,16 @@ class FlowTable {
  private:
   static bool Live(const FlowEntry& e, uint32_t now_s) {
     return e.expires_s != 0 && now_s <= e.expires_s;
+  }
+  uint32_t BucketOf(uint32_t hash) const { return hash & (buckets_ - 1); }
+  /// The hash bits above any bucket index (buckets_ ≤ 2^28 keeps at least 4 of them apart).
+  static uint16_t Tag(uint32_t hash) { return static_cast<uint16_t>(hash >> 16); }
+  /// Bit i set when way i of bucket `b` carries `tag` (a hint: the key decides).
+  uint32_t MatchingWays(uint32_t b, uint16_t tag) const {
+    const uint16_t* tags = &tags_[b * kWays];
+    uint32_t ways = 0;
+    for (uint32_t i = 0; i < kWays; ++i) ways |= uint32_t{tags[i] == tag} << i;
+    return ways;
   }
   uint32_t Timeout(const FlowEntry& e) const {
     if (e.flags & FlowEntry::kClosing) return timeouts_.closing_s;
@@ -119,6 +147,7 @@ class FlowTable {
   /// also miss the TLB (a two-level page walk under a hypervisor). Hugepage EAL memory is
   /// not needed for this (the lab runs --no-huge).
   std::unique_ptr<Bucket[], Unmap> buckets_mem_;
+  uint16_t* tags_ = nullptr;  ///< kWays per bucket, in the same mapping after the buckets.
 };
 
 }  // namespace sluice::mux

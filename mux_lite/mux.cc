@@ -284,36 +284,186 @@ MuxDataPath::Outcome MuxDataPath::Process(rte_mbuf* m, uint64_t now_ns) {
   return Outcome::kTransmit;
 }
 
-void MuxDataPath::PrefetchFlow(const rte_mbuf* m) const {
+namespace {
+
+inline uint16_t Load16(const uint8_t* p) { return static_cast<uint16_t>(p[0] << 8 | p[1]); }
+inline uint32_t Load32(const uint8_t* p) {
+  return uint32_t{p[0]} << 24 | uint32_t{p[1]} << 16 | uint32_t{p[2]} << 8 | p[3];
+}
+inline void Store16(uint8_t* p, uint16_t v) {
+  p[0] = static_cast<uint8_t>(v >> 8);
+  p[1] = static_cast<uint8_t>(v);
+}
+inline void Store32(uint8_t* p, uint32_t v) {
+  Store16(p, static_cast<uint16_t>(v >> 16));
+  Store16(p + 2, static_cast<uint16_t>(v));
+}
+
+}  // namespace
+
+// Accepts exactly the frames on which Parse returns kIpv4 without a tunnel, with the fields
+// below, and Process gets past its frame checks (our MAC, not the mux PA); the rest of the
+// TCP/UDP checks are Parse's (packet/parse.cc ParseIpv4 and ParseL4).
+bool MuxDataPath::ReadFlowPacket(const rte_mbuf* m, FlowPacket* out) const {
+  constexpr uint32_t kL4 = packet::kEthHeaderLen + packet::kIpv4HeaderLen;
+  constexpr uint16_t kTcpHeaderLen = 20;
+  if (m->nb_segs != 1) return false;
   const uint8_t* frame = rte_pktmbuf_mtod(m, const uint8_t*);
   const uint32_t len = rte_pktmbuf_data_len(m);
-  constexpr uint32_t kNeed = packet::kEthHeaderLen + packet::kIpv4HeaderLen + 4;
-  if (len < kNeed || frame[12] != 0x08 || frame[13] != 0x00) return;
-  const uint8_t* ip = frame + packet::kEthHeaderLen;
-  const uint8_t proto = ip[9];
-  // No options (IHL 5), not a fragment; TCP or UDP.
-  if (ip[0] != 0x45 || (ip[6] & 0x3f) != 0 || ip[7] != 0 ||
-      (proto != flow::kProtoTcp && proto != flow::kProtoUdp)) {
-    return;
+  if (len < kL4 + packet::kUdpHeaderLen || memcmp(frame, mac_.data(), 6) != 0 ||
+      Load16(frame + 12) != packet::kEtherTypeIpv4) {
+    return false;
   }
-  auto be32 = [](const uint8_t* p) {
-    return uint32_t{p[0]} << 24 | uint32_t{p[1]} << 16 | uint32_t{p[2]} << 8 | p[3];
-  };
-  const uint8_t* l4 = ip + packet::kIpv4HeaderLen;
-  flows_.Prefetch(packet::FlowHash(be32(ip + 12), be32(ip + 16), proto,
-                                   static_cast<uint16_t>(l4[0] << 8 | l4[1]),
-                                   static_cast<uint16_t>(l4[2] << 8 | l4[3])));
+  const uint8_t* ip = frame + packet::kEthHeaderLen;
+  const uint16_t total_len = Load16(ip + 2);
+  const uint8_t proto = ip[9];
+  // Version 4 without options; no MF flag or fragment offset; the packet inside the frame.
+  if (ip[0] != 0x45 || (Load16(ip + 6) & 0x3fff) != 0 ||
+      packet::kEthHeaderLen + uint32_t{total_len} > len || total_len < packet::kIpv4HeaderLen) {
+    return false;
+  }
+  const uint8_t* l4 = frame + kL4;
+  const uint32_t l4_avail = total_len - packet::kIpv4HeaderLen;
+  if (proto == flow::kProtoTcp) {
+    if (l4_avail < kTcpHeaderLen) return false;
+    const uint32_t header_len = (l4[12] >> 4) * 4u;
+    if (header_len < kTcpHeaderLen || l4_avail < header_len) return false;
+    out->tcp_flags = l4[13];
+  } else if (proto == flow::kProtoUdp) {
+    if (l4_avail < packet::kUdpHeaderLen) return false;
+    const uint16_t udp_len = Load16(l4 + 4);
+    if (udp_len < packet::kUdpHeaderLen || l4_avail < udp_len ||
+        Load16(l4 + 2) == config_.gue_port) {
+      return false;
+    }
+    out->tcp_flags = 0;
+  } else {
+    return false;
+  }
+  const uint32_t dst = Load32(ip + 16);
+  if (dst == config_.address.addr) return false;
+  out->key = FlowKey{.src = Load32(ip + 12), .dst = dst, .src_port = Load16(l4),
+                     .dst_port = Load16(l4 + 2), .proto = proto};
+  out->hash = packet::FlowHash(out->key.src, dst, proto, out->key.src_port, out->key.dst_port);
+  out->ip_total_len = total_len;
+  return true;
+}
+
+MuxDataPath::Outcome MuxDataPath::ForwardFlow(rte_mbuf* m, const FlowPacket& p,
+                                              uint64_t now_ns) {
+  const FlowKey& key = p.key;
+  const bool tcp = key.proto == flow::kProtoTcp;
+  if (tcp && (p.tcp_flags & (kTcpSyn | kTcpFin | kTcpRst))) return Process(m, now_ns);
+  VipTable& table = *table_.load(std::memory_order_acquire);
+  auto it = table.index.find(VipKey(key.dst, key.dst_port, key.proto));
+  if (it == table.index.end()) return Process(m, now_ns);
+  VipState& vip = *table.vips[it->second];
+  const uint32_t now_s = static_cast<uint32_t>(now_ns / 1'000'000'000) + 1;
+  // Find only pushes the flow's expiry to now_s + timeout: Process finding it again for a
+  // packet handed on below does exactly the same.
+  FlowEntry* flow = flows_.Find(key, p.hash, now_s);
+  if (flow == nullptr) return Process(m, now_ns);
+  const bool indices_valid = flow->vip_index == it->second &&
+                             flow->backend_index < vip.config.backends.size() &&
+                             vip.config.backends[flow->backend_index].host == flow->host_pa;
+  const bool ack = tcp && (p.tcp_flags & kTcpAck);
+  if (ack && offload_ != nullptr && !(flow->flags & FlowEntry::kOffloadOffered)) {
+    return Process(m, now_ns);
+  }
+  if (ack && config_.fastpath && !(flow->flags & FlowEntry::kRedirected) && indices_valid &&
+      table.FindSnatRange(key.src, key.proto, key.src_port) != nullptr) {
+    return Process(m, now_ns);
+  }
+  const auto tunnel = static_cast<flow::Tunnel>(flow->tunnel);
+  const uint16_t outer_len =
+      packet::kIpv4HeaderLen + (tunnel == flow::Tunnel::kGue   ? packet::kUdpHeaderLen
+                                : tunnel == flow::Tunnel::kGre ? packet::kGreHeaderLen
+                                                               : 0);
+  flow::MacAddr next_hop_mac;
+  if ((tunnel != flow::Tunnel::kIpip && tunnel != flow::Tunnel::kGue &&
+       tunnel != flow::Tunnel::kGre) ||
+      uint32_t{p.ip_total_len} + outer_len > UINT16_MAX ||
+      rte_pktmbuf_headroom(m) < outer_len ||
+      !neighbors_.Lookup(NextHop(flow->host_pa), &next_hop_mac)) {
+    return Process(m, now_ns);  // drops it, with the reason
+  }
+  counters_.rx_packets.Add();
+  vip.packets.Add();
+  counters_.vip_packets.Add();
+  counters_.cached_flow_packets.Add();
+  if (indices_valid) vip.backend_packets[flow->backend_index].Add();
+
+  // What Encapsulate's IR actions (encap, set MAC, output) do to such a packet: cut any
+  // Ethernet padding, prepend the outer header, put the next hop's and our MAC in front.
+  const uint32_t inner_end = packet::kEthHeaderLen + uint32_t{p.ip_total_len};
+  if (rte_pktmbuf_data_len(m) > inner_end) {
+    rte_pktmbuf_trim(m, static_cast<uint16_t>(rte_pktmbuf_data_len(m) - inner_end));
+  }
+  const uint8_t tos = rte_pktmbuf_mtod(m, const uint8_t*)[packet::kEthHeaderLen + 1];
+  auto* front = reinterpret_cast<uint8_t*>(rte_pktmbuf_prepend(m, outer_len));
+  memcpy(front, next_hop_mac.data(), 6);
+  memcpy(front + 6, mac_.data(), 6);
+  Store16(front + 12, packet::kEtherTypeIpv4);
+  uint8_t* ip = front + packet::kEthHeaderLen;
+  const uint16_t total_len = static_cast<uint16_t>(p.ip_total_len + outer_len);
+  const uint8_t outer_proto = tunnel == flow::Tunnel::kGue   ? flow::kProtoUdp
+                              : tunnel == flow::Tunnel::kGre ? flow::kProtoGre
+                                                             : flow::kProtoIpip;
+  constexpr uint8_t kTtl = flow::EncapParams{}.ttl;
+  constexpr uint16_t kDontFragment = 0x4000;
+  const uint32_t src = config_.address.addr;
+  const uint32_t dst = flow->host_pa;
+  ip[0] = 0x45;
+  ip[1] = tos;
+  Store16(ip + 2, total_len);
+  Store16(ip + 4, 0);
+  Store16(ip + 6, kDontFragment);
+  ip[8] = kTtl;
+  ip[9] = outer_proto;
+  Store32(ip + 12, src);
+  Store32(ip + 16, dst);
+  // The header checksum from its words (one's-complement sums do not depend on byte order).
+  uint32_t sum = (0x4500u | tos) + total_len + kDontFragment + (uint32_t{kTtl} << 8 | outer_proto) +
+                 (src >> 16) + (src & 0xffff) + (dst >> 16) + (dst & 0xffff);
+  sum = (sum & 0xffff) + (sum >> 16);
+  sum = (sum & 0xffff) + (sum >> 16);
+  Store16(ip + 10, static_cast<uint16_t>(~sum));
+  uint8_t* after = ip + packet::kIpv4HeaderLen;
+  if (tunnel == flow::Tunnel::kGue) {
+    Store16(after, packet::GueSourcePort(p.hash));
+    Store16(after + 2, config_.gue_port);
+    Store16(after + 4, static_cast<uint16_t>(p.ip_total_len + packet::kUdpHeaderLen));
+    Store16(after + 6, 0);
+  } else if (tunnel == flow::Tunnel::kGre) {
+    Store16(after, 0);
+    Store16(after + 2, packet::kEtherTypeIpv4);
+  }
+  return Outcome::kTransmit;
 }
 
 void MuxDataPath::ProcessBurst(rte_mbuf* const* pkts, uint16_t n, uint64_t now_ns,
                                Outcome* outcomes) {
-  // Far enough ahead that a bucket arrives before its packet's turn, near enough that the
-  // buckets in flight stay within what the core can track (4 lines each).
-  constexpr uint16_t kAhead = 4;
-  for (uint16_t i = 0; i < n && i < kAhead; ++i) PrefetchFlow(pkts[i]);
-  for (uint16_t i = 0; i < n; ++i) {
-    if (i + kAhead < n) PrefetchFlow(pkts[i + kAhead]);
-    outcomes[i] = Process(pkts[i], now_ns);
+  // Three passes over up to kBatch packets: read each packet's flow key and hash and start
+  // loading its tag line; start loading the entries the tags point to; then handle the
+  // packets in order. Each pass gives the previous one's loads a batch's time to arrive,
+  // and a batch's misses are in flight together instead of one after another.
+  constexpr uint16_t kBatch = 32;
+  FlowPacket flow_packets[kBatch];
+  bool is_flow[kBatch];
+  for (uint16_t base = 0; base < n; base += kBatch) {
+    const uint16_t count = std::min<uint16_t>(kBatch, static_cast<uint16_t>(n - base));
+    rte_mbuf* const* batch = pkts + base;
+    for (uint16_t i = 0; i < count; ++i) {
+      is_flow[i] = ReadFlowPacket(batch[i], &flow_packets[i]);
+      if (is_flow[i]) flows_.PrefetchTags(flow_packets[i].hash);
+    }
+    for (uint16_t i = 0; i < count; ++i) {
+      if (is_flow[i]) flows_.PrefetchEntries(flow_packets[i].hash);
+    }
+    for (uint16_t i = 0; i < count; ++i) {
+      outcomes[base + i] = is_flow[i] ? ForwardFlow(batch[i], flow_packets[i], now_ns)
+                                      : Process(batch[i], now_ns);
+    }
   }
 }
 
