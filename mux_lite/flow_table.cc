@@ -38,7 +38,12 @@ FlowEntry* FlowTable::Find(const FlowKey& key, uint32_t hash, uint32_t now_s) {
   for (uint32_t ways = MatchingWays(b, Tag(hash)); ways != 0; ways &= ways - 1) {
     const uint32_t i = static_cast<uint32_t>(__builtin_ctz(ways));
     if (bucket[i].key == key && Live(bucket[i], now_s)) {
-      if (!(bucket[i].flags & FlowEntry::kClosing)) bucket[i].expires_s = now_s + Timeout(bucket[i]);
+      // Written only when it changes (once a second per busy flow): a clean line need not
+      // be written back to memory when the cache drops it.
+      const uint32_t expires_s = now_s + Timeout(bucket[i]);
+      if (!(bucket[i].flags & FlowEntry::kClosing) && bucket[i].expires_s != expires_s) {
+        bucket[i].expires_s = expires_s;
+      }
       return &bucket[i];
     }
   }

@@ -443,11 +443,13 @@ MuxDataPath::Outcome MuxDataPath::ForwardFlow(rte_mbuf* m, const FlowPacket& p,
 
 void MuxDataPath::ProcessBurst(rte_mbuf* const* pkts, uint16_t n, uint64_t now_ns,
                                Outcome* outcomes) {
-  // Three passes over up to kBatch packets: read each packet's flow key and hash and start
-  // loading its tag line; start loading the entries the tags point to; then handle the
-  // packets in order. Each pass gives the previous one's loads a batch's time to arrive,
-  // and a batch's misses are in flight together instead of one after another.
+  // Per batch of up to kBatch packets: read each packet's flow key and hash and start loading
+  // its tag line; then handle the packets in order, starting to load the entries the tags of
+  // the packet kEntriesAhead places on point to. Tag lines get the whole first pass to
+  // arrive, entry lines the handling of the packets before theirs, and the misses of a batch
+  // are in flight together instead of one after another.
   constexpr uint16_t kBatch = 32;
+  constexpr uint16_t kEntriesAhead = 8;
   FlowPacket flow_packets[kBatch];
   bool is_flow[kBatch];
   for (uint16_t base = 0; base < n; base += kBatch) {
@@ -457,10 +459,12 @@ void MuxDataPath::ProcessBurst(rte_mbuf* const* pkts, uint16_t n, uint64_t now_n
       is_flow[i] = ReadFlowPacket(batch[i], &flow_packets[i]);
       if (is_flow[i]) flows_.PrefetchTags(flow_packets[i].hash);
     }
-    for (uint16_t i = 0; i < count; ++i) {
+    for (uint16_t i = 0; i < count && i < kEntriesAhead; ++i) {
       if (is_flow[i]) flows_.PrefetchEntries(flow_packets[i].hash);
     }
     for (uint16_t i = 0; i < count; ++i) {
+      const uint16_t ahead = static_cast<uint16_t>(i + kEntriesAhead);
+      if (ahead < count && is_flow[ahead]) flows_.PrefetchEntries(flow_packets[ahead].hash);
       outcomes[base + i] = is_flow[i] ? ForwardFlow(batch[i], flow_packets[i], now_ns)
                                       : Process(batch[i], now_ns);
     }
