@@ -32,6 +32,7 @@ class HealthCheckedRuntime : public AgentRuntime {
   uint64_t generation() const override { return data_path_->generation(); }
   uint64_t adopted_generation() const override { return data_path_->adopted_generation(); }
   void ReclaimRetired() override { data_path_->ReclaimRetired(); }
+  bool PlugsVmPorts() const override { return data_path_->PlugsVmPorts(); }
   AgentRuntimeStatus Status() const override;
   bool CopyFlows(size_t limit, uint32_t dip, std::vector<NatFlow>* flows,
                  uint64_t* total) override {

@@ -40,6 +40,19 @@ std::vector<std::string> RunningLeaseFields(const std::vector<SnatLeaseConfig>& 
 // Keys before → after, as a ChangeSummary; an endpoint whose health check alone changed is
 // "changed" (leases are sets: they are only added or removed).
 void Diff(const AgentConfig& before, const AgentConfig& after, v1::ChangeSummary* out) {
+  // VMs plugged or unplugged (AgentRuntime::PlugsVmPorts), by name.
+  for (const VmConfig& vm : after.vms) {
+    if (std::none_of(before.vms.begin(), before.vms.end(),
+                     [&](const VmConfig& b) { return b.name == vm.name; })) {
+      out->add_added("vm " + vm.name);
+    }
+  }
+  for (const VmConfig& vm : before.vms) {
+    if (std::none_of(after.vms.begin(), after.vms.end(),
+                     [&](const VmConfig& a) { return a.name == vm.name; })) {
+      out->add_removed("vm " + vm.name);
+    }
+  }
   std::map<std::string, std::optional<HealthCheckConfig>> old_health;
   for (const EndpointConfig& ep : before.endpoints) old_health[EndpointText(ep)] = ep.health;
   std::set<std::string> changed;
@@ -488,11 +501,58 @@ grpc::Status AgentService::AttachVm(grpc::ServerContext*, const v1::AttachVmRequ
                             StrCat("vm.dip: ", vm.dip(), " is already VM '", other.name, "'"));
       }
     }
-    return grpc::Status(
-        grpc::StatusCode::FAILED_PRECONDITION,
-        StrCat("vm.name: no VM '", vm.name(),
-               "' has a DPDK port configured on this agent; attaching a VM with a new port "
-               "at runtime is not supported yet (add it to the agent's config and restart)"));
+    if (!runtime_->PlugsVmPorts()) {
+      return grpc::Status(
+          grpc::StatusCode::FAILED_PRECONDITION,
+          StrCat("vm.name: no VM '", vm.name(),
+                 "' has a DPDK port configured on this agent; attaching a VM with a new port "
+                 "at runtime is not supported yet (add it to the agent's config and restart)"));
+    }
+    // A VM the agent does not have yet: its port joins the data path with it.
+    const char* why_required = "required for a VM this agent does not have yet";
+    if (vm.port().empty()) return ToGrpcStatus(FieldError("vm.port", why_required));
+    if (!pa) return ToGrpcStatus(FieldError("vm.pa", why_required));
+    if (!gateway) return ToGrpcStatus(FieldError("vm.gateway", why_required));
+    if (!running_.address.Contains(*pa) || *pa == running_.address.addr) {
+      return ToGrpcStatus(FieldError(
+          "vm.pa", StrCat(vm.pa(), " is not an address of the host's prefix ",
+                          Ipv4ToString(running_.address.addr), "/", running_.address.length,
+                          " other than the host's own")));
+    }
+    for (const VmConfig& other : running_.vms) {
+      if (other.pa == *pa) {
+        return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                            StrCat("vm.pa: ", vm.pa(), " is already VM '", other.name, "''s PA"));
+      }
+    }
+    if (running_.vms.size() >= 255) {
+      return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                          "vm: this agent has 255 VMs, the most it serves");
+    }
+    AgentConfig next = running_;
+    next.vms.push_back({.name = vm.name(),
+                        .port = vm.port(),
+                        .mac = *mac,
+                        .dip = *dip,
+                        .pa = *pa,
+                        .gateway = *gateway});
+    std::vector<std::string> endpoint_fields, lease_fields;
+    for (const EndpointConfig& ep : next.endpoints) {
+      endpoint_fields.push_back("(running) " + EndpointText(ep));
+    }
+    for (const SnatLeaseConfig& l : next.snat_leases) {
+      lease_fields.push_back("(running) " + LeaseText(l));
+    }
+    next.endpoints.insert(next.endpoints.end(), endpoints.begin(), endpoints.end());
+    next.snat_leases.insert(next.snat_leases.end(), leases.begin(), leases.end());
+    endpoint_fields.insert(endpoint_fields.end(), new_endpoint_fields.begin(),
+                           new_endpoint_fields.end());
+    lease_fields.insert(lease_fields.end(), new_lease_fields.begin(), new_lease_fields.end());
+    absl::Status applied = Apply(next, endpoint_fields, lease_fields,
+                                 request->expected_generation(), false, response->mutable_changes());
+    if (!applied.ok()) return ToGrpcStatus(applied);
+    detached_.erase(vm.name());
+    return grpc::Status::OK;
   }
   const VmConfig& configured = *it;
   auto mismatch = [&](const char* field, const std::string& given, const std::string& have) {
@@ -555,12 +615,22 @@ grpc::Status AgentService::DetachVm(grpc::ServerContext*, const v1::DetachVmRequ
   AgentConfig next = running_;
   std::erase_if(next.endpoints, [&](const EndpointConfig& ep) { return ep.dip == dip; });
   std::erase_if(next.snat_leases, [&](const SnatLeaseConfig& l) { return l.dip == dip; });
+  // Where ports are plugged at runtime the VM goes with its port; otherwise it stays known
+  // (its port open) and only detached.
+  const bool unplug = runtime_->PlugsVmPorts();
+  if (unplug) {
+    std::erase_if(next.vms, [&](const VmConfig& vm) { return vm.name == name; });
+  }
   std::vector<std::string> endpoint_fields, lease_fields;
   for (const EndpointConfig& ep : next.endpoints) endpoint_fields.push_back(EndpointText(ep));
   for (const SnatLeaseConfig& l : next.snat_leases) lease_fields.push_back(LeaseText(l));
   absl::Status applied = Apply(next, endpoint_fields, lease_fields, request->expected_generation(),
                                false, response->mutable_changes());
   if (!applied.ok()) return ToGrpcStatus(applied);
+  if (unplug) {
+    detached_.erase(name);
+    return grpc::Status::OK;
+  }
   if (detached_.insert(name).second) {
     response->mutable_changes()->add_changed("vm " + name + " detached");
   }

@@ -3,9 +3,9 @@
 // and publishes it to the data path as an immutable snapshot (AgentDataPath::PublishConfig).
 // On any error the running config stays as it was.
 //
-// AttachVm binds VMs whose DPDK port was configured at start (their port is open and
-// polled); attaching a VM with a new port (rte_dev_probe at runtime) is not implemented and
-// is refused with FAILED_PRECONDITION.
+// AttachVm binds VMs whose port was configured at start; a VM the agent does not have is added
+// (its port plugged) where the runtime can (AgentRuntime::PlugsVmPorts: vswitch mode) and
+// refused with FAILED_PRECONDITION where it cannot.
 #pragma once
 
 #include <atomic>
@@ -78,6 +78,10 @@ class AgentRuntime {
   /// Frees snapshots the data path has moved past.
   virtual void ReclaimRetired() = 0;
   virtual AgentRuntimeStatus Status() const = 0;
+  /// True if PublishConfig takes VMs added to and removed from `vms` while running (it plugs
+  /// and unplugs their ports): AttachVm then adds a VM the agent does not have, and DetachVm
+  /// removes it. False: only the boot config's VMs, whose ports stay open when detached.
+  virtual bool PlugsVmPorts() const { return false; }
   /// Copies flows from the data path (see AgentDataPath::CopyFlows).
   virtual bool CopyFlows(size_t limit, uint32_t dip, std::vector<NatFlow>* flows,
                          uint64_t* total) = 0;

@@ -154,13 +154,15 @@ absl::StatusOr<vswitch::PortSpec> VmBridgePort(const std::string& port) {
     return absl::InvalidArgumentError(
         StrCat("'", port, "' is neither an interface name nor devargs: ", id.status().message()));
   }
+  // The device as "iface=<name or path>".
+  const std::string device = id->device.substr(id->device.find('=') + 1);
   if (id->driver == "net_af_packet" || id->driver == "net_af_xdp" || id->driver == "net_tap" ||
       id->driver == "net_pcap") {
-    if (!IsKernelInterfaceName(id->device)) {
-      return absl::InvalidArgumentError(StrCat("'", port, "': iface '", id->device,
+    if (!IsKernelInterfaceName(device)) {
+      return absl::InvalidArgumentError(StrCat("'", port, "': iface '", device,
                                                "' is not an interface name (1-15 characters)"));
     }
-    return vswitch::PortSpec{.name = id->device};
+    return vswitch::PortSpec{.name = device};
   }
   if (id->driver == "net_vhost") {
     // The vdev name ("net_vhost_web1_0") names the OVS port; who listens decides its type.
@@ -173,7 +175,7 @@ absl::StatusOr<vswitch::PortSpec> VmBridgePort(const std::string& port) {
     }
     return vswitch::PortSpec{.name = name,
                              .type = "dpdkvhostuserclient",
-                             .options = {{"vhost-server-path", id->device}}};
+                             .options = {{"vhost-server-path", device}}};
   }
   return absl::InvalidArgumentError(StrCat("'", port, "' (", id->ToString(),
                                            ") cannot be a port of an OVS bridge here (a kernel "

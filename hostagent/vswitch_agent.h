@@ -145,6 +145,8 @@ class VswitchAgent : public AgentRuntime {
   bool PublishConfig(const AgentConfig& next, std::string* error) override;
   uint64_t generation() const override { return generation_.load(); }
   void ReclaimRetired() override {}
+  /// VMs added at runtime get a bridge port through OVSDB; removed ones lose it.
+  bool PlugsVmPorts() const override { return true; }
   AgentRuntimeStatus Status() const override;
   /// The per-connection state lives in OVS conntrack: its SNAT and shared-endpoint entries.
   bool CopyFlows(size_t limit, uint32_t dip, std::vector<NatFlow>* flows,
