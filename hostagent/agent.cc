@@ -426,7 +426,7 @@ bool AgentDataPath::TranslateOutbound(NatFlow& f, rte_mbuf* m, packet::ParsedPac
   if (!ready()) return Drop(m, DropReason::kNeighborUnresolved);
   AgentPort& uplink = *ports_[0];
   FlowNextHop hop{.mac = gateway_mac_};
-  if (f.fastpath_pa != 0) {
+  if (f.fastpath_pa != 0 && PeerEncap(f.fastpath_pa, &hop.tunnel)) {
     hop.fastpath = uplink.neighbors.Lookup(f.fastpath_pa, &hop.mac);
     if (!hop.fastpath) {
       hop.mac = gateway_mac_;
@@ -618,6 +618,7 @@ void AgentDataPath::HandleRedirect(rte_mbuf* m, const packet::ParsedPacket& pkt,
     if (f != nullptr && f->kind == static_cast<uint8_t>(NatFlowKind::kSnat)) {
       if (fresh_for(*f)) {
         f->fastpath_pa = r.dst_pa;
+        LearnPeerEncap(r.dst_pa, r.dst_encap);
         f->offload |= NatFlow::kOfferStale;  // an offered flow's rules go onto the Fastpath
         counters_.fastpath_redirects_source.Add();
         peers[num_peers++] = r.dst_pa;
@@ -657,6 +658,7 @@ void AgentDataPath::HandleRedirect(rte_mbuf* m, const packet::ParsedPacket& pkt,
           f->vip == r.flow_dst && f->vip_port == r.flow_dst_port) {
         if (fresh_for(*f)) {
           f->fastpath_pa = r.src_host_pa;
+          LearnPeerEncap(r.src_host_pa, r.src_encap);
           f->offload |= NatFlow::kOfferStale;
           counters_.fastpath_redirects_destination.Add();
           peers[num_peers++] = r.src_host_pa;
@@ -689,6 +691,31 @@ void AgentDataPath::HandleRedirect(rte_mbuf* m, const packet::ParsedPacket& pkt,
     }
   }
   if (!reused) rte_pktmbuf_free(m);
+}
+
+void AgentDataPath::LearnPeerEncap(uint32_t pa, flow::Tunnel tunnel) {
+  const size_t n = peer_encaps_.size();
+  size_t i = (pa * 2654435761u) % n;
+  for (size_t probe = 0; probe < n; ++probe, i = (i + 1) % n) {
+    if (peer_encaps_[i].pa == pa || peer_encaps_[i].pa == 0) break;
+  }
+  // A full table (more peers than slots) overwrites the home slot: a forgotten peer's flows
+  // go via the router until its next redirect.
+  if (peer_encaps_[i].pa != pa && peer_encaps_[i].pa != 0) i = (pa * 2654435761u) % n;
+  peer_encaps_[i] = {.pa = pa, .tunnel = tunnel};
+}
+
+bool AgentDataPath::PeerEncap(uint32_t pa, flow::Tunnel* tunnel) const {
+  const size_t n = peer_encaps_.size();
+  size_t i = (pa * 2654435761u) % n;
+  for (size_t probe = 0; probe < n; ++probe, i = (i + 1) % n) {
+    if (peer_encaps_[i].pa == 0) return false;
+    if (peer_encaps_[i].pa == pa) {
+      *tunnel = peer_encaps_[i].tunnel;
+      return true;
+    }
+  }
+  return false;
 }
 
 void AgentDataPath::WantNeighbor(uint32_t ip, uint64_t now_ns) {
@@ -795,7 +822,7 @@ uint8_t OfferGeneration(const NatFlow& f) {
 bool AgentDataPath::OfferFlow(NatFlow& f, uint64_t now_ns) {
   if (!ready()) return false;
   FlowOffer offer{.op = FlowOffer::Op::kOffer, .next_hop_mac = gateway_mac_};
-  if (f.fastpath_pa != 0) {
+  if (f.fastpath_pa != 0 && PeerEncap(f.fastpath_pa, &offer.tunnel)) {
     // Not before the peer's MAC is known: the NIC would keep sending it via the router.
     if (!ports_[0]->neighbors.Lookup(f.fastpath_pa, &offer.next_hop_mac)) {
       WantNeighbor(f.fastpath_pa, now_ns);
@@ -824,12 +851,14 @@ void AgentDataPath::WithdrawFlow(NatFlow& f) {
 }
 
 void AgentDataPath::ReconcileOffload(NatFlow& f, uint64_t now_ns) {
+  flow::Tunnel tunnel;
   if ((f.offload & NatFlow::kOffered) == 0) {
     if (Established(f) && Owned(f)) OfferFlow(f, now_ns);
   } else if (!Established(f)) {
     WithdrawFlow(f);  // (ownership changes only with a config: AdoptConfig withdraws then)
   } else if ((f.offload & NatFlow::kOfferStale) ||
-             (f.fastpath_pa != 0 && (f.offload & NatFlow::kOfferedFastpath) == 0)) {
+             (f.fastpath_pa != 0 && (f.offload & NatFlow::kOfferedFastpath) == 0 &&
+              PeerEncap(f.fastpath_pa, &tunnel))) {
     OfferFlow(f, now_ns);  // a new next hop: replace the rules
   }
 }

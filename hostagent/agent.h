@@ -271,6 +271,11 @@ class AgentDataPath {
   bool Drop(rte_mbuf* m, DropReason reason);
   /// Queues an ARP request for a Fastpath peer (sent by Housekeeping), paced.
   void WantNeighbor(uint32_t ip, uint64_t now_ns);
+  /// Remembers what Fastpath peer `pa` decapsulates (from a redirect).
+  void LearnPeerEncap(uint32_t pa, flow::Tunnel tunnel);
+  /// What Fastpath peer `pa` decapsulates; false if no redirect since this process started
+  /// said so (e.g. after a restart): its flows then go via the router, which always works.
+  bool PeerEncap(uint32_t pa, flow::Tunnel* tunnel) const;
   const LocalEndpoint* FindEndpoint(int vm, uint32_t vip, uint16_t port, uint8_t proto) const;
   const LocalEndpoint* ReturnEndpoint(int vm, uint8_t proto, uint16_t dip_port) const;
   int VmOfPa(uint32_t pa) const;
@@ -288,6 +293,11 @@ class AgentDataPath {
   const WallClock* clock_;
   flow::MacAddr gateway_mac_{};
   std::array<uint32_t, 16> wanted_neighbors_{};
+  struct PeerEncapEntry {
+    uint32_t pa = 0;
+    flow::Tunnel tunnel = flow::Tunnel::kIpip;
+  };
+  std::array<PeerEncapEntry, 256> peer_encaps_{};  ///< Open addressing by PA; data path only.
   size_t wanted_count_ = 0;
   uint32_t flows_restored_ = 0;
   uint32_t flows_kept_ = 0;

@@ -15,6 +15,7 @@ namespace {
 
 using fixture::Arp;
 using fixture::Eth;
+using fixture::Gre;
 using fixture::Ip;
 using fixture::Ipv4;
 using fixture::Mac;
@@ -599,6 +600,36 @@ TEST_F(AgentNatTest, FastpathSourceHostEncapsulatesToThePeerAfterTheRedirect) {
   Redirect(r, kHostPa);
   EXPECT_EQ(agent_->counters().fastpath_redirects_source.Get(), 2u);
   EXPECT_TRUE(Uplink().empty());  // MAC known: no ARP
+}
+
+TEST_F(AgentNatTest, FastpathToAnOpenVswitchPeerIsGre) {
+  BecomeReady();
+  ASSERT_EQ(OpenSnat(40000, kVip2, 80), 20000);
+  // The mux says the DIP's host decapsulates GRE (its backend is `encap: gre`).
+  packet::FastpathRedirect r{.flow_src = kVip, .flow_dst = kVip2, .flow_src_port = 20000,
+                             .flow_dst_port = 80, .proto = 6, .dip = Ip("10.1.0.3"),
+                             .dst_pa = kPeerVmPa, .src_host_pa = kHostPa,
+                             .timestamp_s = clock_.now_s, .dst_encap = flow::Tunnel::kGre};
+  Redirect(r, kHostPa);
+  ASSERT_EQ(agent_->counters().fastpath_redirects_source.Get(), 1u);
+  Uplink();
+  PeerAnswersArp(kPeerVmPa);
+  FromVm(0, Ipv4{.src = kDip, .dst = kVip2} / Tcp{.sport = 40000, .dport = 80} /
+                Payload{"GET /"});
+  auto out = Uplink();
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0], (Eth{.dst = kPeerMac, .src = uplink_mac_} /
+                     Ipv4{.src = kHostPa, .dst = kPeerVmPa, .ttl = 64, .df = true} / Gre{} /
+                     Ipv4{.src = kVip, .dst = kVip2, .ttl = 63} /
+                     Tcp{.sport = 20000, .dport = 80} / Payload{"GET /"})
+                        .Bytes());
+  // The OVS peer's replies come in GRE to the host PA: reverse SNAT as for IPIP.
+  fixture::Packet reply = Eth{.dst = uplink_mac_, .src = kPeerMac} /
+                          Ipv4{.src = kPeerVmPa, .dst = kHostPa} / Gre{} /
+                          Ipv4{.src = kVip2, .dst = kVip} / Tcp{.sport = 80, .dport = 20000};
+  Receive(0, reply);
+  ASSERT_EQ(vm().Sent().size(), 1u);
+  EXPECT_EQ(agent_->counters().snat_in_packets.Get(), 1u);
 }
 
 TEST_F(AgentNatTest, FastpathDestinationHostSendsRepliesToTheSourceHost) {

@@ -66,6 +66,7 @@ struct FlowOffer {
   Op op = Op::kOffer;
   uint8_t generation = 0;        ///< kOffer: the flow's offer generation, echoed in the answers.
   bool fastpath = false;         ///< kOffer: outbound encapsulated to flow.fastpath_pa.
+  flow::Tunnel tunnel = flow::Tunnel::kIpip;  ///< kOffer, fastpath: the peer's encapsulation.
   flow::MacAddr next_hop_mac{};  ///< kOffer: the router's or the Fastpath peer's MAC.
   NatFlow flow;                  ///< The entry as it is now (kWithdraw: its keys).
 };

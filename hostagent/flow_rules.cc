@@ -16,7 +16,7 @@ size_t OutboundActions(const NatFlow& f, const AgentConfig& config, const PortMa
     // destination host from the VM's PA, as the mux's packets came to it.
     const bool snat = f.kind == static_cast<uint8_t>(NatFlowKind::kSnat);
     out[n++] = flow::Action::Encap(
-        flow::EncapParams{.type = flow::Tunnel::kIpip,
+        flow::EncapParams{.type = hop.tunnel,
                           .outer_src = snat ? config.address.addr : config.vms[f.vm_index].pa,
                           .outer_dst = f.fastpath_pa});
   }

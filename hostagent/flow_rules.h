@@ -35,6 +35,9 @@ inline constexpr uint64_t kFlowRuleIdBase = uint64_t{1} << 62;
 struct FlowNextHop {
   flow::MacAddr mac{};    ///< The router's MAC, or the Fastpath peer's.
   bool fastpath = false;  ///< Encapsulate to flow.fastpath_pa (whose MAC is `mac`).
+  /// What the Fastpath peer decapsulates (the redirect says: IPIP, GUE, or GRE for an Open
+  /// vSwitch host).
+  flow::Tunnel tunnel = flow::Tunnel::kIpip;
 };
 
 /// The actions of the VM → network direction (SNAT out, stateful return, Fastpath); an AGE

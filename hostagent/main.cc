@@ -332,6 +332,8 @@ int Run(int argc, char** argv) {
     return 1;
   }
   ports.uplink_mac = port::PortMac(ports.uplink_port);
+  // GRE too: what an Open vSwitch host sends on the Fastpath (it cannot send IPIP or GUE).
+  ports.inbound_tunnels = {flow::Tunnel::kIpip, flow::Tunnel::kGue, flow::Tunnel::kGre};
   for (const VmConfig& vm : config->vms) {
     uint16_t id = 0;
     if (!port::OpenPort(vm.port, pool, &id, &error)) {

@@ -63,7 +63,7 @@ void AgentNicRules::Place(const FlowOffer& offer) {
   if (it != flows_.end()) RemoveFlow(it);  // a replacement (new next hop) or a reused tuple
   std::vector<flow::Rule> rules = BuildFlowRules(
       offer.flow, config_, ports_,
-      FlowNextHop{.mac = offer.next_hop_mac, .fastpath = offer.fastpath}, next_rule_id_);
+      FlowNextHop{.mac = offer.next_hop_mac, .fastpath = offer.fastpath, .tunnel = offer.tunnel}, next_rule_id_);
   next_rule_id_ += rules.size();
   OffloadedFlow entry{.generation = offer.generation, .ref = ref};
   for (flow::Rule& rule : rules) {

@@ -334,6 +334,18 @@ grpc::Status Identify(const Options& o, const std::string& target, v1::HealthRes
   return v1::Mux::NewStub(channel)->Health(&context, v1::HealthRequest(), health);
 }
 
+v1::Encap EncapFromName(const std::string& name) {
+  return name == "gue" ? v1::ENCAP_GUE : name == "gre" ? v1::ENCAP_GRE : v1::ENCAP_IPIP;
+}
+
+const char* EncapName(v1::Encap encap) {
+  return encap == v1::ENCAP_GUE ? "gue" : encap == v1::ENCAP_GRE ? "gre" : "ipip";
+}
+
+bool IsEncapName(const std::string& name) {
+  return name == "ipip" || name == "gue" || name == "gre";
+}
+
 int GetMux(const Options& o, const std::string& what) {
   auto stub = v1::Mux::NewStub(Dial(o, o.socket));
   grpc::ClientContext context;
@@ -361,7 +373,7 @@ int GetMux(const Options& o, const std::string& what) {
         for (const v1::BackendStatus& b : v.backends()) {
           rows.push_back({StrCat(v.vip(), ":", v.port(), "/", Proto(v.protocol())),
                           b.backend().dip(), b.backend().host(), StrCat(b.backend().weight()),
-                          b.backend().encap() == v1::ENCAP_GUE ? "gue" : "ipip",
+                          EncapName(b.backend().encap()),
                           b.healthy() ? "yes" : "no", StrCat(b.flows()), StrCat(b.packets())});
         }
       }
@@ -381,9 +393,10 @@ int GetMux(const Options& o, const std::string& what) {
   for (const v1::SnatRange& range : r.ranges()) {
     rows.push_back({range.vip(), Proto(range.protocol()),
                     StrCat(range.port_start(), "-", range.port_start() + range.port_count() - 1),
-                    range.host(), range.dynamic() ? "allocator" : "config"});
+                    range.host(), EncapName(range.encap()),
+                    range.dynamic() ? "allocator" : "config"});
   }
-  PrintTable({"VIP", "PROTOCOL", "PORTS", "HOST", "FROM"}, rows);
+  PrintTable({"VIP", "PROTOCOL", "PORTS", "HOST", "ENCAP", "FROM"}, rows);
   return kOk;
 }
 
@@ -544,13 +557,17 @@ int MuxCommand(const Options& o, const std::string& what) {
 struct Daemon {
   std::string name;
   std::string target;
+  /// Agents: what the host decapsulates (ipip, gue, or gre for a host on Open vSwitch): the
+  /// default of its backends' encap and how the muxes send it its SNAT replies.
+  std::string encap = "ipip";
 };
+
 
 struct CloudBackend {
   uint32_t dip = 0;
   uint16_t dip_port = 0;
   uint32_t weight = 1;
-  std::string encap = "ipip";
+  std::string encap;   ///< "" = the agent's encap.
   uint32_t host = 0;  ///< Explicit underlay address; 0 = the DIP's VM PA from its agent.
   std::optional<v1::HealthCheck> health;  ///< The agent's check of this DIP (endpoint health).
   ConfigNode node;
@@ -615,10 +632,22 @@ absl::StatusOr<Cloud> ReadCloud(ConfigNode& root) {
   Cloud cloud;
   root.AllowOnly({"muxes", "agents", "vips", "snat"});
   auto daemons = [&root](const char* key, std::vector<Daemon>* out) {
+    const bool agents = std::string(key) == "agents";
     std::set<std::string> names;
     for (ConfigNode& d : root.Sequence(key, false)) {
-      d.AllowOnly({"name", "grpc"});
+      if (agents) {
+        d.AllowOnly({"name", "grpc", "encap"});
+      } else {
+        d.AllowOnly({"name", "grpc"});
+      }
       Daemon daemon{.name = d.String("name"), .target = d.String("grpc")};
+      if (agents) {
+        daemon.encap = d.OptionalString("encap", "ipip");
+        if (!IsEncapName(daemon.encap)) {
+          d.Fail("encap",
+                 StrCat("'", daemon.encap, "' is not an encapsulation (ipip, gue or gre)"));
+        }
+      }
       if (d.status().ok() && !names.insert(daemon.name).second) {
         d.Fail("name", StrCat("'", daemon.name, "' appears twice"));
       }
@@ -651,9 +680,10 @@ absl::StatusOr<Cloud> ReadCloud(ConfigNode& root) {
       backend.dip = b.Ipv4("dip");
       backend.dip_port = static_cast<uint16_t>(b.OptionalUint("port", vip.port, 1, 65535));
       backend.weight = static_cast<uint32_t>(b.OptionalUint("weight", 1, 0, 65535));
-      backend.encap = b.OptionalString("encap", "ipip");
-      if (backend.encap != "ipip" && backend.encap != "gue") {
-        b.Fail("encap", StrCat("'", backend.encap, "' is not an encapsulation (ipip or gue)"));
+      backend.encap = b.OptionalString("encap", "");
+      if (b.Has("encap") && !IsEncapName(backend.encap)) {
+        b.Fail("encap",
+               StrCat("'", backend.encap, "' is not an encapsulation (ipip, gue or gre)"));
       }
       if (b.Has("host")) backend.host = b.Ipv4("host");
       if (b.Has("health")) {
@@ -803,7 +833,8 @@ int Apply(const Options& o) {
       backend->set_dip(Ipv4ToString(b.dip));
       backend->set_host(Ipv4ToString(b.host != 0 ? b.host : home.pa));
       backend->set_weight(b.weight);
-      backend->set_encap(b.encap == "gue" ? v1::ENCAP_GUE : v1::ENCAP_IPIP);
+      backend->set_encap(
+          EncapFromName(b.encap.empty() ? cloud->agents[home.agent].encap : b.encap));
       v1::Endpoint* ep = endpoints[home.agent].add_endpoints();
       ep->set_vip(Ipv4ToString(vip.vip));
       ep->set_port(vip.port);
@@ -827,6 +858,7 @@ int Apply(const Options& o) {
     range->set_port_start(l.port_start);
     range->set_port_count(l.port_count);
     range->set_host(Ipv4ToString(host_pas[agent]));
+    range->set_encap(EncapFromName(cloud->agents[agent].encap));
   }
 
   std::vector<std::unique_ptr<v1::Mux::Stub>> muxes;

@@ -43,9 +43,36 @@ v1::Scheduler SchedulerToProto(Scheduler s) {
 
 std::string VipKeyText(const VipConfig& v) { return EndpointKey(v.vip, v.port, v.proto); }
 
+absl::StatusOr<flow::Tunnel> EncapFromProto(int encap, const std::string& field) {
+  switch (encap) {
+    case v1::ENCAP_UNSPECIFIED:
+    case v1::ENCAP_IPIP:
+      return flow::Tunnel::kIpip;
+    case v1::ENCAP_GUE:
+      return flow::Tunnel::kGue;
+    case v1::ENCAP_GRE:
+      return flow::Tunnel::kGre;
+    default:
+      return FieldError(field, StrCat(encap, " is not an encapsulation (ENCAP_IPIP, ENCAP_GUE or "
+                                      "ENCAP_GRE)"));
+  }
+}
+
+v1::Encap EncapToProto(flow::Tunnel encap) {
+  switch (encap) {
+    case flow::Tunnel::kGue:
+      return v1::ENCAP_GUE;
+    case flow::Tunnel::kGre:
+      return v1::ENCAP_GRE;
+    default:
+      return v1::ENCAP_IPIP;
+  }
+}
+
 std::string RangeKeyText(const SnatRangeConfig& r) {
   return StrCat(EndpointKey(r.vip, r.port_start, r.proto), "+", r.port_count, "->",
-                Ipv4ToString(r.host), r.dynamic ? " (dynamic)" : "");
+                Ipv4ToString(r.host), r.encap == flow::Tunnel::kGre ? " gre" : "",
+                r.encap == flow::Tunnel::kGue ? " gue" : "", r.dynamic ? " (dynamic)" : "");
 }
 
 bool SameBackends(const VipConfig& a, const VipConfig& b) {
@@ -130,17 +157,9 @@ absl::StatusOr<VipConfig> VipFromProto(const v1::Vip& vip, const std::string& fi
     if (backend.weight > 65535) {
       return FieldError(bf + ".weight", StrCat(backend.weight, " is out of range (0..65535)"));
     }
-    switch (b.encap()) {
-      case v1::ENCAP_UNSPECIFIED:
-      case v1::ENCAP_IPIP:
-        backend.encap = flow::Tunnel::kIpip;
-        break;
-      case v1::ENCAP_GUE:
-        backend.encap = flow::Tunnel::kGue;
-        break;
-      default:
-        return FieldError(bf + ".encap", StrCat(b.encap(), " is not an encapsulation"));
-    }
+    absl::StatusOr<flow::Tunnel> encap = EncapFromProto(b.encap(), bf + ".encap");
+    if (!encap.ok()) return encap.status();
+    backend.encap = *encap;
     auto [it, inserted] = seen.emplace(backend.dip, i);
     if (!inserted) {
       return FieldError(bf + ".dip",
@@ -197,6 +216,9 @@ absl::StatusOr<std::vector<SnatRangeConfig>> SnatRangesFromProto(
     if (!host.ok()) return host.status();
     range.host = *host;
     range.dynamic = r.dynamic();
+    absl::StatusOr<flow::Tunnel> encap = EncapFromProto(r.encap(), field + ".encap");
+    if (!encap.ok()) return encap.status();
+    range.encap = *encap;
     for (size_t j = 0; j < out.size(); ++j) {
       const SnatRangeConfig& other = out[j];
       const bool same_proto = other.proto == 0 || range.proto == 0 || other.proto == range.proto;
@@ -258,7 +280,7 @@ void VipToProto(const VipConfig& vip, v1::Vip* out) {
     backend->set_dip(Ipv4ToString(b.dip));
     backend->set_host(Ipv4ToString(b.host));
     backend->set_weight(b.weight);
-    backend->set_encap(b.encap == flow::Tunnel::kGue ? v1::ENCAP_GUE : v1::ENCAP_IPIP);
+    backend->set_encap(EncapToProto(b.encap));
   }
 }
 
@@ -269,6 +291,7 @@ void SnatRangeToProto(const SnatRangeConfig& range, v1::SnatRange* out) {
   out->set_port_count(range.port_count);
   out->set_host(Ipv4ToString(range.host));
   out->set_dynamic(range.dynamic);
+  out->set_encap(EncapToProto(range.encap));
 }
 
 MuxService::MuxService(MuxRuntime* runtime, const MuxConfig& boot,

@@ -218,6 +218,12 @@ TEST_F(MuxServiceTest, EachBadSnatRangeIsNamed) {
       {"protocol",
        [&](auto* r) { *r->add_ranges() = range(20000, 10, static_cast<v1::L4Protocol>(99)); },
        "ranges[0].protocol: 99 is not a protocol"},
+      {"encap",
+       [&](auto* r) {
+         *r->add_ranges() = range(20000, 10, v1::L4_PROTOCOL_TCP);
+         r->mutable_ranges(0)->set_encap(static_cast<v1::Encap>(7));
+       },
+       "ranges[0].encap: 7 is not an encapsulation (ENCAP_IPIP, ENCAP_GUE or ENCAP_GRE)"},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.what);
@@ -401,6 +407,45 @@ namespace {
 
 // A file reload (SIGHUP / `reload`) replaces what the file configures but keeps the SNAT
 // allocator's chunks, unless the file now configures those ports itself.
+TEST_F(MuxServiceTest, SnatRangesAndBackendsCarryTheirHostsEncap) {
+  // host2's VMs sit on Open vSwitch: the mux must send it GRE, replies and new flows alike.
+  v1::SetSnatRangesRequest ranges;
+  v1::SnatRange* r = ranges.add_ranges();
+  r->set_vip("10.200.0.10");
+  r->set_protocol(v1::L4_PROTOCOL_TCP);
+  r->set_port_start(20128);
+  r->set_port_count(128);
+  r->set_host("10.101.0.22");
+  r->set_encap(v1::ENCAP_GRE);
+  v1::ChangeSummary changes;
+  ASSERT_TRUE(service_.SetSnatRanges(nullptr, &ranges, &changes).ok());
+  ASSERT_EQ(service_.desired().snat_ranges.size(), 1u);
+  EXPECT_EQ(service_.desired().snat_ranges[0].encap, flow::Tunnel::kGre);
+  EXPECT_EQ(runtime_.reloaded.back().snat_ranges[0].encap, flow::Tunnel::kGre);
+  v1::GetSnatRangesRequest get_ranges;
+  v1::GetSnatRangesResponse got;
+  ASSERT_TRUE(service_.GetSnatRanges(nullptr, &get_ranges, &got).ok());
+  ASSERT_EQ(got.ranges_size(), 1);
+  EXPECT_EQ(got.ranges(0).encap(), v1::ENCAP_GRE);
+  // Unspecified stays IPIP; changing only the encap is a change.
+  r->clear_encap();
+  v1::ChangeSummary to_ipip;
+  ASSERT_TRUE(service_.SetSnatRanges(nullptr, &ranges, &to_ipip).ok());
+  EXPECT_EQ(service_.desired().snat_ranges[0].encap, flow::Tunnel::kIpip);
+  EXPECT_EQ(to_ipip.added_size(), 1) << to_ipip.DebugString();
+  EXPECT_EQ(to_ipip.removed_size(), 1) << to_ipip.DebugString();
+
+  v1::SetVipsRequest vips;
+  *vips.add_vips() = LabVip();
+  vips.mutable_vips(0)->mutable_backends(1)->set_encap(v1::ENCAP_GRE);
+  ASSERT_TRUE(service_.SetVips(nullptr, &vips, &changes).ok());
+  EXPECT_EQ(service_.desired().vips[0].backends[1].encap, flow::Tunnel::kGre);
+  v1::GetVipsRequest get_vips;
+  v1::GetVipsResponse listed;
+  ASSERT_TRUE(service_.GetVips(nullptr, &get_vips, &listed).ok());
+  EXPECT_EQ(listed.vips(0).backends(1).backend().encap(), v1::ENCAP_GRE);
+}
+
 TEST_F(MuxServiceTest, FileReloadKeepsTheAllocatorsChunks) {
   v1::SetSnatRangesRequest request;
   for (const auto& [start, dynamic] : {std::pair{20000u, false}, {21000u, true}, {21032u, true}}) {

@@ -494,6 +494,8 @@ void MuxDataPath::SendFastpathRedirects(const VipTable& table, const FlowEntry& 
       .dst_pa = flow.host_pa,
       .src_host_pa = source.host,
       .timestamp_s = static_cast<uint64_t>(time(nullptr)),
+      .dst_encap = static_cast<flow::Tunnel>(flow.tunnel),
+      .src_encap = source.encap,
   };
   for (uint32_t host : {source.host, flow.host_pa}) {
     flow::MacAddr next_hop_mac;

@@ -319,6 +319,8 @@ TEST_F(MuxDataPathTest, IntraCloudFlowIsRedirectedOnceAfterTheHandshake) {
     EXPECT_EQ(r.dip, Ip("10.1.0.3"));
     EXPECT_EQ(r.dst_pa, kHost2);
     EXPECT_EQ(r.src_host_pa, kHost1);
+    EXPECT_EQ(r.dst_encap, flow::Tunnel::kGue);  // the backend's encap
+    EXPECT_EQ(r.src_encap, flow::Tunnel::kIpip);  // the SNAT range's
     rte_pktmbuf_free(ctl[i]);
   }
   EXPECT_EQ(targets, (std::set<uint32_t>{kHost1, kHost2}));

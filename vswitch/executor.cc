@@ -37,10 +37,23 @@ absl::StatusOr<std::string> OfctlChannel::DumpFlows() {
   return ovs_->Ofctl({"dump-flows", ovs_->MgmtSocket(bridge_)});
 }
 
+std::vector<std::string> OfctlChannel::BundleArgv() const {
+  return {"ovs-ofctl", "-O", "OpenFlow15", "--bundle", "add-flows", ovs_->MgmtSocket(bridge_), "-"};
+}
+
 absl::Status OfctlChannel::Bundle(const std::string& lines) {
-  absl::StatusOr<std::string> r =
-      ovs_->Ofctl({"--bundle", "add-flows", ovs_->MgmtSocket(bridge_), "-"}, lines);
-  return r.ok() ? absl::OkStatus() : r.status();
+  if (lines.empty()) return absl::OkStatus();  // an empty input would be a no-op bundle
+  std::unique_ptr<PreparedCommand> command = std::move(standby_);
+  if (command == nullptr) command = std::make_unique<PreparedCommand>(BundleArgv(), ovs_->Env());
+  const CommandResult r = command->Finish(lines);
+  standby_ = std::make_unique<PreparedCommand>(BundleArgv(), ovs_->Env());
+  if (r.exit_code != 0) {
+    std::string err = r.err;
+    while (!err.empty() && err.back() == '\n') err.pop_back();
+    return absl::InternalError(StrCat(JoinArgv(BundleArgv()), " failed (exit ", r.exit_code,
+                                      "): ", err.empty() ? r.out : err));
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::string> OfctlChannel::WriteScratch(const std::string& text) {

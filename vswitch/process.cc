@@ -55,14 +55,22 @@ std::string JoinArgv(const std::vector<std::string>& argv) {
   return s;
 }
 
-CommandResult RunCommand(const std::vector<std::string>& argv, const std::string& input,
-                         const std::vector<std::string>& env) {
-  CommandResult result;
+PreparedCommand::PreparedCommand(const std::vector<std::string>& argv,
+                                 const std::vector<std::string>& env) {
   int in_pipe[2], out_pipe[2], err_pipe[2];
-  if (pipe2(in_pipe, O_CLOEXEC) != 0) return result;
+  if (argv.empty()) {
+    error_ = "no command";
+    return;
+  }
+  if (pipe2(in_pipe, O_CLOEXEC) != 0) {
+    error_ = StrCat("pipe: ", strerror(errno));
+    return;
+  }
   if (pipe2(out_pipe, O_CLOEXEC) != 0 || pipe2(err_pipe, O_CLOEXEC) != 0) {
-    result.err = StrCat("pipe: ", strerror(errno));
-    return result;
+    error_ = StrCat("pipe: ", strerror(errno));
+    close(in_pipe[0]);
+    close(in_pipe[1]);
+    return;
   }
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
@@ -73,8 +81,7 @@ CommandResult RunCommand(const std::vector<std::string>& argv, const std::string
   std::vector<std::string> envs = BuildEnv(env);
   std::vector<char*> c_args = CStrings(args);
   std::vector<char*> c_env = CStrings(envs);
-  pid_t pid = -1;
-  int rc = posix_spawnp(&pid, c_args[0], &actions, nullptr, c_args.data(), c_env.data());
+  int rc = posix_spawnp(&pid_, c_args[0], &actions, nullptr, c_args.data(), c_env.data());
   posix_spawn_file_actions_destroy(&actions);
   close(in_pipe[0]);
   close(out_pipe[1]);
@@ -83,12 +90,31 @@ CommandResult RunCommand(const std::vector<std::string>& argv, const std::string
     close(in_pipe[1]);
     close(out_pipe[0]);
     close(err_pipe[0]);
-    result.err = StrCat("cannot start ", argv[0], ": ", strerror(rc));
+    pid_ = -1;
+    error_ = StrCat("cannot start ", argv[0], ": ", strerror(rc));
+    return;
+  }
+  in_fd_ = in_pipe[1];
+  out_fd_ = out_pipe[0];
+  err_fd_ = err_pipe[0];
+}
+
+PreparedCommand::~PreparedCommand() {
+  if (pid_ < 0) return;
+  // Never used: it must not act on an empty input.
+  kill(pid_, SIGKILL);
+  Finish("");
+}
+
+CommandResult PreparedCommand::Finish(const std::string& input) {
+  CommandResult result;
+  if (pid_ < 0) {
+    result.err = error_.empty() ? "command already finished" : error_;
     return result;
   }
   // Feed stdin and drain stdout/stderr together so neither side blocks on a full pipe.
   size_t written = 0;
-  int in_fd = in_pipe[1];
+  int in_fd = in_fd_;
   if (input.empty()) {
     close(in_fd);
     in_fd = -1;
@@ -100,8 +126,8 @@ CommandResult RunCommand(const std::vector<std::string>& argv, const std::string
   while (open_fds > 0 || in_fd >= 0) {
     pollfd fds[3];
     int n = 0;
-    if (out_open) fds[n++] = {.fd = out_pipe[0], .events = POLLIN, .revents = 0};
-    if (err_open) fds[n++] = {.fd = err_pipe[0], .events = POLLIN, .revents = 0};
+    if (out_open) fds[n++] = {.fd = out_fd_, .events = POLLIN, .revents = 0};
+    if (err_open) fds[n++] = {.fd = err_fd_, .events = POLLIN, .revents = 0};
     if (in_fd >= 0) fds[n++] = {.fd = in_fd, .events = POLLOUT, .revents = 0};
     if (poll(fds, n, -1) < 0) {
       if (errno == EINTR) continue;
@@ -122,21 +148,29 @@ CommandResult RunCommand(const std::vector<std::string>& argv, const std::string
       char buf[65536];
       ssize_t r = read(fds[i].fd, buf, sizeof(buf));
       if (r > 0) {
-        (fds[i].fd == out_pipe[0] ? result.out : result.err).append(buf, static_cast<size_t>(r));
+        (fds[i].fd == out_fd_ ? result.out : result.err).append(buf, static_cast<size_t>(r));
       } else if (r == 0 || errno != EINTR) {
-        if (fds[i].fd == out_pipe[0]) out_open = false;
-        if (fds[i].fd == err_pipe[0]) err_open = false;
+        if (fds[i].fd == out_fd_) out_open = false;
+        if (fds[i].fd == err_fd_) err_open = false;
         --open_fds;
       }
     }
   }
-  close(out_pipe[0]);
-  close(err_pipe[0]);
+  if (in_fd >= 0) close(in_fd);
+  close(out_fd_);
+  close(err_fd_);
   int status = 0;
-  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  while (waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
   }
+  pid_ = -1;
   result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   return result;
+}
+
+CommandResult RunCommand(const std::vector<std::string>& argv, const std::string& input,
+                         const std::vector<std::string>& env) {
+  PreparedCommand command(argv, env);
+  return command.Finish(input);
 }
 
 absl::StatusOr<std::string> RunChecked(const std::vector<std::string>& argv,

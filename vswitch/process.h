@@ -26,6 +26,25 @@ struct CommandResult {
 CommandResult RunCommand(const std::vector<std::string>& argv, const std::string& input = "",
                          const std::vector<std::string>& env = {});
 
+/// A command started before its input is known, waiting on its stdin: Finish() feeds the
+/// input, closes stdin and collects the result. What it saves is the process start (exec,
+/// dynamic linking, library init), ~0.1 s for ovs-ofctl on a loaded 2-core machine. A command
+/// destroyed unfinished is killed, never run on empty input.
+class PreparedCommand {
+ public:
+  PreparedCommand(const std::vector<std::string>& argv, const std::vector<std::string>& env = {});
+  ~PreparedCommand();
+  PreparedCommand(const PreparedCommand&) = delete;
+  PreparedCommand& operator=(const PreparedCommand&) = delete;
+  /// Once; later calls (or a command that did not start) return exit_code -1 with the reason.
+  CommandResult Finish(const std::string& input);
+
+ private:
+  std::string error_;
+  pid_t pid_ = -1;
+  int in_fd_ = -1, out_fd_ = -1, err_fd_ = -1;
+};
+
 /// As RunCommand, but a non-zero exit is an error whose message names the command and
 /// quotes its stderr; returns stdout.
 absl::StatusOr<std::string> RunChecked(const std::vector<std::string>& argv,

@@ -5,6 +5,7 @@
 #include <openssl/hmac.h>
 
 #include <cstring>
+#include <utility>
 
 #include "offload/packet/checksum.h"
 
@@ -46,6 +47,8 @@ void EncodeFastpathRedirect(const FastpathRedirect& r, const FastpathKey& key, u
   Put16(p + 16, r.flow_src_port);
   Put16(p + 18, r.flow_dst_port);
   p[20] = r.proto;
+  p[21] = static_cast<uint8_t>(r.dst_encap);
+  p[22] = static_cast<uint8_t>(r.src_encap);
   Put32(p + 24, r.dip);
   Put32(p + 28, r.dst_pa);
   Put32(p + 32, r.src_host_pa);
@@ -66,6 +69,10 @@ RedirectCheck DecodeFastpathRedirect(const uint8_t* p, size_t len, const Fastpat
   out->flow_src_port = Get16(p + 16);
   out->flow_dst_port = Get16(p + 18);
   out->proto = p[20];
+  for (auto [byte, encap] : {std::pair{p[21], &out->dst_encap}, std::pair{p[22], &out->src_encap}}) {
+    if (byte > static_cast<uint8_t>(flow::Tunnel::kGre)) return RedirectCheck::kMalformed;
+    *encap = byte == 0 ? flow::Tunnel::kIpip : static_cast<flow::Tunnel>(byte);
+  }
   out->dip = Get32(p + 24);
   out->dst_pa = Get32(p + 28);
   out->src_host_pa = Get32(p + 32);

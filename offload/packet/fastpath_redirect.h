@@ -7,7 +7,8 @@
 // PA, not encapsulated. Payload, big-endian, kFastpathRedirectLen bytes:
 //    0  "SLFP"            4  version (1)        5  type (1 = redirect)   6  reserved (0)
 //    8  flow src IPv4    12  flow dst IPv4     16  flow src port        18  flow dst port
-//   20  IP protocol      21  reserved (3)      24  DIP chosen by the mux
+//   20  IP protocol      21  dst host's encap  22  src host's encap   23  reserved (0)
+//   24  DIP chosen by the mux
 //   28  dst PA (the backend's PA, i.e. the destination VM's underlay address)
 //   32  src host PA (the host owning the flow's SNAT source port)
 //   36  timestamp, unix seconds (8)            44  HMAC-SHA256 over bytes 0..43 (32)
@@ -40,6 +41,10 @@ struct FastpathRedirect {
   uint32_t dst_pa = 0;
   uint32_t src_host_pa = 0;
   uint64_t timestamp_s = 0;
+  /// What each host decapsulates from its Fastpath peer (the mux's backend and SNAT range
+  /// `encap:`; GRE for an Open vSwitch host). kNone on the wire (an older mux) means IPIP.
+  flow::Tunnel dst_encap = flow::Tunnel::kIpip;
+  flow::Tunnel src_encap = flow::Tunnel::kIpip;
 };
 
 enum class RedirectCheck : uint8_t {

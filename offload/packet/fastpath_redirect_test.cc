@@ -32,6 +32,28 @@ TEST(FastpathRedirectTest, RoundTrips) {
   EXPECT_EQ(out.timestamp_s, 1795000000u);
 }
 
+TEST(FastpathRedirectTest, CarriesEachHostsEncap) {
+  uint8_t payload[kFastpathRedirectLen];
+  FastpathRedirect in = Sample();
+  in.dst_encap = flow::Tunnel::kGre;  // the DIP's host is an Open vSwitch host
+  EncodeFastpathRedirect(in, Key(1), payload);
+  FastpathRedirect out;
+  ASSERT_EQ(DecodeFastpathRedirect(payload, sizeof(payload), Key(1), &out), RedirectCheck::kOk);
+  EXPECT_EQ(out.dst_encap, flow::Tunnel::kGre);
+  EXPECT_EQ(out.src_encap, flow::Tunnel::kIpip);
+  // An older mux leaves the bytes 0: IPIP both ways.
+  in.dst_encap = in.src_encap = flow::Tunnel::kNone;
+  EncodeFastpathRedirect(in, Key(1), payload);
+  ASSERT_EQ(DecodeFastpathRedirect(payload, sizeof(payload), Key(1), &out), RedirectCheck::kOk);
+  EXPECT_EQ(out.dst_encap, flow::Tunnel::kIpip);
+  EXPECT_EQ(out.src_encap, flow::Tunnel::kIpip);
+  // An encap this agent does not know is malformed, even when authentic.
+  in.src_encap = static_cast<flow::Tunnel>(9);
+  EncodeFastpathRedirect(in, Key(1), payload);
+  EXPECT_EQ(DecodeFastpathRedirect(payload, sizeof(payload), Key(1), &out),
+            RedirectCheck::kMalformed);
+}
+
 TEST(FastpathRedirectTest, ForgeriesAreRejected) {
   uint8_t payload[kFastpathRedirectLen];
   EncodeFastpathRedirect(Sample(), Key(1), payload);

@@ -23,4 +23,15 @@ bad_auth=$(lab_stat_sum drops.fastpath_redirect_bad_auth "${LAB_AGENTS[@]}")
 ((bad_auth == 0)) || lab_fail "$bad_auth redirects failed authentication"
 ((100 * $(lab_stat host1 fastpath.redirects_applied_source) > 0)) ||
   lab_fail "host1 applied no redirect"
+# The other way round: vm3 (host2) downloads from VIP1; the connections Maglev gives to
+# host1's VMs go host to host with host2 as the source (on OVS: its table-3 GRE flows).
+source_applied() { (($(lab_stat host2 fastpath.redirects_applied_source) > 0)); }
+for _ in 1 2 3 4 5 6 7 8 9 10; do
+  got=$(lab_ns sl-vm3 curl -s --connect-timeout 3 --max-time 20 -o /dev/null \
+    -w '%{size_download}' "http://$LAB_VIP:$LAB_VIP_PORT/stream?bytes=300000")
+  [[ "$got" == 300000 ]] || lab_fail "vm3's download from VIP1 received $got of 300000 bytes"
+  source_applied && break
+done
+source_applied || lab_fail "host2 applied no redirect as the source host"
+echo "  vm3 (host2) -> VIP1: host2 applied $(lab_stat host2 fastpath.redirects_applied_source) redirect(s) as source, host1 $(lab_stat host1 fastpath.redirects_applied_destination) as destination"
 echo "PASS: after the handshake the connection went host to host"
