@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <ctime>
 #include <cstdio>
 #include <cstring>
 #include <algorithm>
@@ -35,6 +36,11 @@ constexpr uint64_t kSnatOutCookie = vswitch::kBaseCookie | 0x20000;
 constexpr uint64_t kSnatInCookie = vswitch::kBaseCookie | 0x30000;
 constexpr uint64_t kSnatDeliverCookie = vswitch::kBaseCookie | 0x40000;
 constexpr uint64_t kSnatPickCookie = vswitch::kBaseCookie | 0x50000;
+constexpr uint64_t kSnatExhaustedCookie = vswitch::kBaseCookie | 0x60000;  // | ofport << 1 | udp
+constexpr uint64_t kSnatRouteCookie = vswitch::kBaseCookie | 0x70000;
+constexpr uint64_t kFastpathCookie = vswitch::kBaseCookie | 0x80000;
+// A redirect's timestamp may be this far off the host's clock (as the DPDK agent's).
+constexpr uint64_t kRedirectMaxAgeS = 60;
 constexpr uint64_t kCookieKindMask = ~uint64_t{0xffff};
 
 // Value of "name=<number>" in a dump-flows line (decimal, or hex with 0x); 0 if absent.
@@ -246,6 +252,21 @@ VswitchPlan PlanVswitch(const AgentConfig& config, const flow::MacAddr& bridge_m
   }
   ex.extra_flows.push_back(MissFlow(kExtraCookie | 0xfff0, 1, 0, kReplyMissVlan));
   ex.extra_flows.push_back(MissFlow(kExtraCookie | 0xfff1, 2, 0, kSnatReplyMissVlan));
+  // Fastpath redirects from the muxes (to the host PA: source side; to a VM's PA:
+  // destination side) go to the agent.
+  auto redirect_flow = [](uint64_t cookie, uint32_t pa) {
+    return OvsFlow{
+        .cookie = cookie,
+        .priority = 64900,
+        .match = StrCat("udp,in_port=", kVswitchUplinkOfport, ",nw_dst=", flow::FormatIpv4(pa),
+                        ",tp_dst=", packet::kFastpathUdpPort, ",nw_frag=no"),
+        .actions = StrCat("push_vlan:0x8100,set_field:", 0x1000 | kRedirectVlan,
+                          "->vlan_vid,output:", kVswitchSlowPathOfport)};
+  };
+  ex.extra_flows.push_back(redirect_flow(kExtraCookie | 0xfff2, config.address.addr));
+  for (size_t v = 0; v < config.vms.size(); ++v) {
+    ex.extra_flows.push_back(redirect_flow(port_cookie(vm_ofports[v], 2), config.vms[v].pa));
+  }
   return plan;
 }
 
@@ -303,8 +324,24 @@ std::vector<OvsFlow> SnatFlows(const AgentConfig& config, const VswitchPlan& pla
                kVswitchUplinkOfport);
     auto snat = [&](const SnatRange& r) {
       return StrCat("ct(commit,zone=", kSnatCtZone, ",nat(src=", Ipv4ToString(r.vip), ":",
-                    r.first, "-", r.last, ")),", to_router);
+                    r.first, "-", r.last, "),table=", kSnatOutTable, ")");
     };
+    if (flows.empty() || flows.front().cookie != kSnatRouteCookie) {
+      // SNAT'd, not redirected: to the router.
+      flows.insert(flows.begin(), OvsFlow{.cookie = kSnatRouteCookie,
+                                          .table = kSnatOutTable,
+                                          .priority = 10,
+                                          .match = "ip",
+                                          .actions = to_router});
+    }
+    // Conntrack found no free port of the lease for this connection (ct NAT leaves the
+    // source as it was): counted per VM, dropped.
+    flows.push_back(OvsFlow{
+        .cookie = kSnatExhaustedCookie | (uint64_t{ofport} << 1) | (lease.proto == 17 ? 1 : 0),
+        .table = kSnatOutTable,
+        .priority = 100,
+        .match = StrCat(proto, ",nw_src=", Ipv4ToString(lease.dip)),
+        .actions = "drop"});
     const std::vector<SnatRange> ranges = SnatRangesOf(config, lease.dip, lease.proto);
     const uint64_t n = vm_protos.size() - 1;
     if (ranges.size() == 1) {
@@ -432,6 +469,87 @@ std::vector<NatFlow> ConntrackFlows(std::string_view dump, const AgentConfig& co
     flows.push_back(f);
   }
   return flows;
+}
+
+RedirectOutcome FastpathFlows(const AgentConfig& config, const std::vector<uint32_t>& vm_ofports,
+                              const packet::FastpathRedirect& r, uint64_t cookie,
+                              std::vector<OvsFlow>* flows) {
+  flows->clear();
+  const bool tcp = r.proto == flow::kProtoTcp;
+  const std::string proto = tcp ? "tcp" : "udp";
+  const std::string l4 = tcp ? "tcp" : "udp";
+  const uint32_t idle_s = tcp ? config.nat.tcp_established_timeout_s : config.nat.udp_timeout_s;
+  const auto idle = static_cast<uint16_t>(std::min<uint32_t>(idle_s, 65535));
+  auto tunnel_to = [](uint32_t src, uint32_t dst) {
+    return StrCat("set_field:", Ipv4ToString(src), "->tun_src,set_field:", Ipv4ToString(dst),
+                  "->tun_dst,output:", kVswitchGreOfport);
+  };
+  auto is_local = [&config](uint32_t pa) {
+    if (pa == config.address.addr) return true;
+    for (const VmConfig& vm : config.vms) {
+      if (vm.pa == pa) return true;
+    }
+    return false;
+  };
+  // Source side: the flow comes from a port of one of our VMs' leases.
+  if (r.src_host_pa == config.address.addr && !is_local(r.dst_pa)) {
+    for (const SnatLeaseConfig& lease : config.snat_leases) {
+      if (lease.vip != r.flow_src || lease.proto != r.proto || r.flow_src_port < lease.port_start ||
+          r.flow_src_port - lease.port_start >= lease.port_count) {
+        continue;
+      }
+      flows->push_back(OvsFlow{
+          .cookie = cookie,
+          .table = kSnatOutTable,
+          .priority = kFastpathFlowPriority,
+          .idle_timeout = idle,
+          .match = StrCat(proto, ",nw_src=", Ipv4ToString(r.flow_src), ",tp_src=",
+                          r.flow_src_port, ",nw_dst=", Ipv4ToString(r.flow_dst),
+                          ",tp_dst=", r.flow_dst_port),
+          .actions = StrCat("dec_ttl,", tunnel_to(config.address.addr, r.dst_pa))});
+      return RedirectOutcome::kAppliedSource;
+    }
+    return RedirectOutcome::kNotOurs;
+  }
+  // Destination side: the chosen DIP is one of our VMs, reached at its PA.
+  if (r.src_host_pa == config.address.addr) return RedirectOutcome::kNotOurs;
+  for (size_t v = 0; v < config.vms.size() && v < vm_ofports.size(); ++v) {
+    const VmConfig& vm = config.vms[v];
+    if (vm.pa != r.dst_pa || vm.dip != r.dip) continue;
+    const uint32_t ofport = vm_ofports[v];
+    for (const EndpointConfig& ep : config.endpoints) {
+      if (ep.dip != vm.dip || ep.vip != r.flow_dst || ep.port != r.flow_dst_port ||
+          ep.proto != r.proto) {
+        continue;
+      }
+      const std::string to_source = StrCat("dec_ttl,", tunnel_to(vm.pa, r.src_host_pa));
+      if (SharesDipPort(config, ep)) {
+        // Replies are un-NATed by conntrack (table 0's return flow): pick this connection's
+        // among them in table 1.
+        flows->push_back(OvsFlow{
+            .cookie = cookie,
+            .table = 1,
+            .priority = kFastpathFlowPriority,
+            .idle_timeout = idle,
+            .match = StrCat("ct_state=+trk+rpl,", proto, ",in_port=", ofport, ",nw_src=",
+                            Ipv4ToString(ep.vip), ",tp_src=", ep.port, ",nw_dst=",
+                            Ipv4ToString(r.flow_src), ",tp_dst=", r.flow_src_port),
+            .actions = to_source});
+      } else {
+        flows->push_back(OvsFlow{
+            .cookie = cookie,
+            .priority = kFastpathFlowPriority,
+            .idle_timeout = idle,
+            .match = StrCat(proto, ",in_port=", ofport, ",nw_src=", Ipv4ToString(vm.dip),
+                            ",tp_src=", ep.dip_port, ",nw_dst=", Ipv4ToString(r.flow_src),
+                            ",tp_dst=", r.flow_src_port, ",nw_frag=no"),
+            .actions = StrCat("set_field:", Ipv4ToString(ep.vip), "->ip_src,set_field:", ep.port,
+                              "->", l4, "_src,", to_source)});
+      }
+      return RedirectOutcome::kAppliedDestination;
+    }
+  }
+  return RedirectOutcome::kNotOurs;
 }
 
 size_t StageAgentRules(const AgentConfig& config, const PortMap& ports,
@@ -628,9 +746,67 @@ void VswitchAgent::ReadSlowPath(std::stop_token stop) {
     if (vlan == 0 && n >= 18 && frame[12] == 0x81 && frame[13] == 0x00) {
       vlan = static_cast<uint16_t>(((frame[14] << 8) | frame[15]) & 0x0fff);
     }
+    if (vlan == kRedirectVlan) {
+      HandleRedirect(frame, static_cast<size_t>(n));
+      continue;
+    }
     ++slow_path_packets_;
     ++misses_[static_cast<size_t>(ClassifyMiss(vlan))];
   }
+}
+
+void VswitchAgent::HandleRedirect(const uint8_t* frame, size_t len) {
+  ++redirects_received_;
+  auto outcome = [this](RedirectOutcome o) { ++redirects_[static_cast<size_t>(o)]; };
+  size_t l3 = 14;  // the kernel normally strips the VLAN tag into the auxdata
+  if (len >= 18 && frame[12] == 0x81 && frame[13] == 0x00) l3 = 18;
+  if (len < l3 + 20 || frame[l3 - 2] != 0x08 || frame[l3 - 1] != 0x00) {
+    return outcome(RedirectOutcome::kMalformed);
+  }
+  const uint8_t* ip = frame + l3;
+  const size_t ihl = size_t{ip[0] & 0x0fu} * 4;
+  const size_t total = size_t{ip[2]} << 8 | ip[3];
+  if (ihl < 20 || total > len - l3 || total < ihl + 8) return outcome(RedirectOutcome::kMalformed);
+  if (!config_.fastpath_key) return outcome(RedirectOutcome::kBadAuth);
+  packet::FastpathRedirect r;
+  switch (packet::DecodeFastpathRedirect(ip + ihl + 8, total - ihl - 8, *config_.fastpath_key,
+                                         &r)) {
+    case packet::RedirectCheck::kOk:
+      break;
+    case packet::RedirectCheck::kMalformed:
+      return outcome(RedirectOutcome::kMalformed);
+    case packet::RedirectCheck::kBadAuth:
+      return outcome(RedirectOutcome::kBadAuth);
+  }
+  const auto now_s = static_cast<uint64_t>(time(nullptr));
+  if ((now_s > r.timestamp_s ? now_s - r.timestamp_s : r.timestamp_s - now_s) > kRedirectMaxAgeS) {
+    return outcome(RedirectOutcome::kStale);
+  }
+  if (!config_.address.Contains(r.dst_pa) || !config_.address.Contains(r.src_host_pa) ||
+      (r.proto != flow::kProtoTcp && r.proto != flow::kProtoUdp)) {
+    return outcome(RedirectOutcome::kMalformed);
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<OvsFlow> flows;
+  const RedirectOutcome applied =
+      FastpathFlows(config_, plan_.vm_ofports, r, kFastpathCookie | (fastpath_cookie_seq_++ & 0xffff), &flows);
+  if (flows.empty()) return outcome(applied);
+  std::string lines;
+  for (const OvsFlow& f : flows) lines += "add " + f.Text() + "\n";
+  const auto start = std::chrono::steady_clock::now();
+  absl::Status s = channel_->Bundle(lines);
+  const auto us = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                            std::chrono::steady_clock::now() - start)
+                                            .count());
+  fastpath_install_us_last_ = us;
+  if (us > fastpath_install_us_max_) fastpath_install_us_max_ = us;
+  if (!s.ok()) {
+    ++fastpath_install_errors_;
+    fprintf(stderr, "sluice-agent %s: Fastpath flow refused by OVS: %s\n", config_.name.c_str(),
+            std::string(s.message()).c_str());
+    return;
+  }
+  outcome(applied);
 }
 
 void VswitchAgent::Stage(const AgentConfig& config, const VswitchPlan& plan) {
@@ -841,11 +1017,25 @@ void VswitchAgent::Refresh() const {
           break;
       }
     }
-    refreshed_.snat_out = refreshed_.snat_in = 0;
+    refreshed_.snat_out = refreshed_.snat_in = refreshed_.fastpath = 0;
+    refreshed_.fastpath_flows = 0;
+    refreshed_.snat_exhausted.assign(config_.vms.size(), 0);
     for (std::string_view line : SplitString(*dump, '\n')) {
-      const uint64_t kind = DumpField(line, "cookie") & kCookieKindMask;
-      if (kind == kSnatOutCookie) refreshed_.snat_out += DumpField(line, "n_packets");
-      if (kind == kSnatDeliverCookie) refreshed_.snat_in += DumpField(line, "n_packets");
+      const uint64_t cookie = DumpField(line, "cookie");
+      const uint64_t kind = cookie & kCookieKindMask;
+      const uint64_t packets = DumpField(line, "n_packets");
+      if (kind == kSnatOutCookie) refreshed_.snat_out += packets;
+      if (kind == kSnatDeliverCookie) refreshed_.snat_in += packets;
+      if (kind == kFastpathCookie) {
+        refreshed_.fastpath += packets;
+        ++refreshed_.fastpath_flows;
+      }
+      if (kind == kSnatExhaustedCookie) {
+        const uint64_t ofport = (cookie & 0xffff) >> 1;
+        for (size_t v = 0; v < plan_.vm_ofports.size() && v < config_.vms.size(); ++v) {
+          if (plan_.vm_ofports[v] == ofport) refreshed_.snat_exhausted[v] += packets;
+        }
+      }
     }
   }
   absl::StatusOr<vswitch::DatapathStats> dp = vswitch::ReadDatapathStats(*ovs_);
@@ -882,6 +1072,11 @@ AgentRuntimeStatus VswitchAgent::Status() const {
       {"stateful_return_packets", refreshed_.stateful_return},
       {"snat_out_packets", refreshed_.snat_out},
       {"snat_in_packets", refreshed_.snat_in},
+      {"fastpath_packets", refreshed_.fastpath},
+      {"fastpath_redirects_received", redirects_received_.load()},
+      {"fastpath_redirects_source", Redirects(RedirectOutcome::kAppliedSource)},
+      {"fastpath_redirects_destination", Redirects(RedirectOutcome::kAppliedDestination)},
+      {"fastpath_flows", refreshed_.fastpath_flows},
       {"rules_installed", on_bridge},
       {"slow_path_packets", slow_path_packets_.load()},
       {"ovs_datapath_flows", refreshed_.datapath.flows},
@@ -895,7 +1090,17 @@ AgentRuntimeStatus VswitchAgent::Status() const {
   for (size_t r = 0; r < kNumVswitchMisses; ++r) {
     s.drops.emplace_back(StrCat("miss_", kVswitchMissNames[r]), misses_[r].load());
   }
+  s.drops.emplace_back("fastpath_redirect_malformed", Redirects(RedirectOutcome::kMalformed));
+  s.drops.emplace_back("fastpath_redirect_bad_auth", Redirects(RedirectOutcome::kBadAuth));
+  s.drops.emplace_back("fastpath_redirect_stale", Redirects(RedirectOutcome::kStale));
+  s.drops.emplace_back("fastpath_redirect_not_ours", Redirects(RedirectOutcome::kNotOurs));
+  uint64_t exhausted = 0;
+  for (uint64_t n : refreshed_.snat_exhausted) exhausted += n;
+  s.drops.emplace_back("snat_ports_exhausted", exhausted);
   s.vms.resize(config_.vms.size());
+  for (size_t v = 0; v < s.vms.size() && v < refreshed_.snat_exhausted.size(); ++v) {
+    s.vms[v].snat_ports_exhausted = refreshed_.snat_exhausted[v];
+  }
   return s;
 }
 
@@ -913,8 +1118,18 @@ std::string VswitchAgent::StatsJson(const std::function<void(JsonWriter&)>& more
       .Field("stateful_return_packets", refreshed_.stateful_return)
       .Field("snat_out_packets", refreshed_.snat_out)
       .Field("snat_in_packets", refreshed_.snat_in)
-      .Field("fastpath_packets", uint64_t{0})
+      .Field("fastpath_packets", refreshed_.fastpath)
       .Field("config_generation", generation_.load());
+  j.Key("fastpath")
+      .BeginObject()
+      .Field("redirects_received", redirects_received_.load())
+      .Field("redirects_applied_source", Redirects(RedirectOutcome::kAppliedSource))
+      .Field("redirects_applied_destination", Redirects(RedirectOutcome::kAppliedDestination))
+      .Field("flows", refreshed_.fastpath_flows)
+      .Field("install_errors", fastpath_install_errors_.load())
+      .Field("install_us_last", fastpath_install_us_last_.load())
+      .Field("install_us_max", fastpath_install_us_max_.load())
+      .EndObject();
   j.Key("ovs").BeginObject();
   j.Field("run_dir", config_.vswitch.run_dir)
       .Field("bridge", config_.vswitch.bridge)
@@ -951,7 +1166,27 @@ std::string VswitchAgent::StatsJson(const std::function<void(JsonWriter&)>& more
   // The DPDK agent's drop names, so scripts can read drops.X from either mode.
   j.Key("drops").BeginObject();
   j.Field("no_rule", slow_path_packets_.load());
+  j.Field("fastpath_redirect_malformed", Redirects(RedirectOutcome::kMalformed));
+  j.Field("fastpath_redirect_bad_auth", Redirects(RedirectOutcome::kBadAuth));
+  j.Field("fastpath_redirect_stale", Redirects(RedirectOutcome::kStale));
+  j.Field("fastpath_redirect_not_ours", Redirects(RedirectOutcome::kNotOurs));
+  uint64_t exhausted = 0;
+  for (uint64_t n : refreshed_.snat_exhausted) exhausted += n;
+  j.Field("snat_ports_exhausted", exhausted);
   j.EndObject();
+  // Per VM, as the DPDK agent's (snat_ports_exhausted: packets of new connections conntrack
+  // found no free port of the VM's lease for; dropped).
+  j.Key("vms").BeginArray();
+  for (size_t v = 0; v < config_.vms.size(); ++v) {
+    j.BeginObject()
+        .Field("name", config_.vms[v].name)
+        .Field("dip", Ipv4ToString(config_.vms[v].dip))
+        .Field("pa", Ipv4ToString(config_.vms[v].pa))
+        .Field("snat_ports_exhausted",
+               v < refreshed_.snat_exhausted.size() ? refreshed_.snat_exhausted[v] : 0)
+        .EndObject();
+  }
+  j.EndArray();
   if (more) more(j);
   j.EndObject();
   return j.str();

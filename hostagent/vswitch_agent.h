@@ -24,6 +24,7 @@
 #include "hostagent/grpc_service.h"
 #include "hostagent/nat_flow_table.h"
 #include "hostagent/rules.h"
+#include "offload/packet/fastpath_redirect.h"
 #include "vswitch/executor.h"
 #include "vswitch/ovs_instance.h"
 
@@ -42,6 +43,15 @@ inline constexpr uint32_t kVswitchSlowPathOfport = 301;
 inline constexpr uint16_t kReplyMissVlan = 4000;
 /// VLAN id of a miss of table 2: GRE to a SNAT VIP without a matching SNAT connection.
 inline constexpr uint16_t kSnatReplyMissVlan = 4001;
+/// VLAN id of a Fastpath redirect (UDP to port 6090 of a local PA from the uplink): not a
+/// miss, the agent decodes it and installs the connection's host-to-host flows.
+inline constexpr uint16_t kRedirectVlan = 4002;
+/// Table 4: a SNAT'd packet after ct(commit,nat) — to the router, to a Fastpath peer, or, if
+/// conntrack found no free port in the lease (the source is still the DIP), dropped and
+/// counted as the VM's snat_ports_exhausted.
+inline constexpr uint8_t kSnatOutTable = 4;
+/// Priority of the per-connection Fastpath flows (above the endpoints' rules, below base).
+inline constexpr uint16_t kFastpathFlowPriority = 200;
 /// Conntrack zones: NAT of inbound connections to shared DIP:ports, and SNAT.
 inline constexpr uint16_t kEndpointCtZone = 1;
 inline constexpr uint16_t kSnatCtZone = 2;
@@ -127,6 +137,30 @@ std::vector<vswitch::OvsFlow> SnatFlows(const AgentConfig& config, const Vswitch
 /// entries of other zones, protocols or DIPs are skipped.
 std::vector<NatFlow> ConntrackFlows(std::string_view dump, const AgentConfig& config);
 
+/// Why a redirect was not applied (the DPDK agent's drop names).
+enum class RedirectOutcome : uint8_t {
+  kAppliedSource = 0,   ///< This host owns the flow's SNAT port: its VM's packets go direct.
+  kAppliedDestination,  ///< This host has the chosen DIP: its replies go direct.
+  kMalformed,           ///< Bad length/magic/version/encap, or PAs outside the underlay.
+  kBadAuth,             ///< HMAC does not verify (or no fastpath_key configured).
+  kStale,               ///< Timestamp more than 60 s off.
+  kNotOurs,             ///< Neither side of the flow is on this host.
+  kCount
+};
+
+/// The flows a verified redirect `r` asks of this host (`config`, its VMs on OpenFlow ports
+/// `vm_ofports`), with `cookie`: on the source side, table 4 sends the VM's SNAT'd packets
+/// of the flow in GRE to the DIP's PA; on the destination side, the DIP's replies of the
+/// flow are rewritten to the VIP:port (or un-NATed by conntrack for a shared DIP:port, in
+/// table 1) and sent in GRE to the source host. OVS can only send GRE: every Fastpath peer
+/// of an OVS host must decap it (sluice-agent does in both modes). Each flow's idle_timeout
+/// is the NAT idle timeout of its protocol. Returns how the redirect applies here
+/// (kAppliedSource, kAppliedDestination or kNotOurs; a redirect between two VMs of this host
+/// is not ours: they need no Fastpath).
+RedirectOutcome FastpathFlows(const AgentConfig& config, const std::vector<uint32_t>& vm_ofports,
+                              const packet::FastpathRedirect& r, uint64_t cookie,
+                              std::vector<vswitch::OvsFlow>* flows);
+
 /// Stages `config`'s rules (conntrack NAT for shared DIP:ports) on `executor` in place of
 /// what it held. Returns the number of rules OVS refused (their reasons are in the statuses).
 size_t StageAgentRules(const AgentConfig& config, const PortMap& ports,
@@ -157,6 +191,7 @@ class VswitchAgent : public AgentRuntime {
   std::string StatsJson(const std::function<void(JsonWriter&)>& more = nullptr) const;
   const vswitch::ReconcileReport& start_report() const { return start_report_; }
   uint64_t Misses(VswitchMiss why) const { return misses_[static_cast<size_t>(why)].load(); }
+  uint64_t Redirects(RedirectOutcome o) const { return redirects_[static_cast<size_t>(o)].load(); }
 
  private:
   explicit VswitchAgent(const AgentConfig& config) : config_(config) {}
@@ -180,6 +215,8 @@ class VswitchAgent : public AgentRuntime {
   /// Removes `config.vms[v]`'s port and PA for each v (their flows must be gone).
   void UnplugVms(const AgentConfig& config, const std::vector<size_t>& vms);
   void ReadSlowPath(std::stop_token stop);
+  /// Decodes, checks and applies a redirect frame read from the slow-path port.
+  void HandleRedirect(const uint8_t* frame, size_t len);
   /// Refreshes the flows' counters and OVS's datapath stats (at most every 250 ms).
   void Refresh() const;
 
@@ -197,12 +234,21 @@ class VswitchAgent : public AgentRuntime {
   int slow_fd_ = -1;
   std::array<std::atomic<uint64_t>, kNumVswitchMisses> misses_{};
   std::atomic<uint64_t> slow_path_packets_{0};
+  std::atomic<uint64_t> redirects_received_{0};
+  std::array<std::atomic<uint64_t>, static_cast<size_t>(RedirectOutcome::kCount)> redirects_{};
+  std::atomic<uint64_t> fastpath_install_errors_{0};
+  /// How long the last / slowest Fastpath bundle took (ovs-ofctl: connect, bundle commit),
+  /// microseconds.
+  std::atomic<uint64_t> fastpath_install_us_last_{0}, fastpath_install_us_max_{0};
+  uint64_t fastpath_cookie_seq_ = 0;  ///< Guarded by mu_.
   std::jthread slow_path_thread_;
 
   mutable std::mutex mu_;  ///< Guards config_, executor_ and the refreshed values below.
   struct Refreshed {
     std::chrono::steady_clock::time_point at{};
     uint64_t inbound = 0, dsr_return = 0, stateful_return = 0, snat_out = 0, snat_in = 0;
+    uint64_t fastpath = 0, fastpath_flows = 0;
+    std::vector<uint64_t> snat_exhausted;  ///< Per VM: packets conntrack found no port for.
     vswitch::DatapathStats datapath;
     std::string datapath_error;
     std::string hw_offload = "false";

@@ -105,6 +105,11 @@ TEST(VswitchAgentTest, PlanHasPortsArpAnswersAndTaggedMisses) {
             std::string::npos)
       << extra;
   EXPECT_NE(extra.find("table=1,priority=0"), std::string::npos) << extra;
+  // Fastpath redirects to any of the tunnel endpoints go to the agent, tagged.
+  EXPECT_NE(extra.find("udp,in_port=1,nw_dst=10.101.0.33,tp_dst=6090,nw_frag=no actions="
+                       "push_vlan:0x8100,set_field:8098->vlan_vid,output:301"),
+            std::string::npos)
+      << extra;
 }
 
 TEST(VswitchAgentTest, RulesAreGreWithConntrackForSharedDipPorts) {
@@ -171,12 +176,23 @@ TEST(VswitchAgentTest, SnatThroughConntrackPerLease) {
   const VswitchPlan plan = PlanVswitch(config, kBridgeMac, kVmPortMacs);
   std::string text;
   for (const vswitch::OvsFlow& f : SnatFlows(config, plan, kRouterMac)) text += f.Text() + "\n";
-  // Per VM: outbound SNAT to its lease and delivery of un-NATed replies; one GRE entry per VIP.
-  EXPECT_EQ(Lines(text), 5u) << text;
+  // Per VM: outbound SNAT to its lease, the exhaustion counter and delivery of un-NATed
+  // replies; one GRE entry per VIP; table 4's way to the router.
+  EXPECT_EQ(Lines(text), 8u) << text;
   EXPECT_NE(text.find("table=0,priority=50,cookie=0xfff0000000020001,tcp,in_port=3,nw_src="
                       "10.1.0.4,nw_frag=no actions=ct(commit,zone=2,nat(src=10.200.0.10:20192-"
-                      "20255)),dec_ttl,set_field:02:00:00:00:22:01->eth_src,set_field:02:00:0a:"
-                      "65:00:01->eth_dst,output:1\n"),
+                      "20255),table=4)\n"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("table=4,priority=10,cookie=0xfff0000000070000,ip actions=dec_ttl,"
+                      "set_field:02:00:00:00:22:01->eth_src,set_field:02:00:0a:65:00:01->eth_dst,"
+                      "output:1\n"),
+            std::string::npos)
+      << text;
+  // Still the DIP after ct(nat): conntrack had no free port in vm4's lease (cookie: ofport 3
+  // << 1, tcp).
+  EXPECT_NE(text.find("table=4,priority=100,cookie=0xfff0000000060006,tcp,nw_src=10.1.0.4 "
+                      "actions=drop\n"),
             std::string::npos)
       << text;
   EXPECT_NE(text.find("table=0,priority=40,cookie=0xfff0000000030000,tcp,in_port=300,tun_dst="
@@ -188,6 +204,77 @@ TEST(VswitchAgentTest, SnatThroughConntrackPerLease) {
                       "set_field:02:00:0a:01:00:03->eth_dst,output:2"),
             std::string::npos)
       << text;
+}
+
+const std::vector<uint32_t> kOfports = {kVswitchFirstVmOfport, kVswitchFirstVmOfport + 1};
+
+packet::FastpathRedirect Redirect(uint32_t flow_src_port, uint32_t dst_pa, uint32_t src_host_pa,
+                                  uint32_t flow_dst = 0x0ac80014) {
+  return {.flow_src = 0x0ac8000a,  // VIP1, the source VM's SNAT VIP
+          .flow_dst = flow_dst,
+          .flow_src_port = static_cast<uint16_t>(flow_src_port),
+          .flow_dst_port = 80,
+          .proto = 6,
+          .dip = dst_pa == 0x0a650021 ? 0x0a010003u : 0x0a010001u,
+          .dst_pa = dst_pa,
+          .src_host_pa = src_host_pa};
+}
+
+TEST(VswitchAgentTest, FastpathSourceSideSendsTheSnatFlowInGreToTheDipsHost) {
+  AgentConfig config = Host2();
+  config.nat.tcp_established_timeout_s = 300;
+  std::vector<vswitch::OvsFlow> flows;
+  // vm4 (lease 20192-20255) connected to a VIP whose DIP 10.1.0.1 is on host1 (PA .31).
+  ASSERT_EQ(FastpathFlows(config, kOfports, Redirect(20200, 0x0a65001f, 0x0a650016), 0x77, &flows),
+            RedirectOutcome::kAppliedSource);
+  ASSERT_EQ(flows.size(), 1u);
+  EXPECT_EQ(flows[0].Text(),
+            "table=4,priority=200,cookie=0x77,idle_timeout=300,tcp,nw_src=10.200.0.10,"
+            "tp_src=20200,nw_dst=10.200.0.20,tp_dst=80 actions=dec_ttl,set_field:10.101.0.22->"
+            "tun_src,set_field:10.101.0.31->tun_dst,output:300");
+  // A port no lease of ours covers: not ours.
+  EXPECT_EQ(FastpathFlows(config, kOfports, Redirect(20000, 0x0a65001f, 0x0a650016), 0x77, &flows),
+            RedirectOutcome::kNotOurs);
+  EXPECT_TRUE(flows.empty());
+}
+
+TEST(VswitchAgentTest, FastpathDestinationSideSendsRepliesInGreToTheSourceHost) {
+  AgentConfig config = Host2();
+  std::vector<vswitch::OvsFlow> flows;
+  // host1 (PA .21) SNAT'd its VM to VIP1:20001 and connected to VIP2:80, served by vm3
+  // (PA .33). vm3's 8080 serves VIP1 and VIP2: the replies come out of conntrack in table 1.
+  ASSERT_EQ(FastpathFlows(config, kOfports, Redirect(20001, 0x0a650021, 0x0a650015), 0x78, &flows),
+            RedirectOutcome::kAppliedDestination);
+  ASSERT_EQ(flows.size(), 1u);
+  EXPECT_EQ(flows[0].Text(),
+            "table=1,priority=200,cookie=0x78,idle_timeout=" +
+                std::to_string(config.nat.tcp_established_timeout_s) +
+                ",ct_state=+trk+rpl,tcp,in_port=2,nw_src=10.200.0.20,tp_src=80,nw_dst=10.200.0.10,"
+                "tp_dst=20001 actions=dec_ttl,set_field:10.101.0.33->tun_src,set_field:"
+                "10.101.0.21->tun_dst,output:300");
+  // Without the second VIP, vm3's 8080 is stateless: table 0 rewrites the source itself.
+  std::erase_if(config.endpoints, [](const EndpointConfig& e) { return e.vip == 0x0ac8000a; });
+  ASSERT_EQ(FastpathFlows(config, kOfports, Redirect(20001, 0x0a650021, 0x0a650015), 0x78, &flows),
+            RedirectOutcome::kAppliedDestination);
+  ASSERT_EQ(flows.size(), 1u);
+  EXPECT_NE(flows[0].Text().find(
+                "table=0,priority=200,cookie=0x78,idle_timeout=" +
+                std::to_string(config.nat.tcp_established_timeout_s) +
+                ",tcp,in_port=2,nw_src=10.1.0.3,tp_src=8080,nw_dst=10.200.0.10,tp_dst=20001,"
+                "nw_frag=no actions=set_field:10.200.0.20->ip_src,set_field:80->tcp_src,"
+                "dec_ttl,set_field:10.101.0.33->tun_src,set_field:10.101.0.21->tun_dst,"
+                "output:300"),
+            std::string::npos)
+      << flows[0].Text();
+  // Another VM's PA, a DIP that is not the VM at that PA, or a redirect between two of our
+  // own VMs: not ours.
+  EXPECT_EQ(FastpathFlows(config, kOfports, Redirect(20001, 0x0a650023, 0x0a650015), 0x78, &flows),
+            RedirectOutcome::kNotOurs);
+  packet::FastpathRedirect wrong_dip = Redirect(20001, 0x0a650021, 0x0a650015);
+  wrong_dip.dip = 0x0a010004;
+  EXPECT_EQ(FastpathFlows(config, kOfports, wrong_dip, 0x78, &flows), RedirectOutcome::kNotOurs);
+  EXPECT_EQ(FastpathFlows(config, kOfports, Redirect(20200, 0x0a650021, 0x0a650016), 0x78, &flows),
+            RedirectOutcome::kNotOurs);
 }
 
 TEST(VswitchAgentTest, MissesAreClassifiedByTheirTag) {
@@ -225,19 +312,19 @@ TEST(VswitchAgentTest, SeveralSnatChunksArePickedByHashWeightedBySize) {
   const VswitchPlan plan = PlanVswitch(config, kBridgeMac, kVmPortMacs);
   std::string text;
   for (const vswitch::OvsFlow& f : SnatFlows(config, plan, kRouterMac)) text += f.Text() + "\n";
-  // vm3: one flow as before; vm4: the hash flow + 4 links; deliveries; one GRE entry.
-  EXPECT_EQ(Lines(text), 9u) << text;
+  // vm3: one flow as before; vm4: the hash flow + 4 links; deliveries; exhaustion counters;
+  // one GRE entry; the way to the router.
+  EXPECT_EQ(Lines(text), 12u) << text;
   EXPECT_NE(text.find("table=0,priority=50,cookie=0xfff0000000020001,tcp,in_port=3,nw_src="
                       "10.1.0.4,nw_frag=no actions=multipath(symmetric_l4,0,hrw,4,0,"
                       "NXM_NX_REG1[0..15]),resubmit(,3)\n"),
             std::string::npos)
       << text;
-  const std::string router = "dec_ttl,set_field:02:00:00:00:22:01->eth_src,"
-                             "set_field:02:00:0a:65:00:01->eth_dst,output:1\n";
+  const std::string router = "table=4)\n";
   for (const auto& [link, range] : std::vector<std::pair<int, std::string>>{
            {0, "20192-20255"}, {1, "20192-20255"}, {2, "21000-21031"}, {3, "21032-21063"}}) {
     EXPECT_NE(text.find(StrCat(",tcp,in_port=3,nw_src=10.1.0.4,nw_frag=no,reg1=", link,
-                               " actions=ct(commit,zone=2,nat(src=10.200.0.10:", range, ")),",
+                               " actions=ct(commit,zone=2,nat(src=10.200.0.10:", range, "),",
                                router)),
               std::string::npos)
         << link << "\n"
@@ -249,7 +336,7 @@ TEST(VswitchAgentTest, SeveralSnatChunksArePickedByHashWeightedBySize) {
   fewer.snat_leases.pop_back();
   std::string after;
   for (const vswitch::OvsFlow& f : SnatFlows(fewer, plan, kRouterMac)) after += f.Text() + "\n";
-  EXPECT_EQ(Lines(after), 8u) << after;
+  EXPECT_EQ(Lines(after), 11u) << after;
   EXPECT_NE(after.find("hrw,3,0"), std::string::npos) << after;
   EXPECT_EQ(after.find("21000-21031"), std::string::npos) << after;
 }
