@@ -18,7 +18,15 @@ trap 'exit 130' INT TERM
 lab_up || lab_fail "lab up failed"
 lab_poll 15 0.5 lab_vip_answers || lab_fail "no answer from the VIP within 15s"
 echo "=== Fastpath report ==="
-lab_fastpath_download 5000000 || lab_fail "Fastpath goal missed"
+# With host2 on Open vSwitch a redirect becomes a flow through one ovs-ofctl round trip to
+# ovs-vswitchd (measured here 20-220 ms, growing with the machine's load; the DPDK agent
+# applies it in its data path within a round trip), and the connection stays on the muxes
+# meanwhile: that variant downloads 20 MB, so the goal is about the connection's life, not
+# about how fast the load lets a 5 MB download finish (fastpath.install_us_* in host2's stats).
+bytes=5000000
+[[ $LAB_HOST2 == ovs ]] && bytes=20000000
+lab_fastpath_download "$bytes" || lab_fail "Fastpath goal missed"
+[[ $LAB_HOST2 == ovs ]] && echo "  host2 installed its Fastpath flow in $(lab_stat host2 fastpath.install_us_last) us"
 bad_auth=$(lab_stat_sum drops.fastpath_redirect_bad_auth "${LAB_AGENTS[@]}")
 ((bad_auth == 0)) || lab_fail "$bad_auth redirects failed authentication"
 ((100 * $(lab_stat host1 fastpath.redirects_applied_source) > 0)) ||
