@@ -5,24 +5,24 @@
 
 namespace sluice {
 
-bool ParseDaemonArgs(int argc, char** argv, DaemonOptions* options) {
+bool ParseDaemonArgs(int argc, char** argv, DaemonOptions* options, bool eal) {
   const char* prog = argc > 0 ? argv[0] : "sluice";
-  int split = argc;
-  for (int i = 1; i < argc; ++i) {
+  int split = eal ? argc : 0;
+  for (int i = 1; eal && i < argc; ++i) {
     if (strcmp(argv[i], "--") == 0) {
       split = i;
       break;
     }
   }
-  options->eal_argc = split;
-  bool ok = split < argc;
+  options->eal_argc = eal ? split : 0;
+  bool ok = !eal || split < argc;
   for (int i = split + 1; ok && i < argc; ++i) {
     std::string arg = argv[i];
     if (arg == "--config" && i + 1 < argc) {
       options->config = argv[++i];
     } else if (arg == "--stats-socket" && i + 1 < argc) {
       options->stats_socket = argv[++i];
-    } else if (arg == "--run-dir" && i + 1 < argc) {
+    } else if (arg == "--run-dir" && eal && i + 1 < argc) {
       options->run_dir = argv[++i];
     } else if (arg == "--grpc-socket" && i + 1 < argc) {
       options->grpc_socket = argv[++i];
@@ -50,10 +50,11 @@ bool ParseDaemonArgs(int argc, char** argv, DaemonOptions* options) {
     ok = false;
   }
   if (!ok) {
+    const char* dashes = eal ? " <EAL args> --" : "";
     fprintf(stderr,
-            "usage: %s <EAL args> -- --config FILE [--stats-socket PATH] [--run-dir DIR]\n"
+            "usage: %s%s --config FILE [--stats-socket PATH] [--run-dir DIR]\n"
             "           [--grpc-socket PATH] [--grpc-listen H:P] [--metrics-listen A:P]\n"
-            "       %s -- --config FILE --check-config\n"
+            "       %s%s --config FILE --check-config\n"
             "  --config FILE        YAML configuration (see deploy/lab/config/)\n"
             "  --stats-socket PATH  unix socket answering 'stats' with JSON\n"
             "  --grpc-socket PATH   unix socket of the gRPC API (sluicectl --socket PATH)\n"
@@ -65,7 +66,7 @@ bool ParseDaemonArgs(int argc, char** argv, DaemonOptions* options) {
             "  --metrics-listen A:P serve Prometheus metrics on http://A:P/metrics\n"
             "  --run-dir DIR        where the daemon keeps runtime files (default /run/sluice)\n"
             "  --check-config       validate the configuration and exit (0 if it is valid)\n",
-            prog, prog);
+            prog, dashes, prog, eal ? " --" : "");
   }
   return ok;
 }

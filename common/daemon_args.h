@@ -23,8 +23,9 @@ struct DaemonOptions {
   bool check_config = false;  ///< Only load and validate --config, then exit (no EAL, no NIC).
 };
 
-/// Parses the part after "--". On a bad command line prints usage and the problem to stderr
-/// and returns false.
-bool ParseDaemonArgs(int argc, char** argv, DaemonOptions* options);
+/// Parses the part after "--" (with `eal` false, a daemon without DPDK: the whole command
+/// line, no "--"). On a bad command line prints usage and the problem to stderr and returns
+/// false.
+bool ParseDaemonArgs(int argc, char** argv, DaemonOptions* options, bool eal = true);
 
 }  // namespace sluice

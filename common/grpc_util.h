@@ -18,6 +18,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "common/daemon_args.h"
+#include "common/tls_files.h"
 #include "sluice/v1/common.pb.h"
 
 namespace sluice {
@@ -39,26 +40,6 @@ absl::StatusOr<uint8_t> ProtocolField(int value, const std::string& field,
 v1::L4Protocol ProtocolToProto(uint8_t proto);
 /// "10.200.0.10:80/tcp".
 std::string EndpointKey(uint32_t vip, uint16_t port, uint8_t proto);
-
-/// Paths of PEM files for TLS on gRPC over TCP ("" = not given).
-struct TlsFiles {
-  std::string cert;  ///< This side's certificate (chain), leaf first.
-  std::string key;   ///< Its private key (unencrypted PEM).
-  std::string ca;    ///< CA certificate(s) the peer's certificate must be signed by.
-  bool empty() const { return cert.empty() && key.empty() && ca.empty(); }
-};
-
-/// The PEM text of TlsFiles, read and checked.
-struct TlsPem {
-  std::string cert;
-  std::string key;
-  std::string ca;
-};
-
-/// Reads and checks `files`: every given file readable and PEM, the certificate and key
-/// given together and the key the certificate's. Errors name the flag ("<flag_prefix>key",
-/// e.g. "--grpc-tls-key") and the path.
-absl::StatusOr<TlsPem> LoadTlsPem(const TlsFiles& files, const std::string& flag_prefix);
 
 /// Where a daemon serves gRPC.
 struct GrpcServerOptions {
@@ -87,14 +68,6 @@ std::string DescribeGrpcServer(const GrpcServerOptions& options, int bound_tcp_p
 absl::StatusOr<std::unique_ptr<grpc::Server>> StartGrpcServer(
     const GrpcServerOptions& options, const std::vector<grpc::Service*>& services,
     int* tcp_port = nullptr);
-
-/// How a client reaches a TCP target: plaintext (no `tls`) or TLS, verifying the server
-/// against `tls->ca` (the system's roots when empty) and presenting `tls->cert` when set.
-struct DialOptions {
-  std::optional<TlsPem> tls;
-  /// Name the server's certificate must carry, when it differs from the target's host.
-  std::string server_name;
-};
 
 /// True for "unix:/path" and "/path" targets (TLS never applies to them).
 bool IsUnixTarget(const std::string& target);

@@ -212,6 +212,70 @@ TEST_F(GrpcTlsTest, DaemonFlagsAreCheckedBeforeTheDaemonStarts) {
 
 // The unix socket is mode 0660 with the group asked for: only its owner (the daemon's user)
 // and that group's members may connect.
+// The daemons' client side (health_report.tls, snat_allocator.tls, snatd's mux_tls): the YAML
+// map read, its files checked at config time, and the options it yields dial a server that
+// requires mutual TLS.
+TEST_F(GrpcTlsTest, ClientTlsFromYamlDialsAMutualTlsServer) {
+  const std::string target = StartTcp(
+      {.cert = Pki("server.pem"), .key = Pki("server.key"), .ca = Pki("ca.pem")});
+  ASSERT_FALSE(target.empty());
+  auto read = [](const std::string& yaml, DialOptions* out) {
+    absl::StatusOr<ConfigNode> root = ConfigNode::LoadString(yaml, "test.yaml");
+    EXPECT_TRUE(root.ok()) << root.status();
+    if (!root.ok()) return root.status();
+    ConfigNode report = root->Map("health_report");
+    *out = ReadClientTls(report, "tls");
+    return root->status();
+  };
+  DialOptions dial;
+  absl::Status ok = read("health_report:\n  tls: { ca: " + Pki("ca.pem") + ", cert: " +
+                             Pki("client.pem") + ", key: " + Pki("client.key") +
+                             ", server_name: localhost }\n",
+                         &dial);
+  ASSERT_TRUE(ok.ok()) << ok;
+  ASSERT_TRUE(dial.tls.has_value());
+  EXPECT_EQ(dial.server_name, "localhost");
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  v1::HealthResponse response;
+  grpc::Status s = v1::Agent::NewStub(DialSluice(target, dial))->Health(&context, {}, &response);
+  EXPECT_TRUE(s.ok()) << s.error_message();
+
+  // Without the map: plaintext, which the mutual-TLS server refuses.
+  DialOptions plain;
+  ASSERT_TRUE(read("health_report: { timeout_ms: 10 }\n", &plain).ok());
+  EXPECT_FALSE(plain.tls.has_value());
+  grpc::ClientContext context2;
+  context2.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  EXPECT_EQ(v1::Agent::NewStub(DialSluice(target, plain))->Health(&context2, {}, &response)
+                .error_code(),
+            grpc::StatusCode::UNAVAILABLE);
+
+  // Bad maps: the error names the field and the file.
+  struct Case {
+    std::string yaml;
+    std::string error;
+  };
+  const Case cases[] = {
+      {"health_report:\n  tls: { ca: /nonexistent/ca.pem }\n",
+       "test.yaml:2:8: health_report.tls: ca /nonexistent/ca.pem: cannot read"},
+      {"health_report:\n  tls: { cert: " + Pki("client.pem") + " }\n",
+       "health_report.tls: cert needs key too"},
+      {"health_report:\n  tls: { cert: " + Pki("client.pem") + ", key: " + Pki("stray.key") +
+           " }\n",
+       "is not the key of the certificate in " + Pki("client.pem")},
+      {"health_report:\n  tls: {}\n", "health_report.tls: names no file"},
+      {"health_report:\n  tls: { ca: " + Pki("ca.pem") + ", pin: x }\n", "pin"},
+  };
+  for (const Case& c : cases) {
+    DialOptions out;
+    absl::Status status = read(c.yaml, &out);
+    EXPECT_FALSE(status.ok()) << c.yaml;
+    EXPECT_NE(std::string(status.message()).find(c.error), std::string::npos)
+        << c.yaml << " -> " << status.message();
+  }
+}
+
 TEST(GrpcUnixSocketTest, ModeAndGroupLimitWhoMayCall) {
   char dir[] = "/tmp/sluice-grpc-sock-XXXXXX";
   ASSERT_NE(mkdtemp(dir), nullptr);

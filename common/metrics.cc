@@ -418,6 +418,51 @@ void AddUnknown(const json& v, const std::string& path, const std::set<std::stri
   out->Add(name, MetricType::Untyped, StrCat("Stats field ", path, "."), Number(v));
 }
 
+const Field kSnatdFields[] = {
+    {"ready", "ready", kGauge, "1 once the allocator serves requests."},
+    {"table_generation", "table_generation", kGauge, "Changes made to the lease table."},
+    {"chunks_leased", "chunks_leased", kGauge, "SNAT port chunks leased to hosts."},
+    {"chunks_requested", "chunks_requested_total", kCounter, "RequestChunk calls."},
+    {"chunks_granted", "chunks_granted_total", kCounter,
+     "Chunks granted (after every mux learnt where their replies go)."},
+    {"chunks_refused", "chunks_refused_total", kCounter,
+     "Requests refused (bad request, a mux unreachable)."},
+    {"chunks_exhausted", "chunks_exhausted_total", kCounter,
+     "Requests refused because the pool had no free chunk."},
+    {"chunks_returned", "chunks_returned_total", kCounter, "Chunks given back by hosts."},
+    {"mux_sync_errors", "mux_sync_errors_total", kCounter,
+     "Failed attempts to bring a mux's SNAT ranges up to date."},
+};
+
+void AddSnatd(const json& doc, Builder* out, std::set<std::string>* used) {
+  AddFields(doc, std::begin(kSnatdFields), std::end(kSnatdFields), out, used);
+  if (const json* pools = At(doc, "pools"); pools != nullptr && pools->is_array()) {
+    for (const json& p : *pools) {
+      if (!p.is_object()) continue;
+      const Labels labels = {{"pool", p.contains("pool") ? Text(p["pool"]) : ""}};
+      if (p.contains("chunks") && IsNumber(p["chunks"])) {
+        out->Add("pool_chunks", kGauge, "Chunks each pool is carved into.",
+                 Number(p["chunks"]), labels);
+      }
+      if (p.contains("chunks_leased") && IsNumber(p["chunks_leased"])) {
+        out->Add("pool_chunks_leased", kGauge, "Chunks of each pool leased to hosts.",
+                 Number(p["chunks_leased"]), labels);
+      }
+    }
+    used->insert("pools");
+  }
+  if (const json* muxes = At(doc, "muxes"); muxes != nullptr && muxes->is_array()) {
+    for (const json& m : *muxes) {
+      if (!m.is_object() || !m.contains("in_sync") || !m["in_sync"].is_boolean()) continue;
+      out->Add("mux_in_sync", kGauge, "1 if the mux holds the current lease table.",
+               m["in_sync"].get<bool>() ? 1 : 0,
+               {{"mux", m.contains("address") ? Text(m["address"]) : ""}});
+    }
+    used->insert("muxes");
+  }
+  used->insert("chunks");  // one line per lease: sluicectl get leases, not a metric
+}
+
 }  // namespace
 
 absl::StatusOr<std::vector<MetricFamily>> FamiliesFromStats(std::string_view text) {
@@ -427,8 +472,10 @@ absl::StatusOr<std::vector<MetricFamily>> FamiliesFromStats(std::string_view tex
   }
   const json* role = At(doc, "role");
   if (role == nullptr || !role->is_string() ||
-      (role->get<std::string>() != "agent" && role->get<std::string>() != "mux")) {
-    return absl::InvalidArgumentError("stats document has no role \"agent\" or \"mux\"");
+      (role->get<std::string>() != "agent" && role->get<std::string>() != "mux" &&
+       role->get<std::string>() != "snatd")) {
+    return absl::InvalidArgumentError(
+        "stats document has no role \"agent\", \"mux\" or \"snatd\"");
   }
   const std::string role_name = role->get<std::string>();
   Builder out("sluice_" + role_name + "_");
@@ -440,8 +487,10 @@ absl::StatusOr<std::vector<MetricFamily>> FamiliesFromStats(std::string_view tex
   }
   if (role_name == "agent") {
     AddAgent(doc, &out, &used);
-  } else {
+  } else if (role_name == "mux") {
     AddMux(doc, &out, &used);
+  } else {
+    AddSnatd(doc, &out, &used);
   }
   AddUnknown(doc, "", used, &out);
   return out.Take();

@@ -24,7 +24,7 @@ namespace sluice::metrics {
 using StatsSource = std::function<std::string()>;
 
 /// Converts one stats document into metric families named sluice_<role>_... (role from its
-/// "role" field: "agent" or "mux"). Known fields get their documented names, types and
+/// "role" field: "agent", "mux" or "snatd"). Known fields get their documented names, types and
 /// labels; a numeric field this table does not know yet is exported as an untyped metric
 /// named after its path, so nothing a daemon counts is left out. Fails on malformed JSON or
 /// a missing/unknown role.

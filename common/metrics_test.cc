@@ -142,6 +142,31 @@ TEST(MetricsTest, AgentAndMuxHealth) {
   EXPECT_THAT(mux, HasSubstr("sluice_mux_backend_health_unhealthy_dips 1\n"));
 }
 
+TEST(MetricsTest, SnatdChunksPoolsAndMuxSync) {
+  const std::string text = Text(R"json({
+    "role": "snatd", "name": "lab-snatd", "ready": true, "table_generation": 9,
+    "chunks_leased": 3, "chunks_requested": 5, "chunks_granted": 4, "chunks_refused": 1,
+    "chunks_exhausted": 1, "chunks_returned": 1, "mux_sync_errors": 2, "last_error": "x",
+    "pools": [{"pool": "10.200.0.10/tcp 21000-22023", "chunk_ports": 32, "chunks": 32,
+               "chunks_leased": 3}],
+    "muxes": [{"address": "unix:/run/m1.sock", "in_sync": true, "synced_generation": 9,
+               "last_error": ""},
+              {"address": "10.0.0.2:50051", "in_sync": false, "synced_generation": 7,
+               "last_error": "UNAVAILABLE"}],
+    "chunks": ["10.200.0.10/tcp 21000-21031 -> host2"]})json");
+  EXPECT_THAT(text, HasSubstr("sluice_snatd_info{name=\"lab-snatd\"} 1\n"));
+  EXPECT_THAT(text, HasSubstr("# TYPE sluice_snatd_chunks_granted_total counter\n"));
+  EXPECT_THAT(text, HasSubstr("sluice_snatd_chunks_granted_total 4\n"));
+  EXPECT_THAT(text, HasSubstr("sluice_snatd_chunks_leased 3\n"));
+  EXPECT_THAT(text, HasSubstr("sluice_snatd_mux_sync_errors_total 2\n"));
+  EXPECT_THAT(text,
+              HasSubstr("sluice_snatd_pool_chunks_leased{pool=\"10.200.0.10/tcp 21000-22023\"} 3\n"));
+  EXPECT_THAT(text, HasSubstr("sluice_snatd_mux_in_sync{mux=\"unix:/run/m1.sock\"} 1\n"));
+  EXPECT_THAT(text, HasSubstr("sluice_snatd_mux_in_sync{mux=\"10.0.0.2:50051\"} 0\n"));
+  EXPECT_THAT(text, Not(HasSubstr("synced_generation")));
+  EXPECT_THAT(text, Not(HasSubstr("chunk_ports")));
+}
+
 TEST(MetricsTest, RefusesDocumentsItCannotRead) {
   EXPECT_FALSE(FamiliesFromStats("not json").ok());
   EXPECT_FALSE(FamiliesFromStats("[1, 2]").ok());

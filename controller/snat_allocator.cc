@@ -20,7 +20,7 @@ absl::StatusOr<SnatAllocatorConfig> ReadConfig(ConfigNode& root) {
   SnatAllocatorConfig config;
   root.AllowOnly({"allocator", "muxes", "pools"});
   ConfigNode a = root.Map("allocator");
-  a.AllowOnly({"name", "state_file", "mux_timeout_ms", "resync_interval_ms"});
+  a.AllowOnly({"name", "state_file", "mux_timeout_ms", "resync_interval_ms", "mux_tls"});
   config.name = a.OptionalString("name", config.name);
   config.state_file = a.OptionalString("state_file", config.state_file);
   if (config.state_file.empty() || config.state_file[0] != '/') {
@@ -30,6 +30,7 @@ absl::StatusOr<SnatAllocatorConfig> ReadConfig(ConfigNode& root) {
       static_cast<uint32_t>(a.OptionalUint("mux_timeout_ms", config.mux_timeout_ms, 10, 60000));
   config.resync_interval_ms = static_cast<uint32_t>(
       a.OptionalUint("resync_interval_ms", config.resync_interval_ms, 100, 3600 * 1000));
+  config.mux_dial = ReadClientTls(a, "mux_tls");
   std::set<std::string> addresses;
   for (ConfigNode& m : root.Sequence("muxes", true)) {
     m.AllowOnly({"address"});
@@ -75,10 +76,10 @@ RangeKey KeyOf(const v1::SnatRange& r) {
 
 class GrpcMuxRangeClient final : public MuxRangeClient {
  public:
-  GrpcMuxRangeClient(std::string address, uint32_t timeout_ms)
+  GrpcMuxRangeClient(std::string address, uint32_t timeout_ms, const DialOptions& dial)
       : address_(std::move(address)),
         timeout_(timeout_ms),
-        stub_(v1::Mux::NewStub(DialSluice(address_))) {}
+        stub_(v1::Mux::NewStub(DialSluice(address_, dial))) {}
   const std::string& address() const override { return address_; }
 
   absl::Status Sync(const std::vector<SnatPoolConfig>& pools,
@@ -145,8 +146,9 @@ absl::StatusOr<SnatAllocatorConfig> ParseSnatAllocatorConfig(const std::string& 
 }
 
 std::unique_ptr<MuxRangeClient> MakeGrpcMuxRangeClient(const std::string& address,
-                                                       uint32_t timeout_ms) {
-  return std::make_unique<GrpcMuxRangeClient>(address, timeout_ms);
+                                                       uint32_t timeout_ms,
+                                                       const DialOptions& dial) {
+  return std::make_unique<GrpcMuxRangeClient>(address, timeout_ms, dial);
 }
 
 absl::StatusOr<std::vector<v1::SnatRange>> MergeSnatRanges(

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/tls_files.h"
 #include "controller/snat_lease_table.h"
 #include "sluice/v1/mux.pb.h"
 
@@ -25,6 +26,7 @@ struct SnatAllocatorConfig {
   std::vector<SnatPoolConfig> pools;
   uint32_t mux_timeout_ms = 2000;      ///< Per mux call.
   uint32_t resync_interval_ms = 2000;  ///< How often every mux's ranges are checked.
+  DialOptions mux_dial;  ///< `allocator.mux_tls:` towards muxes on TCP (mutual TLS).
 };
 
 /// Reads and checks sluice-snatd's YAML; errors name file, line and field.
@@ -44,9 +46,11 @@ class MuxRangeClient {
 };
 
 /// The gRPC one: reads GetSnatRanges, merges (MergeSnatRanges) and writes SetSnatRanges with
-/// expected_generation, retrying when someone else changed the mux in between.
+/// expected_generation, retrying when someone else changed the mux in between. TLS per `dial`
+/// on TCP addresses.
 std::unique_ptr<MuxRangeClient> MakeGrpcMuxRangeClient(const std::string& address,
-                                                       uint32_t timeout_ms);
+                                                       uint32_t timeout_ms,
+                                                       const DialOptions& dial = {});
 
 /// A mux's ranges with those inside `pools` replaced by `leases`. A mux range that overlaps a
 /// pool without lying inside it is a conflict between the mux's config and the allocator's

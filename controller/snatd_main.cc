@@ -2,8 +2,10 @@
 // VMs (SnatAllocator.RequestChunk) and give them back when idle; it records every lease in
 // its state file and tells every mux which host each chunk belongs to before it answers.
 //
-//   sluice-snatd --config snatd.yaml --grpc-socket PATH [--grpc-listen HOST:PORT]
-//                [--stats-socket PATH] [--check-config]
+//   sluice-snatd --config snatd.yaml --grpc-socket PATH [--grpc-socket-group G]
+//                [--grpc-listen HOST:PORT [--grpc-tls-cert F --grpc-tls-key F [--grpc-tls-ca F]]]
+//                [--stats-socket PATH] [--metrics-listen ADDR:PORT] [--check-config]
+// (common/daemon_args.h; no EAL). Its own client TLS towards muxes is `allocator.mux_tls:`.
 #include <signal.h>
 
 #include <cstdio>
@@ -11,8 +13,10 @@
 #include <ctime>
 #include <string>
 
+#include "common/daemon_args.h"
 #include "common/grpc_util.h"
 #include "common/json_writer.h"
+#include "common/metrics.h"
 #include "common/net_text.h"
 #include "common/stats_server.h"
 #include "common/strings.h"
@@ -21,49 +25,6 @@
 
 namespace sluice::snatd {
 namespace {
-
-struct Options {
-  std::string config;
-  std::string grpc_socket;
-  std::string grpc_listen;
-  std::string stats_socket;
-  bool check_config = false;
-};
-
-bool ParseArgs(int argc, char** argv, Options* o) {
-  bool ok = true;
-  for (int i = 1; ok && i < argc; ++i) {
-    const std::string arg = argv[i];
-    if (arg == "--config" && i + 1 < argc) {
-      o->config = argv[++i];
-    } else if (arg == "--grpc-socket" && i + 1 < argc) {
-      o->grpc_socket = argv[++i];
-    } else if (arg == "--grpc-listen" && i + 1 < argc) {
-      o->grpc_listen = argv[++i];
-    } else if (arg == "--stats-socket" && i + 1 < argc) {
-      o->stats_socket = argv[++i];
-    } else if (arg == "--check-config") {
-      o->check_config = true;
-    } else {
-      fprintf(stderr, "sluice-snatd: unknown or incomplete option '%s'\n", arg.c_str());
-      ok = false;
-    }
-  }
-  if (ok && o->config.empty()) {
-    fprintf(stderr, "sluice-snatd: --config is required\n");
-    ok = false;
-  }
-  if (ok && !o->check_config && o->grpc_socket.empty() && o->grpc_listen.empty()) {
-    fprintf(stderr, "sluice-snatd: --grpc-socket or --grpc-listen is required\n");
-    ok = false;
-  }
-  if (!ok) {
-    fprintf(stderr,
-            "usage: sluice-snatd --config FILE --grpc-socket PATH [--grpc-listen H:P]\n"
-            "                    [--stats-socket PATH] [--check-config]\n");
-  }
-  return ok;
-}
 
 std::string StatsJson(const SnatAllocator& allocator) {
   const SnatAllocator::Snapshot s = allocator.List("");
@@ -109,11 +70,20 @@ std::string StatsJson(const SnatAllocator& allocator) {
 }
 
 int Run(int argc, char** argv) {
-  Options opt;
-  if (!ParseArgs(argc, argv, &opt)) return 2;
+  DaemonOptions opt;
+  if (!ParseDaemonArgs(argc, argv, &opt, /*eal=*/false)) return 2;
+  if (!opt.check_config && opt.grpc_socket.empty() && opt.grpc_listen.empty()) {
+    fprintf(stderr, "sluice-snatd: --grpc-socket or --grpc-listen is required\n");
+    return 2;
+  }
   absl::StatusOr<SnatAllocatorConfig> config = LoadSnatAllocatorConfig(opt.config);
   if (!config.ok()) {
     fprintf(stderr, "sluice-snatd: %s\n", std::string(config.status().message()).c_str());
+    return 1;
+  }
+  absl::StatusOr<GrpcServerOptions> grpc_options = DaemonGrpcOptions(opt);
+  if (!grpc_options.ok()) {
+    fprintf(stderr, "sluice-snatd: %s\n", std::string(grpc_options.status().message()).c_str());
     return 1;
   }
   if (opt.check_config) {
@@ -130,7 +100,7 @@ int Run(int argc, char** argv) {
 
   std::vector<std::unique_ptr<MuxRangeClient>> muxes;
   for (const std::string& address : config->muxes) {
-    muxes.push_back(MakeGrpcMuxRangeClient(address, config->mux_timeout_ms));
+    muxes.push_back(MakeGrpcMuxRangeClient(address, config->mux_timeout_ms, config->mux_dial));
   }
   SnatAllocator allocator(*config, std::move(muxes));
   absl::Status loaded = allocator.LoadState();
@@ -146,12 +116,15 @@ int Run(int argc, char** argv) {
   allocator.Resync();
 
   SnatAllocatorService service(&allocator);
-  absl::StatusOr<std::unique_ptr<grpc::Server>> server = StartGrpcServer(
-      {.unix_socket = opt.grpc_socket, .tcp_listen = opt.grpc_listen}, {&service});
+  int tcp_port = 0;
+  absl::StatusOr<std::unique_ptr<grpc::Server>> server =
+      StartGrpcServer(*grpc_options, {&service}, &tcp_port);
   if (!server.ok()) {
     fprintf(stderr, "sluice-snatd: %s\n", std::string(server.status().message()).c_str());
     return 1;
   }
+  fprintf(stderr, "sluice-snatd %s: %s\n", config->name.c_str(),
+          DescribeGrpcServer(*grpc_options, tcp_port).c_str());
   StatsServer stats;
   if (!opt.stats_socket.empty()) {
     absl::Status s = stats.Start(opt.stats_socket, [&](const std::string& request) {
@@ -162,6 +135,16 @@ int Run(int argc, char** argv) {
       fprintf(stderr, "sluice-snatd: %s\n", std::string(s.message()).c_str());
       return 1;
     }
+  }
+  absl::StatusOr<std::unique_ptr<metrics::MetricsServer>> metrics_server =
+      metrics::ServeDaemonMetrics(opt.metrics_listen, [&] { return StatsJson(allocator); });
+  if (!metrics_server.ok()) {
+    fprintf(stderr, "sluice-snatd: %s\n", std::string(metrics_server.status().message()).c_str());
+    return 1;
+  }
+  if (*metrics_server != nullptr) {
+    fprintf(stderr, "sluice-snatd %s: Prometheus metrics on port %d (GET /metrics)\n",
+            config->name.c_str(), (*metrics_server)->port());
   }
   fprintf(stderr, "sluice-snatd %s: serving\n", config->name.c_str());
   const timespec interval{.tv_sec = config->resync_interval_ms / 1000,

@@ -16,7 +16,9 @@ absl::StatusOr<std::unique_ptr<AgentHealth>> StartAgentHealth(const AgentConfig&
   std::vector<HealthReporter::Destination> report_to;
   for (const HealthReportMux& m : config.health_report.muxes) {
     report_to.push_back(
-        {.name = m.name, .client = NewGrpcMuxHealthClient(m.grpc, config.health_report.retry_max)});
+        {.name = m.name,
+         .client = NewGrpcMuxHealthClient(m.grpc, config.health_report.retry_max,
+                                          config.health_report.dial)});
   }
   return AgentHealth::Create(config, std::move(report_to));
 }
@@ -48,7 +50,8 @@ std::unique_ptr<GrpcSnatAllocator> ConnectSnatAllocator(AgentConfig* config) {
   if (!config->snat_allocator) return nullptr;
   const SnatAllocatorClientConfig& a = *config->snat_allocator;
   auto allocator = std::make_unique<GrpcSnatAllocator>(
-      a.address, config->name, config->address.addr, std::chrono::milliseconds(a.timeout_ms));
+      a.address, config->name, config->address.addr, std::chrono::milliseconds(a.timeout_ms),
+      a.dial);
   absl::StatusOr<std::vector<SnatLeaseConfig>> held = allocator->ListChunks();
   if (!held.ok()) {
     fprintf(stderr, "sluice-agent %s: SNAT allocator %s: %s (its chunks are adopted later)\n",

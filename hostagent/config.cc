@@ -5,6 +5,7 @@
 #include <tuple>
 
 #include "common/config_reader.h"
+#include "common/tls_files.h"
 #include "common/strings.h"
 #include "offload/packet/fastpath_redirect.h"
 
@@ -96,7 +97,7 @@ void ReadSnatAllocator(ConfigNode& root, const std::map<uint32_t, size_t>& vm_by
   if (!root.Has("snat_allocator")) return;
   ConfigNode a = root.Map("snat_allocator");
   a.AllowOnly({"address", "low_water", "return_idle_s", "check_interval_ms",
-               "retry_interval_ms", "timeout_ms", "leases"});
+               "retry_interval_ms", "timeout_ms", "leases", "tls"});
   SnatAllocatorClientConfig c;
   c.address = a.String("address");
   if (a.status().ok() && c.address.empty()) a.Fail("address", "must not be empty");
@@ -108,6 +109,7 @@ void ReadSnatAllocator(ConfigNode& root, const std::map<uint32_t, size_t>& vm_by
   c.retry_interval_ms = static_cast<uint32_t>(
       a.OptionalUint("retry_interval_ms", c.retry_interval_ms, 10, 3600 * 1000));
   c.timeout_ms = static_cast<uint32_t>(a.OptionalUint("timeout_ms", c.timeout_ms, 10, 600000));
+  c.dial = ReadClientTls(a, "tls");
   std::set<std::pair<uint32_t, uint8_t>> seen;
   for (ConfigNode& l : a.Sequence("leases", true)) {
     l.AllowOnly({"dip", "vip", "protocol"});
@@ -188,7 +190,7 @@ bool ValidGrpcTarget(const std::string& target) {
 void ReadHealthReport(ConfigNode& root, AgentConfig* config) {
   if (!root.Has("health_report")) return;
   ConfigNode h = root.Map("health_report");
-  h.AllowOnly({"muxes", "timeout_ms", "retry_min_ms", "retry_max_ms", "refresh_ms"});
+  h.AllowOnly({"muxes", "timeout_ms", "retry_min_ms", "retry_max_ms", "refresh_ms", "tls"});
   HealthReportConfig& r = config->health_report;
   std::set<std::string> names, targets;
   for (ConfigNode& m : h.Sequence("muxes", true)) {
@@ -213,6 +215,7 @@ void ReadHealthReport(ConfigNode& root, AgentConfig* config) {
   if (h.status().ok() && r.retry_max < r.retry_min) {
     h.Fail("retry_max_ms", "must be at least retry_min_ms");
   }
+  r.dial = ReadClientTls(h, "tls");
 }
 
 absl::StatusOr<AgentConfig> ReadAgentConfig(ConfigNode& root) {

@@ -66,6 +66,7 @@ struct SnatAllocatorClientConfig {
   uint32_t check_interval_ms = 200; ///< How often the control thread looks.
   uint32_t retry_interval_ms = 1000;  ///< After a refused request.
   uint32_t timeout_ms = 5000;       ///< Per allocator call (a grant waits for every mux).
+  DialOptions dial;                 ///< `tls:` towards the allocator on TCP.
   std::vector<SnatDynamicLeaseConfig> leases;
 };
 

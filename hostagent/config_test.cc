@@ -70,6 +70,11 @@ TEST(AgentConfigTest, HealthReportMuxes) {
             std::string::npos);
   EXPECT_NE(ErrorOf(Replace(yaml, "grpc: \"unix", "target: \"unix")).find("muxes[0]"),
             std::string::npos);
+  // Client TLS towards muxes on TCP: files checked while reading (common/tls_files.h).
+  EXPECT_FALSE(c->health_report.dial.tls.has_value());
+  EXPECT_EQ(ErrorOf(yaml + "  tls: { ca: /nonexistent/ca.pem }\n"),
+            "host.yaml:21:8: health_report.tls: ca /nonexistent/ca.pem: cannot read: No such file "
+            "or directory");
 }
 
 TEST(AgentConfigTest, DipPortDefaultsToVipPort) {
@@ -205,6 +210,8 @@ TEST(AgentConfigTest, SnatAllocatorIsReadAndChecked) {
             std::string::npos);
   EXPECT_NE(ErrorOf(with + "    - { dip: 10.1.0.1, vip: 10.200.0.11, protocol: tcp }\n")
                 .find("already leases tcp ports dynamically"),
+            std::string::npos);  EXPECT_NE(ErrorOf(Replace(with, "  low_water: 8\n", "  low_water: 8\n  tls: { cert: /x.pem }\n"))
+                .find("snat_allocator.tls: cert needs key too"),
             std::string::npos);
 }
 

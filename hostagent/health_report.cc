@@ -19,18 +19,13 @@ constexpr std::chrono::milliseconds kConnectionPoll{100};
 
 class GrpcMuxHealthClient final : public MuxHealthClient {
  public:
-  GrpcMuxHealthClient(const std::string& target, std::chrono::milliseconds retry_max)
+  GrpcMuxHealthClient(const std::string& target, std::chrono::milliseconds retry_max,
+                      DialOptions dial)
       : target_(target) {
-    std::string address = target;
-    if (!address.empty() && address[0] == '/') address = "unix:" + address;
-    grpc::ChannelArguments args;
     // gRPC's own reconnect backoff would grow to minutes; a mux that comes back must be seen
     // within our retry cap.
-    const int cap = static_cast<int>(std::max<int64_t>(retry_max.count(), 100));
-    args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, std::min(100, cap));
-    args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, std::min(100, cap));
-    args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, cap);
-    channel_ = grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+    dial.max_reconnect_backoff = std::max(retry_max, std::chrono::milliseconds(100));
+    channel_ = DialSluice(target, dial);
     stub_ = v1::Mux::NewStub(channel_);
   }
 
@@ -83,8 +78,9 @@ std::vector<DipVerdict> LocalDipVerdicts(const std::set<uint32_t>& local_dips,
 }
 
 std::unique_ptr<MuxHealthClient> NewGrpcMuxHealthClient(const std::string& target,
-                                                        std::chrono::milliseconds retry_max) {
-  return std::make_unique<GrpcMuxHealthClient>(target, retry_max);
+                                                        std::chrono::milliseconds retry_max,
+                                                        const DialOptions& dial) {
+  return std::make_unique<GrpcMuxHealthClient>(target, retry_max, dial);
 }
 
 HealthReporter::HealthReporter(std::string reporter, std::vector<Destination> muxes,

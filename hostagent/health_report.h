@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "common/tls_files.h"
 #include "hostagent/health.h"
 
 namespace sluice::agent {
@@ -36,6 +37,7 @@ struct HealthReportConfig {
   std::chrono::milliseconds retry_min{100};   ///< First retry after a failed push ...
   std::chrono::milliseconds retry_max{5000};  ///< ... doubling up to this.
   std::chrono::milliseconds refresh{30000};   ///< Whole set again even without a change.
+  DialOptions dial;  ///< `tls:` towards muxes on TCP (mutual TLS with cert + key).
 
   bool operator==(const HealthReportConfig&) const = default;
 };
@@ -64,10 +66,11 @@ class MuxHealthClient {
   virtual bool ConnectionLost() = 0;
 };
 
-/// A client for "unix:/path", "/path" or "host:port"; reconnects with gRPC's backoff capped
-/// at `retry_max` so a mux that comes back is found quickly.
+/// A client for "unix:/path", "/path" or "host:port" (TLS per `dial` on TCP); reconnects with
+/// gRPC's backoff capped at `retry_max` so a mux that comes back is found quickly.
 std::unique_ptr<MuxHealthClient> NewGrpcMuxHealthClient(const std::string& target,
-                                                        std::chrono::milliseconds retry_max);
+                                                        std::chrono::milliseconds retry_max,
+                                                        const DialOptions& dial = {});
 
 /// How the reports to one mux stand (stats, GetStats).
 struct MuxReportStatus {

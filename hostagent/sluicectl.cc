@@ -408,7 +408,7 @@ int GetSnatChunks(const Options& o) {
   grpc::ClientContext context;
   SetDeadline(&context);
   grpc::Status s =
-      v1::SnatAllocator::NewStub(DialSluice(o.socket))->ListLeases(&context, request, &r);
+      v1::SnatAllocator::NewStub(Dial(o, o.socket))->ListLeases(&context, request, &r);
   if (!s.ok()) return Fail(o.socket, s);
   if (o.output == "json") return printf("%s\n", ToJson(r).c_str()), kOk;
   std::vector<std::vector<std::string>> rows;

@@ -27,12 +27,13 @@ absl::StatusOr<SnatLeaseConfig> FromChunk(const v1::SnatChunk& c) {
 }  // namespace
 
 GrpcSnatAllocator::GrpcSnatAllocator(const std::string& address, std::string host,
-                                     uint32_t host_pa, std::chrono::milliseconds timeout)
+                                     uint32_t host_pa, std::chrono::milliseconds timeout,
+                                     const DialOptions& dial)
     : address_(address),
       host_(std::move(host)),
       host_pa_(host_pa),
       timeout_(timeout),
-      stub_(v1::SnatAllocator::NewStub(DialSluice(address))) {}
+      stub_(v1::SnatAllocator::NewStub(DialSluice(address, dial))) {}
 
 absl::StatusOr<SnatLeaseConfig> GrpcSnatAllocator::RequestChunk(uint32_t dip, uint32_t vip,
                                                                 uint8_t proto) {

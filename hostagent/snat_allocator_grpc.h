@@ -13,11 +13,12 @@
 
 namespace sluice::agent {
 
-/// sluice-snatd at `address`, for the host named `host` with PA `host_pa`.
+/// sluice-snatd at `address` (TLS per `dial` on TCP), for the host named `host` with PA
+/// `host_pa`.
 class GrpcSnatAllocator : public SnatAllocatorApi {
  public:
   GrpcSnatAllocator(const std::string& address, std::string host, uint32_t host_pa,
-                    std::chrono::milliseconds timeout);
+                    std::chrono::milliseconds timeout, const DialOptions& dial = {});
   absl::StatusOr<SnatLeaseConfig> RequestChunk(uint32_t dip, uint32_t vip, uint8_t proto) override;
   absl::Status ReturnChunk(const SnatLeaseConfig& chunk) override;
   absl::StatusOr<std::vector<SnatLeaseConfig>> ListChunks() override;
