@@ -1,5 +1,6 @@
 #include "mux_lite/config.h"
 
+#include <algorithm>
 #include <set>
 #include <tuple>
 
@@ -98,7 +99,10 @@ absl::StatusOr<MuxConfig> ReadMuxConfig(ConfigNode& root) {
   }
 
   std::set<std::tuple<uint32_t, uint16_t, uint8_t>> seen_vips;
-  for (ConfigNode& v : root.Sequence("vips", true)) {
+  // A mux may start with no VIPs: the cloud controller pushes them (gRPC SetVips).
+  config.file_sets_vips = root.Has("vips");
+  config.file_sets_snat_ranges = root.Has("snat_ranges");
+  for (ConfigNode& v : root.Sequence("vips", false)) {
     v.AllowOnly({"vip", "port", "protocol", "scheduler", "backends"});
     VipConfig vip;
     vip.vip = v.Ipv4("vip");
@@ -158,6 +162,18 @@ absl::StatusOr<MuxConfig> ReadMuxConfig(ConfigNode& root) {
 }
 
 }  // namespace
+
+std::vector<uint32_t> AnnouncedVipAddresses(const MuxConfig& config) {
+  std::vector<uint32_t> out;
+  for (const VipConfig& vip : config.vips) {
+    const bool serves = std::any_of(vip.backends.begin(), vip.backends.end(),
+                                    [](const BackendConfig& b) { return b.weight > 0; });
+    if (serves && std::find(out.begin(), out.end(), vip.vip) == out.end()) {
+      out.push_back(vip.vip);
+    }
+  }
+  return out;
+}
 
 absl::StatusOr<MuxConfig> LoadMuxConfig(const std::string& path) {
   absl::StatusOr<ConfigNode> root = ConfigNode::LoadFile(path);

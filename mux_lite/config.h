@@ -83,7 +83,17 @@ struct MuxConfig {
   BgpConfig bgp;
   std::vector<VipConfig> vips;
   std::vector<SnatRangeConfig> snat_ranges;
+  /// Whether the file has a `vips:` / `snat_ranges:` key. Without one, the VIPs (ranges)
+  /// are the cloud controller's (gRPC): a mux starts with none and a file reload keeps what
+  /// was pushed. With one (even `vips: []`) the file owns them and a reload replaces them.
+  bool file_sets_vips = true;
+  bool file_sets_snat_ranges = true;
 };
+
+/// The VIP addresses a mux announces by BGP: those with at least one backend of non-zero
+/// weight on some port. A VIP without backends is not announced, so routers send its
+/// traffic to muxes that can serve it instead of one that would drop it.
+std::vector<uint32_t> AnnouncedVipAddresses(const MuxConfig& config);
 
 /// Reads and checks a mux YAML file; errors name file, line and field.
 absl::StatusOr<MuxConfig> LoadMuxConfig(const std::string& path);

@@ -143,3 +143,54 @@ TEST(MuxConfigTest, MissingFileSaysSo) {
 
 }  // namespace
 }  // namespace sluice::mux
+
+namespace sluice::mux {
+namespace {
+
+// The cloud controller pushes VIPs and SNAT ranges (gRPC): a mux's boot file may have none.
+TEST(MuxConfigTest, BootFileWithoutVipsStartsEmptyAndLeavesThemToTheController) {
+  const std::string good = kGood;
+  const std::string boot = good.substr(0, good.find("vips:"));
+  absl::StatusOr<MuxConfig> c = ParseMuxConfig(boot, "mux.yaml");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_TRUE(c->vips.empty());
+  EXPECT_TRUE(c->snat_ranges.empty());
+  EXPECT_FALSE(c->file_sets_vips);
+  EXPECT_FALSE(c->file_sets_snat_ranges);
+  EXPECT_TRUE(AnnouncedVipAddresses(*c).empty());
+
+  // An explicit empty list: the file owns the (no) VIPs.
+  c = ParseMuxConfig(boot + "vips: []\n", "mux.yaml");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_TRUE(c->vips.empty());
+  EXPECT_TRUE(c->file_sets_vips);
+  EXPECT_FALSE(c->file_sets_snat_ranges);
+
+  c = ParseMuxConfig(kGood, "mux.yaml");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_TRUE(c->file_sets_vips);
+}
+
+// Only a VIP that can send a flow somewhere is announced by BGP.
+TEST(MuxConfigTest, OnlyVipsWithAWeightedBackendAreAnnounced) {
+  MuxConfig c;
+  auto vip = [](uint32_t addr, uint16_t port, std::vector<uint32_t> weights) {
+    VipConfig v{.vip = addr, .port = port};
+    for (size_t i = 0; i < weights.size(); ++i) {
+      v.backends.push_back({.dip = 0x0a010001u + static_cast<uint32_t>(i),
+                            .host = 0x0a65001fu,
+                            .weight = weights[i]});
+    }
+    return v;
+  };
+  c.vips = {vip(0x0ac8000a, 80, {}),         // no backends
+            vip(0x0ac80014, 80, {0, 0}),     // every backend out of Maglev
+            vip(0x0ac8001e, 80, {0}),        // this port has none ...
+            vip(0x0ac8001e, 443, {0, 1}),    // ... but another port of the address has one
+            vip(0x0ac80028, 80, {1}),
+            vip(0x0ac80028, 81, {2})};
+  EXPECT_EQ(AnnouncedVipAddresses(c), (std::vector<uint32_t>{0x0ac8001e, 0x0ac80028}));
+}
+
+}  // namespace
+}  // namespace sluice::mux

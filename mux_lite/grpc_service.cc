@@ -351,8 +351,11 @@ absl::Status MuxService::ReplaceConfig(const MuxConfig& file_config) {
   // lost until sluice-snatd's next resync. A chunk the file now configures itself (same VIP,
   // protocol and overlapping ports) gives way to the file.
   MuxConfig config = file_config;
+  // What the file has no key for is the controller's (pushed over gRPC): kept as it is.
+  if (!file_config.file_sets_vips) config.vips = desired_.vips;
+  if (!file_config.file_sets_snat_ranges) config.snat_ranges = desired_.snat_ranges;
   for (const SnatRangeConfig& r : desired_.snat_ranges) {
-    if (!r.dynamic) continue;
+    if (!r.dynamic || !file_config.file_sets_snat_ranges) continue;
     const bool overlaps = std::any_of(
         file_config.snat_ranges.begin(), file_config.snat_ranges.end(),
         [&](const SnatRangeConfig& f) {

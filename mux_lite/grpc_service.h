@@ -65,6 +65,8 @@ class MuxService final : public v1::Mux::Service {
              std::function<void(const MuxConfig&)> on_applied = nullptr);
 
   /// The config file was re-read (SIGHUP): it becomes the desired config; health is kept.
+  /// VIPs and SNAT ranges the file has no key for (MuxConfig::file_sets_*) stay as pushed
+  /// over gRPC; the SNAT allocator's chunks stay unless the file configures their ports.
   absl::Status ReplaceConfig(const MuxConfig& config);
   /// The desired config (configured weights, before health is applied).
   MuxConfig desired() const;

@@ -53,14 +53,6 @@ volatile std::sig_atomic_t g_reload = 0;
 void OnSignal(int) { g_terminate = 1; }
 void OnHangup(int) { g_reload = 1; }
 
-std::vector<uint32_t> VipAddresses(const MuxConfig& config) {
-  std::vector<uint32_t> out;
-  for (const VipConfig& vip : config.vips) {
-    if (std::find(out.begin(), out.end(), vip.vip) == out.end()) out.push_back(vip.vip);
-  }
-  return out;
-}
-
 // What the control thread knows and the stats thread reports.
 struct ControlState {
   std::atomic<bool> ready{false};
@@ -154,7 +146,7 @@ std::string Reload(MuxWorkers& mux, MuxService& service, const std::string& path
   if (!applied.ok()) {
     error = std::string(applied.message());
   } else {
-    *vips = VipAddresses(*config);
+    *vips = AnnouncedVipAddresses(service.desired());
     fprintf(stderr, "sluice-mux: reloaded %s (table generation %lu)\n", path.c_str(),
             static_cast<unsigned long>(mux.generation()));
     return "";
@@ -443,7 +435,7 @@ int Run(int argc, char** argv) {
   WorkersRuntime runtime(mux.get(), &control, &offload, now_ns);
   MuxService service(&runtime, *config, [&control](const MuxConfig& applied) {
     std::lock_guard<std::mutex> lock(control.mu);
-    control.changed_vips = VipAddresses(applied);
+    control.changed_vips = AnnouncedVipAddresses(applied);
   });
   std::unique_ptr<grpc::Server> grpc_server;
   int grpc_tcp_port = 0;
@@ -488,7 +480,7 @@ int Run(int argc, char** argv) {
   signal(SIGTERM, OnSignal);
   signal(SIGHUP, OnHangup);
   std::thread control_thread(ControlLoop, std::ref(control), std::ref(*mux), std::ref(service),
-                             opt.config, std::ref(offload), speaker.get(), VipAddresses(*config),
+                             opt.config, std::ref(offload), speaker.get(), AnnouncedVipAddresses(*config),
                              config->address.addr);
   fprintf(stderr, "sluice-mux %s: serving %zu VIP(s) on port %u (%s), PA %s, %zu worker(s)\n",
           config->name.c_str(), config->vips.size(), port_id, config->port.c_str(),
