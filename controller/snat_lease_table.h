@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/files.h"  // WriteFileAtomically, ReadWholeFile (the state file)
 
 namespace sluice::snatd {
 
@@ -99,11 +100,5 @@ class SnatLeaseTable {
   uint64_t generation_ = 0;
   uint64_t release_sequence_ = 0;
 };
-
-/// Writes `text` to `path` atomically: a temporary file in the same directory, fsync,
-/// rename over `path`, fsync of the directory. A crash leaves the old or the new file.
-absl::Status WriteFileAtomically(const std::string& path, const std::string& text);
-/// The file's contents; NOT_FOUND if it does not exist.
-absl::StatusOr<std::string> ReadWholeFile(const std::string& path);
 
 }  // namespace sluice::snatd

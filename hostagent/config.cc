@@ -223,8 +223,13 @@ absl::StatusOr<AgentConfig> ReadAgentConfig(ConfigNode& root) {
   root.AllowOnly({"agent", "vms", "endpoints", "snat_leases", "snat_allocator", "nat",
                   "vswitch", "health_report"});
   ConfigNode agent = root.Map("agent");
-  agent.AllowOnly({"name", "datapath", "uplink", "address", "gateway", "fastpath_key"});
+  agent.AllowOnly({"name", "datapath", "uplink", "address", "gateway", "fastpath_key",
+                   "cloud_state_file"});
   config.name = agent.String("name");
+  config.cloud_state_file = agent.OptionalString("cloud_state_file", "");
+  if (agent.status().ok() && !config.cloud_state_file.empty() && config.cloud_state_file[0] != '/') {
+    agent.Fail("cloud_state_file", "must be an absolute path");
+  }
   const std::string datapath = agent.OptionalString("datapath", "dpdk");
   if (datapath == "vswitch") {
     config.datapath = Datapath::kVswitch;

@@ -120,6 +120,10 @@ struct AgentConfig {
   std::vector<EndpointConfig> endpoints;
   std::vector<SnatLeaseConfig> snat_leases;
   std::optional<SnatAllocatorClientConfig> snat_allocator;
+  /// `agent.cloud_state_file`: where the endpoints and static SNAT leases the controller set
+  /// over gRPC are kept, so a restarted agent serves them at once (hostagent/cloud_state.h).
+  /// Empty: not kept (a restarted agent serves the YAML's until the controller calls).
+  std::string cloud_state_file;
   NatConfig nat;
   /// HMAC-SHA256 key of Fastpath redirects, shared with the muxes; unset = Fastpath off
   /// (every redirect is dropped as unauthenticated).

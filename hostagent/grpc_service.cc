@@ -364,6 +364,7 @@ absl::Status AgentService::Apply(const AgentConfig& next,
   if (!runtime_->PublishConfig(next, &error)) return absl::FailedPreconditionError(error);
   running_ = next;
   changes->set_config_generation(runtime_->generation());
+  if (on_applied_) on_applied_(running_, runtime_->generation());
   return absl::OkStatus();
 }
 

@@ -11,6 +11,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <mutex>
 #include <set>
 #include <string>
@@ -93,6 +94,11 @@ class AgentService final : public v1::Agent::Service {
 
   AgentConfig running() const;
   void Shutdown() { shutdown_.store(true); }
+  /// Called (under the service's lock) after every change the data path accepted, with the
+  /// new running config and its generation: the daemon keeps its cloud state file with it.
+  void SetOnApplied(std::function<void(const AgentConfig&, uint64_t)> on_applied) {
+    on_applied_ = std::move(on_applied);
+  }
 
   /// Dynamic SNAT leasing (hostagent/snat_lease_client.h): adds or removes one lease leased
   /// from the SNAT allocator, through the same whole-config checks as SetSnatLeases, then
@@ -139,6 +145,7 @@ class AgentService final : public v1::Agent::Service {
   mutable std::mutex mu_;  ///< Serialises changes; guards running_ and detached_.
   AgentConfig running_;
   std::set<std::string> detached_;  ///< VMs detached by DetachVm (names).
+  std::function<void(const AgentConfig&, uint64_t)> on_applied_;
   std::atomic<bool> shutdown_{false};
 };
 

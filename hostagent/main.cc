@@ -34,6 +34,7 @@
 #include "hostagent/agent_control.h"
 #include "hostagent/agent_health.h"
 #include "hostagent/config.h"
+#include "hostagent/cloud_state.h"
 #include "hostagent/grpc_service.h"
 #include "hostagent/nat_flow_table.h"
 #include "hostagent/nic_rules.h"
@@ -220,6 +221,41 @@ uint64_t MonotonicNs() {
   return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000 + static_cast<uint64_t>(ts.tv_nsec);
 }
 
+// agent.cloud_state_file: the endpoints and static SNAT leases the controller last set are
+// served again from the start (the muxes keep sending their flows while the agent restarts).
+void AdoptCloudState(AgentConfig* config) {
+  if (config->cloud_state_file.empty()) return;
+  absl::Status s = LoadCloudState(config->cloud_state_file, config);
+  if (s.ok()) {
+    fprintf(stderr,
+            "sluice-agent %s: cloud state %s: %zu endpoint(s), %zu SNAT lease(s) as the "
+            "controller last set them\n",
+            config->name.c_str(), config->cloud_state_file.c_str(), config->endpoints.size(),
+            config->snat_leases.size());
+  } else if (absl::IsNotFound(s)) {
+    fprintf(stderr, "sluice-agent %s: no cloud state yet (%s): serving the YAML's %zu "
+            "endpoint(s) until the controller sets them\n",
+            config->name.c_str(), config->cloud_state_file.c_str(), config->endpoints.size());
+  } else {
+    fprintf(stderr, "sluice-agent %s: warning: cloud state ignored, serving the YAML's until "
+            "the controller sets them: %s\n",
+            config->name.c_str(), std::string(s.message()).c_str());
+  }
+}
+
+// Every change the controller makes is written to the cloud state file (a failure is
+// logged: the change itself stands, only a restart would not know it).
+void KeepCloudState(AgentService* service, const std::string& path) {
+  if (path.empty()) return;
+  service->SetOnApplied([path](const AgentConfig& running, uint64_t generation) {
+    absl::Status s = SaveCloudState(path, running, generation);
+    if (!s.ok()) {
+      fprintf(stderr, "sluice-agent: warning: cloud state not saved: %s\n",
+              std::string(s.message()).c_str());
+    }
+  });
+}
+
 // agent.datapath: vswitch — the rules run in an OVS bridge; no DPDK ports, no EAL.
 int RunVswitch(const DaemonOptions& opt, const GrpcServerOptions& grpc_options,
                AgentConfig config) {
@@ -239,6 +275,7 @@ int RunVswitch(const DaemonOptions& opt, const GrpcServerOptions& grpc_options,
   }
   HealthCheckedRuntime runtime(agent->get(), health->get(), config);
   AgentService service(&runtime, config);
+  KeepCloudState(&service, config.cloud_state_file);
   std::unique_ptr<grpc::Server> grpc_server;
   if (!opt.grpc_socket.empty() || !opt.grpc_listen.empty()) {
     int grpc_tcp_port = 0;
@@ -315,6 +352,7 @@ int Run(int argc, char** argv) {
     printf("sluice-agent: %s: configuration OK\n", opt.config.c_str());
     return 0;
   }
+  AdoptCloudState(&*config);
   if (config->datapath == Datapath::kVswitch) return RunVswitch(opt, *grpc_options, *config);
   std::string error;
   if (port::InitEal(opt.eal_argc, argv, &error) < 0) {
@@ -389,6 +427,7 @@ int Run(int argc, char** argv) {
   DataPathRuntime data_path_runtime(&agent);
   HealthCheckedRuntime runtime(&data_path_runtime, health->get(), *config);
   AgentService service(&runtime, *config);
+  KeepCloudState(&service, config->cloud_state_file);
   std::unique_ptr<grpc::Server> grpc_server;
   int grpc_tcp_port = 0;
   if (!opt.grpc_socket.empty() || !opt.grpc_listen.empty()) {
