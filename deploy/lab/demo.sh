@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The Sluice walking skeleton in one command (as root on Debian 12):
-#   installs missing packages, builds, brings the namespace lab up, sends 200 HTTP requests
-#   to the VIP from the client namespace (a new connection each), prints how they spread
+#   installs missing packages, builds, brings the namespace lab up (the daemons boot with
+#   their own facts; `sluicectl apply -f cloud.yaml` gives them VIPs, backends, endpoints
+#   and SNAT leases, as a cloud controller would, and the demo shows it), sends 200 HTTP
+#   requests to the VIP from the client namespace (a new connection each), prints how they spread
 #   over the VMs and the mux/agent counters, shows from the counters that the replies
 #   bypassed the muxes (direct server return), shows SNAT (VMs connecting out as VIP:port)
 #   and Fastpath (VM to a VIP on another host goes host to host after the handshake), kills
@@ -20,7 +22,7 @@ for arg in "$@"; do
   case "$arg" in
     --keep) keep=1 ;;
     -h | --help)
-      sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
+      sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'
       exit 0
       ;;
     *)
@@ -72,6 +74,26 @@ fi
 
 section "lab up"
 lab_up || die "lab up failed (logs in $LAB_RUN)"
+
+section "cloud state: the daemons booted without VIPs; sluicectl apply gave them theirs"
+echo "  \$ sluicectl apply -f ${LAB_CONFIG_DIR#"$REPO"/}/cloud.yaml   (run by lab_up, the controller's part)"
+sed 's/^/  /' <<<"$LAB_LAST_APPLY"
+cloud_ok=1
+for d in "${LAB_MUXES[@]}"; do
+  echo "  --- $d: sluicectl get backends"
+  "$LAB_BUILD/bin/sluicectl" get backends --socket "$(lab_grpc_socket "$d")" | sed 's/^/    /' ||
+    cloud_ok=0
+done
+for d in "${LAB_AGENTS[@]}"; do
+  echo "  --- $d: sluicectl get endpoints"
+  "$LAB_BUILD/bin/sluicectl" get endpoints --socket "$(lab_grpc_socket "$d")" | sed 's/^/    /' ||
+    cloud_ok=0
+done
+if ((cloud_ok)) && [[ -n "$LAB_LAST_APPLY" ]]; then
+  echo "  => VIPs, backends, endpoints and SNAT leases came from sluicectl apply, not the daemons' YAML"
+else
+  echo "  => could not show the cloud state the daemons got from sluicectl apply"
+fi
 
 section "$REQUESTS HTTP requests to http://$LAB_VIP:$LAB_VIP_PORT/ from sl-client ($PARALLEL at a time, a new connection each)"
 results=$(lab_http_requests "$REQUESTS" "$PARALLEL")
@@ -203,6 +225,10 @@ if ((!walks_ok)); then
 fi
 if ((!failover_ok)); then
   echo "demo: connections were lost when a mux died"
+  exit 1
+fi
+if ((!cloud_ok)); then
+  echo "demo: the daemons' cloud state could not be read back"
   exit 1
 fi
 if ((!dsr_ok)); then

@@ -9,12 +9,14 @@
 #   SLUICE_LAB_RUN            run directory for pids, logs, sockets (default /run/sluice-lab)
 #   SLUICE_LAB_NO_DAEMONS=1   lab_up builds the topology and VMs but starts no daemons
 #   SLUICE_LAB_READY_TIMEOUT  seconds lab_wait_ready waits for each daemon (default 30)
-#   SLUICE_LAB_CONFIG_DIR     daemon configs (default deploy/lab/config; tests use copies)
+#   SLUICE_LAB_CONFIG_DIR     daemon configs and cloud.yaml (default deploy/lab/config; tests
+#                             use copies)
 #   SLUICE_LAB_HOST2=ovs      host2 runs Open vSwitch: its agent in vswitch mode (its own
 #                             ovsdb-server + ovs-vswitchd, run dir $SLUICE_LAB_RUN/ovs-host2,
 #                             inside sl-host2), vm3/vm4's host-side veths as bridge ports, and
-#                             the muxes send GRE to host2's VMs. Configs are generated from
-#                             the ones in SLUICE_LAB_CONFIG_DIR into $SLUICE_LAB_RUN/config-ovs.
+#                             the muxes send GRE to host2 (cloud.yaml: host2 encap gre).
+#                             Configs are generated from the ones in SLUICE_LAB_CONFIG_DIR into
+#                             $SLUICE_LAB_RUN/config-ovs.
 
 LAB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 LAB_REPO=$(cd "$LAB_DIR/../.." && pwd)
@@ -506,6 +508,27 @@ lab_start_daemons() {
   lab_wait_ready "${LAB_DAEMONS[@]}"
 }
 
+# lab_apply_cloud : the cloud controller's part. The daemons boot with their own facts only;
+# `sluicectl apply -f cloud.yaml` gives every mux its VIPs, backends and SNAT ranges and
+# every agent its endpoints (with health checks) and SNAT leases. Idempotent: run it again
+# after a mux restarts (it comes back with no VIPs and announces none until then) or after
+# editing cloud.yaml. What changed goes to $LAB_RUN/apply.log; on a refusal, to stderr too.
+lab_apply_cloud() {
+  local cloud=$LAB_CONFIG_DIR/cloud.yaml out rc
+  out=$("$LAB_BUILD/bin/sluicectl" apply -f "$cloud" 2>&1)
+  rc=$?
+  {
+    echo "=== $(date '+%F %T') sluicectl apply -f $cloud (exit $rc)"
+    echo "$out"
+  } >>"$LAB_RUN/apply.log"
+  if ((rc != 0)); then
+    lab_err "sluicectl apply -f $cloud failed (exit $rc):"
+    echo "$out" >&2
+    return 1
+  fi
+  LAB_LAST_APPLY=$out
+}
+
 # ---------------------------------------------------------------------------------------
 # Traffic and diagnostics.
 
@@ -652,9 +675,9 @@ lab_check_tools() {
 
 # SLUICE_LAB_HOST2=ovs: the daemon configs for host2 on Open vSwitch, generated from the
 # default ones into $LAB_RUN/config-ovs (LAB_CONFIG_DIR then points there): host2.yaml gets
-# agent.datapath: vswitch, kernel interface names for its ports and a vswitch: section; the
-# muxes' backends on host2 (PAs 10.101.0.33/34) and its SNAT range (host PA 10.101.0.22) get
-# encap: gre (OVS decaps GRE, not IPIP).
+# agent.datapath: vswitch, kernel interface names for its ports and a vswitch: section;
+# cloud.yaml names host2 with encap: gre (OVS decaps GRE, not IPIP), so the muxes send GRE
+# to its VMs and for replies to its SNAT ports. The same `sluicectl apply` pushes it.
 lab_generate_ovs_configs() {
   local src=$LAB_CONFIG_DIR dst=$LAB_RUN/config-ovs
   mkdir -p "$dst" || return 1
@@ -663,11 +686,19 @@ import pathlib, re, sys
 src, dst, ovs_run = map(pathlib.Path, sys.argv[1:])
 for f in src.glob("*.yaml"):
     text = f.read_text()
-    if f.name.startswith("mux"):
-        text, n = re.subn(r"(\{[^}\n]*host: 10\.101\.0\.(?:22|33|34)\b[^}\n]*?)\s*\}",
-                          r"\1, encap: gre }", text)
-        if n == 0:
-            sys.exit(f"{f}: no backend on host2 to switch to GRE")
+    if f.name == "cloud.yaml":
+        text, n = re.subn(r"(\{ name: host2, [^}\n]*?)\s*\}", r"\1, encap: gre }", text)
+        if n != 1:
+            sys.exit(f"{f}: no agent host2 to switch to GRE")
+        # The vswitch agent does not lease from sluice-snatd yet: vm4 gets a static lease
+        # next to vm3's instead.
+        if "dip: 10.1.0.4, vip: 10.200.0.10, protocol: tcp, port_start" not in text:
+            text, n = re.subn(r"(\n  - \{ dip: 10\.1\.0\.3, vip: 10\.200\.0\.10, protocol: tcp, "
+                              r"port_start: 20128, .*\n)",
+                              r"\1  - { dip: 10.1.0.4, vip: 10.200.0.10, protocol: tcp, "
+                              r"port_start: 20192, port_count: 64 }   # vm4\n", text)
+            if n != 1:
+                sys.exit(f"{f}: no SNAT lease of vm3 to put vm4's next to")
     if f.name == "host2.yaml":
         text, n = re.subn(r'uplink: "net_af_packet\d+,iface=(\w+)".*',
                           r"datapath: vswitch   # the rules run in Open vSwitch (vswitch: below)\n"
@@ -675,12 +706,9 @@ for f in src.glob("*.yaml"):
         text, m = re.subn(r'port: "net_af_packet\d+,iface=(\w+)"', r"port: \1", text)
         if n != 1 or m == 0:
             sys.exit(f"{f}: uplink or VM ports not in the expected form")
-        # The vswitch agent does not lease from sluice-snatd yet: vm4 gets a static lease in
-        # host2's static range instead of the snat_allocator section.
+        # The vswitch agent does not lease from sluice-snatd yet (vm4's static lease is in
+        # cloud.yaml instead).
         text = re.sub(r"snat_allocator:\n(?:[ #].*\n|\n)*", "", text)
-        if "dip: 10.1.0.4, vip: 10.200.0.10, protocol: tcp, port_start" not in text:
-            text = text.replace("# vm3\n", "# vm3\n  - { dip: 10.1.0.4, vip: 10.200.0.10, "
-                                "protocol: tcp, port_start: 20192, port_count: 64 }   # vm4\n", 1)
         text += (f"vswitch:\n  bridge: br-sl\n  run_dir: {ovs_run}\n"
                  "  slow_path_port: sl-slowpath\n")
     (dst / f.name).write_text(text)
@@ -732,7 +760,9 @@ lab_up() {
   fi
   # The agents' NAT flow state files (deploy/lab/config/host*.yaml) and the SNAT allocator's
   # lease table (config/snatd.yaml): a new lab starts empty.
-  rm -f /dev/shm/sluice-lab-*.flows "$LAB_RUN/snatd.state"
+  # and the agents' cloud state (what sluicectl applied; agent.cloud_state_file).
+  rm -f /dev/shm/sluice-lab-*.flows "$LAB_RUN/snatd.state" "$LAB_RUN"/*.cloud-state.json \
+    "$LAB_RUN/apply.log"
   lab_log "creating namespaces and links"
   lab_create_topology || {
     lab_err "could not build the topology"
@@ -746,6 +776,10 @@ lab_up() {
   fi
   lab_log "starting sluice daemons from $LAB_BUILD/bin"
   lab_start_daemons || return 1
+  # The daemons are up with their boot facts only; the muxes announce nothing yet.
+  lab_apply_cloud || return 1
+  lab_log "cloud state from sluicectl apply -f $LAB_CONFIG_DIR/cloud.yaml:" \
+    "$(grep -c . <<<"$LAB_LAST_APPLY") daemon parts applied (log: $LAB_RUN/apply.log)"
   if ! lab_poll 30 0.2 lab_vip_routed_via "${LAB_MUXES[@]}"; then
     lab_err "the router did not learn $LAB_VIP from both muxes by BGP within 30s"
     birdc -s "$LAB_RUN/bird.ctl" show protocols >&2 2>&1

@@ -5,14 +5,15 @@
 #
 # Holds N (default 500) long TCP downloads through VIP1 plus a steady stream of new
 # connections (~10/s), then, one after the other:
-#   1. mux-kill       kill -9 mux1, wait for BGP to withdraw it, start it again, wait until
-#                     the router uses it again
+#   1. mux-kill       kill -9 mux1, wait for BGP to withdraw it, start it again, give it
+#                     the cloud state again (sluicectl apply), wait until the router uses it
 #   2. agent-restart  kill -9 host1's agent and start it again at once
 #   3. dip-failure    vm4's server is stopped; host2's agent's health check (GET /health from
 #                     inside sl-vm4) finds it down and pushes the verdict to both muxes, which
 #                     take vm4 out of Maglev
 #   4. dip-recovery   vm4's server starts again; the health check brings it back on both muxes
-#   5. config-changes N (default 100) config changes on both muxes (vm1's weight 1 <-> 2)
+#   5. config-changes N (default 100) config changes on both muxes (vm1's weight 1 <-> 2 in
+#                     cloud.yaml, pushed by sluicectl apply)
 # and prints, per event, the long connections and new connections lost in the time window
 # that follows it. Connections on vm4 (the failed DIP) are reported apart: the goal, 0 lost
 # per event, holds for healthy DIPs. Exits 1 above the goal, 2 when the run itself broke.
@@ -119,6 +120,9 @@ event mux-kill
 lab_kill_daemon mux1 KILL || broken "could not kill mux1"
 lab_poll 10 0.05 lab_vip_routed_via mux2 || broken "BGP did not withdraw mux1"
 lab_start_daemon mux1 && lab_wait_ready mux1 || broken "mux1 did not come back"
+# It comes back with its boot config only (no VIPs, none announced): the controller gives
+# it the cloud state again.
+lab_apply_cloud || broken "sluicectl apply to the restarted mux1 failed"
 lab_poll 30 0.2 lab_vip_routed_via mux1 mux2 || broken "the router did not take mux1 back"
 settle mux-kill
 
@@ -146,12 +150,13 @@ settle dip-recovery
 event config-changes
 for ((i = 1; i <= CHANGES; i++)); do
   weight=$((i % 2 == 1 ? 2 : 1))
+  declare -A gen=()
+  for m in "${LAB_MUXES[@]}"; do gen[$m]=$(lab_stat "$m" config_generation); done
+  sed -i -E "s/(dip: 10\.1\.0\.1, port: 8080, weight: )[0-9]+/\1$weight/" "$CONFIGS/cloud.yaml"
+  lab_apply_cloud || broken "sluicectl apply of change $i failed"
+  _gen_past() { (($(lab_stat "$1" config_generation) > $2)); }
   for m in "${LAB_MUXES[@]}"; do
-    gen=$(lab_stat "$m" config_generation)
-    sed -i -E "s/(dip: 10\.1\.0\.1, host: 10\.101\.0\.31, weight: )[0-9]+/\1$weight/" "$CONFIGS/$m.yaml"
-    lab_request "$m" reload >/dev/null || broken "$m refused reload $i"
-    _gen_past() { (($(lab_stat "$1" config_generation) > $2)); }
-    lab_poll 5 0.02 _gen_past "$m" "$gen" || broken "$m did not apply change $i"
+    lab_poll 5 0.02 _gen_past "$m" "${gen[$m]}" || broken "$m did not apply change $i"
   done
 done
 echo "chaos: $CHANGES config changes applied on both muxes"

@@ -2,9 +2,11 @@
 # End-to-end: kill -9 an agent during live connections and start it again (issue 5 item 4).
 # Live on host1 when it dies: slow inbound downloads through the VIP (stateless DSR rules)
 # and slow SNAT downloads from vm1/vm2 to the internet server (per-flow NAT state, which
-# must come back from the agent's flow state file). The agent is restarted at once; every
-# download must complete intact, and the restarted agent must report that it restored the
-# SNAT flows. Needs root; exit 77 (skip) otherwise.
+# must come back from the agent's flow state file). The agent is restarted at once with
+# only its boot YAML: its endpoints and SNAT leases (given by `sluicectl apply` at lab up)
+# come back from its cloud state file (agent.cloud_state_file) before any controller call.
+# Every download must complete intact, and the restarted agent must report that it
+# restored the SNAT flows. Needs root; exit 77 (skip) otherwise.
 set -uo pipefail
 # shellcheck source=deploy/lab/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../../deploy/lab/lib.sh"
@@ -59,6 +61,16 @@ lab_kill_daemon host1 KILL || lab_fail "could not kill host1's agent"
 lab_start_daemon host1 || lab_fail "could not start host1's agent again"
 lab_wait_ready host1 || lab_fail "host1's agent did not come back"
 echo "  kill -9 host1's agent, restarted and ready after $(($(lab_now_ms) - killed_ms)) ms"
+# Before anyone applies anything again: the cloud state is the one sluicectl applied.
+served=$("$LAB_BUILD/bin/sluicectl" get endpoints --socket "$(lab_grpc_socket host1)" -o json |
+  "$LAB_PYTHON" -c 'import json, sys; print(len(json.load(sys.stdin).get("endpoints", [])))')
+leased=$("$LAB_BUILD/bin/sluicectl" get leases --socket "$(lab_grpc_socket host1)" -o json |
+  "$LAB_PYTHON" -c 'import json, sys; print(len(json.load(sys.stdin).get("leases", [])))')
+grep -q "cloud state .*host1.cloud-state.json: 2 endpoint(s), 2 SNAT lease(s)" "$LAB_RUN/host1.log" ||
+  lab_fail "host1 did not start with its cloud state file: $(grep 'cloud state' "$LAB_RUN/host1.log" | tail -1)"
+[[ $served == 2 && $leased == 2 ]] ||
+  lab_fail "the restarted agent serves $served endpoints and $leased SNAT leases, want 2 and 2"
+echo "  restarted agent: $served endpoints and $leased SNAT leases from its cloud state file"
 restored=$(lab_stat host1 flows.restored_at_start)
 kept=$(lab_stat host1 flows.kept_at_start)
 echo "  restarted agent: restored $restored flows from $(lab_stat host1 flows.state_file), kept $kept"
