@@ -266,8 +266,14 @@ int main(int argc, char** argv) {
   GrpcSeeds();
   RemoveSeeds("agent_config");
   CopyFiles("agent_config", repo / "deploy/lab/config", "host", ".yaml", "lab-");
+  // The lab's boot configs carry no VIPs (sluicectl apply pushes them); these have them.
+  auto text = [](const std::string& s) { return std::vector<uint8_t>(s.begin(), s.end()); };
+  Write("agent_config", "lab-host1-with-cloud-state.yaml",
+        text(LabYaml("host1.yaml", kLabCloudStateHost1)));
   RemoveSeeds("mux_config");
   CopyFiles("mux_config", repo / "deploy/lab/config", "mux", ".yaml", "lab-");
+  Write("mux_config", "lab-mux1-with-cloud-state.yaml",
+        text(LabYaml("mux1.yaml", kLabCloudStateMux)));
   RemoveSeeds("domain_xml");
   CopyFiles("domain_xml", repo / "deploy/libvirt/testdata", "", ".xml", "sample-");
   printf("seed_corpus: wrote %d files under %s\n", g_written, g_corpus.c_str());
