@@ -694,6 +694,7 @@ void AgentDataPath::HandleRedirect(rte_mbuf* m, const packet::ParsedPacket& pkt,
 }
 
 void AgentDataPath::LearnPeerEncap(uint32_t pa, flow::Tunnel tunnel) {
+  if (tunnel == flow::Tunnel::kNone) tunnel = flow::Tunnel::kIpip;  // an older mux's redirect
   const size_t n = peer_encaps_.size();
   size_t i = (pa * 2654435761u) % n;
   for (size_t probe = 0; probe < n; ++probe, i = (i + 1) % n) {

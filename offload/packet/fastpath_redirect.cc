@@ -71,7 +71,7 @@ RedirectCheck DecodeFastpathRedirect(const uint8_t* p, size_t len, const Fastpat
   out->proto = p[20];
   for (auto [byte, encap] : {std::pair{p[21], &out->dst_encap}, std::pair{p[22], &out->src_encap}}) {
     if (byte > static_cast<uint8_t>(flow::Tunnel::kGre)) return RedirectCheck::kMalformed;
-    *encap = byte == 0 ? flow::Tunnel::kIpip : static_cast<flow::Tunnel>(byte);
+    *encap = static_cast<flow::Tunnel>(byte);  // kNone (0, an older mux): IPIP
   }
   out->dip = Get32(p + 24);
   out->dst_pa = Get32(p + 28);

@@ -42,7 +42,8 @@ struct FastpathRedirect {
   uint32_t src_host_pa = 0;
   uint64_t timestamp_s = 0;
   /// What each host decapsulates from its Fastpath peer (the mux's backend and SNAT range
-  /// `encap:`; GRE for an Open vSwitch host). kNone on the wire (an older mux) means IPIP.
+  /// `encap:`; GRE for an Open vSwitch host). kNone (0 on the wire, an older mux) means IPIP
+  /// to the agents; decoding keeps it, so a payload re-encodes byte for byte.
   flow::Tunnel dst_encap = flow::Tunnel::kIpip;
   flow::Tunnel src_encap = flow::Tunnel::kIpip;
 };

@@ -41,12 +41,12 @@ TEST(FastpathRedirectTest, CarriesEachHostsEncap) {
   ASSERT_EQ(DecodeFastpathRedirect(payload, sizeof(payload), Key(1), &out), RedirectCheck::kOk);
   EXPECT_EQ(out.dst_encap, flow::Tunnel::kGre);
   EXPECT_EQ(out.src_encap, flow::Tunnel::kIpip);
-  // An older mux leaves the bytes 0: IPIP both ways.
+  // An older mux leaves the bytes 0 (IPIP to the agents); kept as is, so it re-encodes.
   in.dst_encap = in.src_encap = flow::Tunnel::kNone;
   EncodeFastpathRedirect(in, Key(1), payload);
   ASSERT_EQ(DecodeFastpathRedirect(payload, sizeof(payload), Key(1), &out), RedirectCheck::kOk);
-  EXPECT_EQ(out.dst_encap, flow::Tunnel::kIpip);
-  EXPECT_EQ(out.src_encap, flow::Tunnel::kIpip);
+  EXPECT_EQ(out.dst_encap, flow::Tunnel::kNone);
+  EXPECT_EQ(out.src_encap, flow::Tunnel::kNone);
   // An encap this agent does not know is malformed, even when authentic.
   in.src_encap = static_cast<flow::Tunnel>(9);
   EncodeFastpathRedirect(in, Key(1), payload);
