@@ -56,6 +56,7 @@ AgentDataPath::AgentDataPath(AgentConfig config, const PortMap& ports,
   }
   endpoints_ = BuildLocalEndpoints(config_);
   published_config_ = config_;
+  published_ports_ = ports;
   current_snapshot_ = std::make_unique<ConfigSnapshot>(AgentConfig{});
   current_snapshot_->generation = 1;
   published_.store(current_snapshot_.get());
@@ -95,6 +96,15 @@ flow::MacAddr MacOfBits(uint64_t bits) {
 }  // namespace
 
 bool AgentDataPath::PublishConfig(const AgentConfig& next, std::string* error) {
+  return Publish(next, nullptr, error);
+}
+
+bool AgentDataPath::PublishConfig(const AgentConfig& next, const PortMap& ports,
+                                  std::string* error) {
+  return Publish(next, &ports, error);
+}
+
+bool AgentDataPath::Publish(const AgentConfig& next, const PortMap* ports, std::string* error) {
   std::lock_guard<std::mutex> lock(control_mu_);
   const AgentConfig& now = published_config_;
   const char* changed = nullptr;
@@ -115,10 +125,53 @@ bool AgentDataPath::PublishConfig(const AgentConfig& next, std::string* error) {
       a.snat_port_reuse_delay_s != b.snat_port_reuse_delay_s) {
     changed = "nat";
   }
-  if (next.vms != now.vms) changed = "vms";
+  const bool vms_changed = next.vms != now.vms;
+  if (vms_changed && ports == nullptr) changed = "vms";
   if (changed != nullptr) {
     *error = std::string(changed) + " cannot change while running (restart the agent)";
     return false;
+  }
+  // Where each running VM goes (-1: it leaves); new VMs' ports are checked against the rest.
+  std::vector<int> new_index(now.vms.size(), -1);
+  if (ports != nullptr) {
+    if (ports->vm_ports.size() != next.vms.size() ||
+        ports->vm_port_macs.size() != next.vms.size() ||
+        ports->uplink_port != published_ports_.uplink_port) {
+      *error = "the port map does not match the VMs";
+      return false;
+    }
+    if (next.vms.size() > kMaxVms) {
+      *error = "vms: at most " + std::to_string(kMaxVms) + " VMs per agent";
+      return false;
+    }
+    std::array<bool, 256> used{};  // the data path finds ports by the low byte of their id
+    used[ports->uplink_port & 0xff] = true;
+    for (size_t v = 0; v < next.vms.size(); ++v) {
+      const VmConfig& vm = next.vms[v];
+      for (size_t w = 0; w < v; ++w) {
+        if (next.vms[w].name == vm.name || next.vms[w].dip == vm.dip) {
+          *error = "vms[" + std::to_string(v) + "]: VM '" + vm.name + "' twice (name or DIP)";
+          return false;
+        }
+      }
+      auto old = std::find_if(now.vms.begin(), now.vms.end(),
+                              [&](const VmConfig& o) { return o.name == vm.name; });
+      if (old != now.vms.end()) {
+        const size_t o = static_cast<size_t>(old - now.vms.begin());
+        if (!(*old == vm) || published_ports_.vm_ports[o] != ports->vm_ports[v]) {
+          *error = "vms[" + std::to_string(v) + "]: VM '" + vm.name +
+                   "' cannot change while running (detach it first)";
+          return false;
+        }
+        new_index[o] = static_cast<int>(v);
+      }
+      if (used[ports->vm_ports[v] & 0xff]) {
+        *error = "vms[" + std::to_string(v) + "].port: DPDK port " +
+                 std::to_string(ports->vm_ports[v]) + " is in use by another port of the agent";
+        return false;
+      }
+      used[ports->vm_ports[v] & 0xff] = true;
+    }
   }
   auto has_vm = [&next](uint32_t dip) {
     return std::any_of(next.vms.begin(), next.vms.end(),
@@ -146,7 +199,8 @@ bool AgentDataPath::PublishConfig(const AgentConfig& next, std::string* error) {
   auto lease_key = [](const SnatLeaseConfig& l) {
     return std::tuple(l.dip, l.vip, l.proto, l.port_start, l.port_count);
   };
-  snapshot->leases_changed = next.snat_leases.size() != now.snat_leases.size() ||
+  // The SNAT pool is per VM index: rebuilt whenever the VMs change.
+  snapshot->leases_changed = vms_changed || next.snat_leases.size() != now.snat_leases.size() ||
                              !std::equal(next.snat_leases.begin(), next.snat_leases.end(),
                                          now.snat_leases.begin(),
                                          [&](const SnatLeaseConfig& x, const SnatLeaseConfig& y) {
@@ -154,9 +208,31 @@ bool AgentDataPath::PublishConfig(const AgentConfig& next, std::string* error) {
                                          });
   // Rules for the gateway MAC the data path uses now; if it changes meanwhile, the data path
   // builds them itself when adopting.
+  const PortMap& next_ports = ports != nullptr ? *ports : published_ports_;
+  if (vms_changed) {
+    snapshot->vms_changed = true;
+    snapshot->vms = next.vms;
+    snapshot->port_map = next_ports;
+    snapshot->new_index = new_index;
+    snapshot->ports.resize(1 + next.vms.size());
+    snapshot->removed_ports.reserve(now.vms.size());
+    snapshot->uplink_addresses.push_back(next.address.addr);
+    for (size_t v = 0; v < next.vms.size(); ++v) {
+      snapshot->uplink_addresses.push_back(next.vms[v].pa);
+      if (std::find(new_index.begin(), new_index.end(), static_cast<int>(v)) !=
+          new_index.end()) {
+        continue;  // a running VM: its port object moves over when adopted
+      }
+      auto port = std::make_unique<AgentPort>(next_ports.vm_ports[v], next_ports.vm_port_macs[v],
+                                              static_cast<int>(v),
+                                              std::vector<uint32_t>{next.vms[v].gateway});
+      port->neighbors.Learn(next.vms[v].dip, next.vms[v].mac, 0);
+      snapshot->ports[1 + v] = std::move(port);
+    }
+  }
   const uint64_t mac_bits = gateway_mac_bits_.load(std::memory_order_acquire);
   if (mac_bits != 0) {
-    std::vector<flow::Rule> rules = BuildAgentRules(next, port_map_, MacOfBits(mac_bits));
+    std::vector<flow::Rule> rules = BuildAgentRules(next, next_ports, MacOfBits(mac_bits));
     snapshot->rule_count = rules.size();
     snapshot->rules = sw::RuleTable::Build(std::move(rules), error);
     if (snapshot->rules == nullptr) return false;
@@ -164,6 +240,7 @@ bool AgentDataPath::PublishConfig(const AgentConfig& next, std::string* error) {
   }
   snapshot->generation = current_snapshot_->generation + 1;
   published_config_ = next;
+  published_ports_ = next_ports;
   ConfigSnapshot* raw = snapshot.get();
   retired_.push_back(std::move(current_snapshot_));
   current_snapshot_ = std::move(snapshot);
@@ -175,6 +252,7 @@ void AgentDataPath::AdoptConfig() {
   ConfigSnapshot* s = published_.load(std::memory_order_acquire);
   if (s->generation == acked_generation_.load(std::memory_order_relaxed)) return;
   // Swap, not copy: the snapshot leaves with the old tables and is freed off the data path.
+  if (s->vms_changed) AdoptVms(*s);
   std::swap(endpoints_, s->local_endpoints);
   std::swap(config_.endpoints, s->endpoints);
   std::swap(config_.snat_leases, s->snat_leases);
@@ -209,6 +287,42 @@ void AgentDataPath::AdoptConfig() {
     }
   }
   acked_generation_.store(s->generation, std::memory_order_release);
+}
+
+void AgentDataPath::AdoptVms(ConfigSnapshot& s) {
+  FlushAll();  // nothing stays queued for a port that leaves
+  // Flows of VMs that leave go (from the NIC too); the others follow their VM's new index.
+  // Their SNAT ports need no release: the pool is rebuilt for the new VMs below.
+  flows_->Scan(flows_->capacity(), [&](NatFlow& f) {
+    const int to = f.vm_index < s.new_index.size() ? s.new_index[f.vm_index] : -1;
+    if (to >= 0) {
+      f.vm_index = static_cast<uint8_t>(to);
+      return;
+    }
+    if (offload_ != nullptr) WithdrawFlow(f);
+    flows_->Remove(&f);
+    counters_.flows_expired.Add();
+  });
+  s.ports[0] = std::move(ports_[0]);
+  for (size_t v = 0; v < s.new_index.size(); ++v) {
+    if (s.new_index[v] >= 0) {
+      s.ports[1 + s.new_index[v]] = std::move(ports_[1 + v]);
+    } else {
+      s.removed_ports.push_back(std::move(ports_[1 + v]));  // capacity reserved
+    }
+  }
+  {
+    std::lock_guard<std::mutex> lock(snat_swap_mu_);  // only stats readers contend
+    for (size_t i = 1; i < s.ports.size(); ++i) s.ports[i]->vm_index = static_cast<int>(i - 1);
+    std::swap(ports_, s.ports);
+    std::swap(config_.vms, s.vms);
+  }
+  std::swap(port_map_, s.port_map);
+  ports_[0]->arp.SetOwnedAddresses(std::move(s.uplink_addresses));
+  index_of_port_.fill(-1);
+  for (size_t i = 0; i < ports_.size(); ++i) {
+    index_of_port_[ports_[i]->port_id & 0xff] = static_cast<int16_t>(i);
+  }
 }
 
 size_t AgentDataPath::ReclaimRetired() {

@@ -131,6 +131,15 @@ class AgentDataPath {
   /// immutable snapshot off the data path (endpoint table, SNAT port pool, executor rules)
   /// and publishes it; the data path adopts it at its next AdoptConfig().
   bool PublishConfig(const AgentConfig& next, std::string* error);
+  /// Control thread: as above, but VMs may also come and go (runtime port hot-plug).
+  /// `ports` is where the VMs of `next` are (parallel to next.vms): a VM that stays keeps its
+  /// config and port, a new VM's port must be started and not used by another port. The
+  /// data path starts polling and sending on a new port only when it adopts the snapshot,
+  /// and stops using a removed VM's port then: its flows leave the flow table (and the NIC)
+  /// and the other VMs' flows follow their new indexes. Once adopted_generation() reaches
+  /// this snapshot's, a removed VM's port may be closed. At most kMaxVms VMs.
+  bool PublishConfig(const AgentConfig& next, const PortMap& ports, std::string* error);
+  static constexpr size_t kMaxVms = 255;  ///< NatFlow::vm_index is 8 bits.
   /// Data path, between bursts: switches to the newest published snapshot, if any (swaps
   /// tables, no allocation; SNAT ports of live flows move to the new pool), and acknowledges
   /// it. Cheap when nothing is pending (one atomic load).
@@ -170,7 +179,16 @@ class AgentDataPath {
   /// True once the rules are installed (the gateway is resolved).
   bool ready() const { return ready_.load(std::memory_order_relaxed); }
   const AgentConfig& config() const { return config_; }
+  /// The data path's ports (uplink first, then one per VM). Data path only when VMs can be
+  /// hot-plugged: other threads use ReadPorts.
   const std::vector<std::unique_ptr<AgentPort>>& ports() const { return ports_; }
+  /// Runs `read(ports, vms, snat_ports)` (the ports as ports(), config().vms, snat_ports())
+  /// while the data path cannot change them (stats thread).
+  template <typename F>
+  void ReadPorts(F read) const {
+    std::lock_guard<std::mutex> lock(snat_swap_mu_);
+    read(ports_, config_.vms, snat_ports_);
+  }
   const sw::SoftwareExecutor& executor() const { return executor_; }
   /// Drops counted before the executor (MAC filter, ARP) plus the executor's own.
   uint64_t Drops(DropReason reason) const;
@@ -219,7 +237,20 @@ class AgentDataPath {
     std::shared_ptr<const sw::RuleTable> rules;  ///< Built for `rules_gateway_mac`, or null.
     uint64_t rules_gateway_mac = 0;
     size_t rule_count = 0;
+    // VMs attached or detached (PublishConfig with a PortMap).
+    bool vms_changed = false;
+    std::vector<VmConfig> vms;
+    PortMap port_map;
+    std::vector<int> new_index;  ///< Per running VM: its index in `vms`, or -1 if it leaves.
+    /// Indexed like the data path's ports_ after adoption: new VMs' ports (built by the
+    /// control thread), null where a running port moves in. Afterwards: the old vector.
+    std::vector<std::unique_ptr<AgentPort>> ports;
+    std::vector<std::unique_ptr<AgentPort>> removed_ports;  ///< Capacity reserved.
+    std::vector<uint32_t> uplink_addresses;  ///< The host PA and every VM's PA.
   };
+  bool Publish(const AgentConfig& next, const PortMap* ports, std::string* error);
+  /// AdoptConfig's part for a snapshot whose VMs changed.
+  void AdoptVms(ConfigSnapshot& s);
   std::vector<LocalEndpoint> BuildLocalEndpoints(const AgentConfig& config) const;
 
   void InstallRules(const flow::MacAddr& gateway_mac);
@@ -313,11 +344,14 @@ class AgentDataPath {
   // Runtime config changes (PublishConfig / AdoptConfig / ReclaimRetired).
   mutable std::mutex control_mu_;  ///< Serialises PublishConfig and ReclaimRetired.
   AgentConfig published_config_;   ///< Guarded by control_mu_: what the newest snapshot holds.
+  PortMap published_ports_;        ///< Guarded by control_mu_: its ports.
   std::atomic<ConfigSnapshot*> published_{nullptr};  ///< Owned via retired_/current_snapshot_.
   std::unique_ptr<ConfigSnapshot> current_snapshot_;  ///< The one published_ points to.
   std::vector<std::unique_ptr<ConfigSnapshot>> retired_;
   std::atomic<uint64_t> acked_generation_{1};
-  mutable std::mutex snat_swap_mu_;  ///< Held by the data path only while swapping pools.
+  /// Held by the data path only while swapping SNAT pools, VMs or ports (ReadPorts,
+  /// ReadSnatPorts).
+  mutable std::mutex snat_swap_mu_;
   std::atomic<uint64_t> gateway_mac_bits_{0};  ///< gateway_mac_ for the control thread; 0 = none.
   // CopyFlows: one request at a time, answered in Housekeeping.
   void ServeFlowCopy();

@@ -38,6 +38,7 @@ class HealthCheckedRuntime : public AgentRuntime {
                  uint64_t* total) override {
     return data_path_->CopyFlows(limit, dip, flows, total);
   }
+  void CountHotplugRefusal() override { data_path_->CountHotplugRefusal(); }
 
  private:
   AgentRuntime* data_path_;

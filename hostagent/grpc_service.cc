@@ -332,7 +332,9 @@ absl::Status CheckEndpointsAndLeases(const AgentConfig& config,
 }
 
 AgentService::AgentService(AgentRuntime* runtime, const AgentConfig& boot)
-    : runtime_(runtime), running_(boot) {}
+    : runtime_(runtime), running_(boot) {
+  for (const VmConfig& vm : boot.vms) boot_vms_.insert(vm.name);
+}
 
 AgentConfig AgentService::running() const {
   std::lock_guard<std::mutex> lock(mu_);
@@ -511,24 +513,43 @@ grpc::Status AgentService::AttachVm(grpc::ServerContext*, const v1::AttachVmRequ
     }
     // A VM the agent does not have yet: its port joins the data path with it.
     const char* why_required = "required for a VM this agent does not have yet";
-    if (vm.port().empty()) return ToGrpcStatus(FieldError("vm.port", why_required));
-    if (!pa) return ToGrpcStatus(FieldError("vm.pa", why_required));
-    if (!gateway) return ToGrpcStatus(FieldError("vm.gateway", why_required));
+    auto refused = [this](grpc::Status status) {
+      runtime_->CountHotplugRefusal();
+      return status;
+    };
+    if (vm.port().empty()) return refused(ToGrpcStatus(FieldError("vm.port", why_required)));
+    absl::StatusOr<PortIdentity> identity = ParsePortIdentity(vm.port());
+    if (!identity.ok()) {
+      return refused(ToGrpcStatus(FieldError(
+          "vm.port", StrCat("'", vm.port(), "': ", std::string(identity.status().message())))));
+    }
+    if (SamePort(vm.port(), running_.uplink)) {
+      return refused(grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                          StrCat("vm.port: ", vm.port(), " is the agent's uplink")));
+    }
+    for (const VmConfig& other : running_.vms) {
+      if (SamePort(vm.port(), other.port)) {
+        return refused(grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                            StrCat("vm.port: ", vm.port(), " is the port of VM '", other.name, "'")));
+      }
+    }
+    if (!pa) return refused(ToGrpcStatus(FieldError("vm.pa", why_required)));
+    if (!gateway) return refused(ToGrpcStatus(FieldError("vm.gateway", why_required)));
     if (!running_.address.Contains(*pa) || *pa == running_.address.addr) {
-      return ToGrpcStatus(FieldError(
+      return refused(ToGrpcStatus(FieldError(
           "vm.pa", StrCat(vm.pa(), " is not an address of the host's prefix ",
                           Ipv4ToString(running_.address.addr), "/", running_.address.length,
-                          " other than the host's own")));
+                          " other than the host's own"))));
     }
     for (const VmConfig& other : running_.vms) {
       if (other.pa == *pa) {
-        return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
-                            StrCat("vm.pa: ", vm.pa(), " is already VM '", other.name, "''s PA"));
+        return refused(grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                            StrCat("vm.pa: ", vm.pa(), " is already VM '", other.name, "''s PA")));
       }
     }
     if (running_.vms.size() >= 255) {
-      return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
-                          "vm: this agent has 255 VMs, the most it serves");
+      return refused(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                          "vm: this agent has 255 VMs, the most it serves"));
     }
     AgentConfig next = running_;
     next.vms.push_back({.name = vm.name(),
@@ -551,7 +572,14 @@ grpc::Status AgentService::AttachVm(grpc::ServerContext*, const v1::AttachVmRequ
     lease_fields.insert(lease_fields.end(), new_lease_fields.begin(), new_lease_fields.end());
     absl::Status applied = Apply(next, endpoint_fields, lease_fields,
                                  request->expected_generation(), false, response->mutable_changes());
-    if (!applied.ok()) return ToGrpcStatus(applied);
+    if (!applied.ok()) {
+      if (applied.code() == absl::StatusCode::kNotFound ||
+          applied.code() == absl::StatusCode::kInvalidArgument) {
+        runtime_->CountHotplugRefusal();  // the runtime counts its own failures
+      }
+      response->clear_changes();
+      return ToGrpcStatus(applied);
+    }
     detached_.erase(vm.name());
     return grpc::Status::OK;
   }
@@ -726,8 +754,18 @@ void AgentService::FillVms(const AgentConfig& config, const AgentRuntimeStatus& 
       if (l.dip == vm.dip) SnatLeaseToProto(l, a->add_snat_leases());
     }
     s->set_attached(detached_.count(vm.name) == 0);
-    if (v < status.vms.size()) {
-      const VmRuntimeStatus& r = status.vms[v];
+    s->set_hotplugged(boot_vms_.count(vm.name) == 0);
+    const VmRuntimeStatus* found = nullptr;
+    for (const VmRuntimeStatus& r : status.vms) {
+      if (r.name == vm.name) found = &r;
+    }
+    if (found == nullptr && v < status.vms.size() && status.vms[v].name.empty()) {
+      found = &status.vms[v];
+    }
+    if (found != nullptr) {
+      const VmRuntimeStatus& r = *found;
+      if (!r.name.empty()) s->set_hotplugged(r.hotplugged);
+      if (r.port_id >= 0) s->set_dpdk_port(static_cast<uint32_t>(r.port_id));
       s->set_rx_packets(r.rx_packets);
       s->set_tx_packets(r.tx_packets);
       s->set_snat_tcp_ports_in_use(r.snat_tcp_in_use);

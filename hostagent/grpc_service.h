@@ -48,6 +48,9 @@ absl::Status CheckEndpointsAndLeases(const AgentConfig& config,
 
 /// Per-VM numbers for GetVms / GetStats.
 struct VmRuntimeStatus {
+  std::string name;          ///< The VM's name ("": parallel to AgentConfig::vms).
+  bool hotplugged = false;   ///< Its port was opened at runtime by AttachVm.
+  int32_t port_id = -1;      ///< Its DPDK port, or -1 if none.
   uint64_t rx_packets = 0;
   uint64_t tx_packets = 0;
   uint32_t snat_tcp_in_use = 0, snat_tcp_leased = 0;
@@ -60,7 +63,7 @@ struct AgentRuntimeStatus {
   bool stopping = false;
   std::vector<std::pair<std::string, uint64_t>> counters;
   std::vector<std::pair<std::string, uint64_t>> drops;
-  std::vector<VmRuntimeStatus> vms;  ///< Parallel to AgentConfig::vms.
+  std::vector<VmRuntimeStatus> vms;  ///< By name, or parallel to AgentConfig::vms.
   std::vector<DipCheckStatus> health_checks;
   std::vector<MuxReportStatus> health_reports;
 };
@@ -86,6 +89,9 @@ class AgentRuntime {
   /// Copies flows from the data path (see AgentDataPath::CopyFlows).
   virtual bool CopyFlows(size_t limit, uint32_t dip, std::vector<NatFlow>* flows,
                          uint64_t* total) = 0;
+  /// Counts an AttachVm of a VM new to the agent that the service refused before the
+  /// runtime saw it (a bad field, a DIP or port in use).
+  virtual void CountHotplugRefusal() {}
 };
 
 class AgentService final : public v1::Agent::Service {
@@ -146,6 +152,7 @@ class AgentService final : public v1::Agent::Service {
   AgentConfig running_;
   std::set<std::string> detached_;  ///< VMs detached by DetachVm (names).
   std::function<void(const AgentConfig&, uint64_t)> on_applied_;
+  std::set<std::string> boot_vms_;  ///< Names of the boot config's VMs.
   std::atomic<bool> shutdown_{false};
 };
 

@@ -60,6 +60,8 @@ class FakeAgentRuntime : public AgentRuntime {
   }
   uint64_t generation() const override { return generation_; }
   void ReclaimRetired() override {}
+  void CountHotplugRefusal() override { ++hotplug_refusals; }
+  int hotplug_refusals = 0;
   AgentRuntimeStatus Status() const override {
     AgentRuntimeStatus s;
     s.ready = true;
@@ -430,7 +432,7 @@ TEST_F(AgentServiceTest, AttachVmRefusals) {
          vm->set_name("vm9");
          vm->set_dip("10.1.0.9");
        },
-       grpc::FAILED_PRECONDITION, "vm.name: no VM 'vm9' has a DPDK port configured on this agent"},
+       grpc::INVALID_ARGUMENT, "vm.port: required: no VM 'vm9' on this agent"},
       {"new name, dip in use", [](auto* vm) { vm->set_name("vm9"); }, grpc::FAILED_PRECONDITION,
        "vm.dip: 10.1.0.2 is already VM 'vm2'"},
       {"mac differs", [](auto* vm) { vm->set_mac("02:00:0a:01:00:09"); }, grpc::FAILED_PRECONDITION,
@@ -449,6 +451,114 @@ TEST_F(AgentServiceTest, AttachVmRefusals) {
     EXPECT_NE(s.error_message().find(c.message), std::string::npos) << s.error_message();
     ExpectUnchanged();
   }
+}
+
+v1::AttachVmRequest AttachNewVm9() {
+  v1::AttachVmRequest r;
+  v1::VmAttachment* vm = r.mutable_vm();
+  vm->set_name("vm9");
+  vm->set_port("net_af_packet_vm9,iface=vm9");
+  vm->set_mac("02:00:0a:01:00:09");
+  vm->set_dip("10.1.0.9");
+  vm->set_pa("10.101.0.39");
+  vm->set_gateway("10.1.0.254");
+  *vm->add_endpoints() = Ep("10.200.0.10", 80, "", 8080);
+  return r;
+}
+
+TEST_F(AgentServiceTest, AttachVmOfANewVmAddsItWithItsPortAndDetachRemovesIt) {
+  v1::AttachVmRequest request = AttachNewVm9();
+  v1::AttachVmResponse response;
+  grpc::Status s = service_.AttachVm(nullptr, &request, &response);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  ASSERT_EQ(runtime_.published.size(), 1u);
+  const AgentConfig& next = runtime_.published[0];
+  ASSERT_EQ(next.vms.size(), 3u);
+  EXPECT_EQ(next.vms[2].name, "vm9");
+  EXPECT_EQ(next.vms[2].port, "net_af_packet_vm9,iface=vm9");
+  EXPECT_EQ(next.vms[2].pa, Ip("10.101.0.39"));
+  ASSERT_EQ(next.endpoints.size(), 3u);
+  EXPECT_EQ(next.endpoints[2].dip, Ip("10.1.0.9"));
+  EXPECT_EQ(response.changes().added_size(), 1);
+  ASSERT_GE(response.changes().changed_size(), 1);
+  EXPECT_EQ(response.changes().changed(0), "vm vm9 attached on a new port");
+
+  v1::GetVmsResponse vms;
+  ASSERT_TRUE(service_.GetVms(nullptr, nullptr, &vms).ok());
+  ASSERT_EQ(vms.vms_size(), 3);
+  EXPECT_FALSE(vms.vms(0).hotplugged());
+  EXPECT_TRUE(vms.vms(2).hotplugged());
+  EXPECT_TRUE(vms.vms(2).attached());
+
+  // Attaching it again with the same port is the re-attach of a VM it has.
+  v1::AttachVmRequest again = AttachNewVm9();
+  ASSERT_TRUE(service_.AttachVm(nullptr, &again, &response).ok());
+
+  v1::DetachVmRequest detach;
+  detach.set_name("vm9");
+  v1::DetachVmResponse detached;
+  s = service_.DetachVm(nullptr, &detach, &detached);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(runtime_.published.back().vms.size(), 2u);
+  EXPECT_EQ(runtime_.published.back().endpoints.size(), 2u);
+  vms.Clear();
+  ASSERT_TRUE(service_.GetVms(nullptr, nullptr, &vms).ok());
+  EXPECT_EQ(vms.vms_size(), 2);
+  EXPECT_EQ(service_.DetachVm(nullptr, &detach, &detached).error_code(), grpc::NOT_FOUND);
+  EXPECT_EQ(runtime_.hotplug_refusals, 0);
+}
+
+TEST_F(AgentServiceTest, AttachVmOfANewVmRefusals) {
+  struct Case {
+    const char* what;
+    std::function<void(v1::VmAttachment*)> spoil;
+    grpc::StatusCode code;
+    const char* message;
+  };
+  const Case cases[] = {
+      {"no port", [](auto* vm) { vm->clear_port(); }, grpc::INVALID_ARGUMENT,
+       "vm.port: required"},
+      {"devargs", [](auto* vm) { vm->set_port("net_af_packet_vm9,qpairs=1"); },
+       grpc::INVALID_ARGUMENT, "vm.port: 'net_af_packet_vm9,qpairs=1': "},
+      {"vm1's port", [](auto* vm) { vm->set_port("net_af_packet_x,iface=vm1"); },
+       grpc::FAILED_PRECONDITION, "vm.port: net_af_packet_x,iface=vm1 is the port of VM 'vm1'"},
+      {"the uplink", [](auto* vm) { vm->set_port("net_af_packet9,iface=eth0"); },
+       grpc::FAILED_PRECONDITION, "vm.port: net_af_packet9,iface=eth0 is the agent's uplink"},
+      {"duplicate dip", [](auto* vm) { vm->set_dip("10.1.0.1"); }, grpc::FAILED_PRECONDITION,
+       "vm.dip: 10.1.0.1 is already VM 'vm1'"},
+      {"no pa", [](auto* vm) { vm->clear_pa(); }, grpc::INVALID_ARGUMENT, "vm.pa: required"},
+      {"no gateway", [](auto* vm) { vm->clear_gateway(); }, grpc::INVALID_ARGUMENT,
+       "vm.gateway: required"},
+      {"pa outside", [](auto* vm) { vm->set_pa("10.102.0.39"); }, grpc::INVALID_ARGUMENT,
+       "vm.pa: 10.102.0.39 is not inside the uplink prefix 10.101.0.21/24"},
+      {"pa in use", [](auto* vm) { vm->set_pa("10.101.0.31"); }, grpc::FAILED_PRECONDITION,
+       "vm.pa: 10.101.0.31 is already VM 'vm1''s PA"},
+      {"endpoint over a lease",
+       [](auto* vm) { *vm->add_snat_leases() = Lease("", 20010, 4); }, grpc::INVALID_ARGUMENT,
+       "vm.snat_leases[0]"},
+  };
+  int refusals = 0;
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.what);
+    v1::AttachVmRequest request = AttachNewVm9();
+    c.spoil(request.mutable_vm());
+    v1::AttachVmResponse response;
+    grpc::Status s = service_.AttachVm(nullptr, &request, &response);
+    EXPECT_EQ(s.error_code(), c.code) << s.error_message();
+    EXPECT_NE(s.error_message().find(c.message), std::string::npos) << s.error_message();
+    EXPECT_EQ(runtime_.hotplug_refusals, ++refusals);
+    ExpectUnchanged();
+    EXPECT_EQ(service_.running().vms.size(), 2u);
+  }
+  // The runtime refusing (the port cannot be probed): its message, nothing changes.
+  runtime_.refuse = "vm.port: cannot probe DPDK device 'net_af_packet_vm9,iface=vm9': No such device";
+  v1::AttachVmRequest request = AttachNewVm9();
+  v1::AttachVmResponse response;
+  grpc::Status s = service_.AttachVm(nullptr, &request, &response);
+  EXPECT_EQ(s.error_code(), grpc::FAILED_PRECONDITION);
+  EXPECT_EQ(s.error_message(), runtime_.refuse);
+  EXPECT_EQ(response.changes().changed_size(), 0);
+  ExpectUnchanged();
 }
 
 TEST_F(AgentServiceTest, DetachVmRemovesItsStateAndBlocksEndpointsUntilAttached) {

@@ -35,6 +35,7 @@
 #include "hostagent/agent_health.h"
 #include "hostagent/config.h"
 #include "hostagent/cloud_state.h"
+#include "hostagent/datapath_runtime.h"
 #include "hostagent/grpc_service.h"
 #include "hostagent/nat_flow_table.h"
 #include "hostagent/nic_rules.h"
@@ -53,13 +54,18 @@ volatile std::sig_atomic_t g_stop = 0;
 void OnSignal(int) { g_stop = 1; }
 
 std::string StatsJson(const AgentDataPath& agent, const AgentNicRules& nic_rules,
-                      const SnatLeaseClient* lease_client, const AgentHealth& health) {
+                      const SnatLeaseClient* lease_client, const AgentHealth& health,
+                      const DataPathRuntime& runtime) {
   JsonWriter j;
-  uint64_t rx = 0, tx = 0;
-  for (const auto& port : agent.ports()) {
-    rx += port->rx_packets.Get();
-    tx += port->tx.tx_packets.Get();
-  }
+  uint64_t rx = 0, tx = 0, tx_full = 0;
+  agent.ReadPorts([&](const std::vector<std::unique_ptr<AgentPort>>& ports,
+                      const std::vector<VmConfig>&, const SnatPortPool&) {
+    for (const auto& port : ports) {
+      rx += port->rx_packets.Get();
+      tx += port->tx.tx_packets.Get();
+      tx_full += port->tx.tx_full_drops.Get();
+    }
+  });
   const sw::ExecutorCounters& ex = agent.executor().counters();
   const AgentCounters& c = agent.counters();
   j.BeginObject()
@@ -104,9 +110,8 @@ std::string StatsJson(const AgentDataPath& agent, const AgentNicRules& nic_rules
       .EndObject();
   nic_rules.WriteStats(j);
   WriteLeaseStats(j, agent.config(), lease_client);
+  runtime.WriteHotplugStats(j);
   j.Key("drops").BeginObject();
-  uint64_t tx_full = 0;
-  for (const auto& port : agent.ports()) tx_full += port->tx.tx_full_drops.Get();
   for (size_t r = 0; r < kNumDropReasons; ++r) {
     uint64_t extra = r == static_cast<size_t>(DropReason::kTxFull) ? tx_full : 0;
     j.Field(kDropReasonNames[r], agent.Drops(static_cast<DropReason>(r)) + extra);
@@ -116,104 +121,32 @@ std::string StatsJson(const AgentDataPath& agent, const AgentNicRules& nic_rules
   }
   j.EndObject();
   j.Key("vms").BeginArray();
-  for (const auto& port : agent.ports()) {
-    if (port->vm_index < 0) continue;
-    const VmConfig& vm = agent.config().vms[port->vm_index];
-    const auto v = static_cast<uint8_t>(port->vm_index);
-    std::string tcp_ports, udp_ports;
-    agent.ReadSnatPorts([&](const SnatPortPool& snat) {
-      tcp_ports = StrCat(snat.InUse(v, 6), "/", snat.Leased(v, 6));
-      udp_ports = StrCat(snat.InUse(v, 17), "/", snat.Leased(v, 17));
+  const AgentRuntimeStatus status = runtime.Status();
+  for (const VmRuntimeStatus& vm : status.vms) {
+    agent.ReadPorts([&](const std::vector<std::unique_ptr<AgentPort>>&,
+                        const std::vector<VmConfig>& vms, const SnatPortPool&) {
+      for (const VmConfig& config : vms) {
+        if (config.name != vm.name) continue;
+        j.BeginObject()
+            .Field("name", vm.name)
+            .Field("dip", Ipv4ToString(config.dip))
+            .Field("pa", Ipv4ToString(config.pa))
+            .Field("port", vm.hotplugged ? "hotplug" : "boot")
+            .Field("dpdk_port", uint64_t(vm.port_id))
+            .Field("rx_packets", vm.rx_packets)
+            .Field("tx_packets", vm.tx_packets)
+            .Field("snat_tcp_ports", StrCat(vm.snat_tcp_in_use, "/", vm.snat_tcp_leased))
+            .Field("snat_udp_ports", StrCat(vm.snat_udp_in_use, "/", vm.snat_udp_leased))
+            .Field("snat_ports_exhausted", vm.snat_ports_exhausted)
+            .EndObject();
+      }
     });
-    j.BeginObject()
-        .Field("name", vm.name)
-        .Field("dip", Ipv4ToString(vm.dip))
-        .Field("pa", Ipv4ToString(vm.pa))
-        .Field("rx_packets", port->rx_packets.Get())
-        .Field("tx_packets", port->tx.tx_packets.Get())
-        .Field("snat_tcp_ports", tcp_ports)
-        .Field("snat_udp_ports", udp_ports)
-        .Field("snat_ports_exhausted", port->snat_ports_exhausted.Get())
-        .EndObject();
   }
   j.EndArray();
   health.WriteStats(j);
   j.EndObject();
   return j.str();
 }
-
-// What the gRPC service drives: the data path's config snapshots, counters and flows.
-class DataPathRuntime : public AgentRuntime {
- public:
-  explicit DataPathRuntime(AgentDataPath* agent) : agent_(agent) {}
-  bool PublishConfig(const AgentConfig& next, std::string* error) override {
-    return agent_->PublishConfig(next, error);
-  }
-  uint64_t generation() const override { return agent_->published_generation(); }
-  uint64_t adopted_generation() const override { return agent_->adopted_generation(); }
-  void ReclaimRetired() override { agent_->ReclaimRetired(); }
-  AgentRuntimeStatus Status() const override {
-    AgentRuntimeStatus s{.ready = agent_->ready(), .stopping = g_stop != 0};
-    uint64_t rx = 0, tx = 0, tx_full = 0;
-    for (const auto& port : agent_->ports()) {
-      rx += port->rx_packets.Get();
-      tx += port->tx.tx_packets.Get();
-      tx_full += port->tx.tx_full_drops.Get();
-    }
-    const AgentCounters& c = agent_->counters();
-    s.counters = {
-        {"rx_packets", rx},
-        {"tx_packets", tx},
-        {"inbound_packets", agent_->WalkPackets(RuleKind::kInboundIpip) +
-                                agent_->WalkPackets(RuleKind::kInboundGue)},
-        {"dsr_return_packets", agent_->WalkPackets(RuleKind::kDsrReturn)},
-        {"stateful_return_packets", c.stateful_return_packets.Get()},
-        {"snat_out_packets", c.snat_out_packets.Get()},
-        {"snat_in_packets", c.snat_in_packets.Get()},
-        {"fastpath_packets", c.fastpath_packets.Get()},
-        {"rejects_sent", c.rejects_sent.Get()},
-        {"rules_installed", agent_->installed_rules()},
-        {"flows_active", agent_->flows().size()},
-        {"flows_created", c.flows_created.Get()},
-        {"flows_expired", c.flows_expired.Get()},
-        {"flows_offered_to_nic", c.flows_offered.Get()},
-        {"flows_aged_in_nic", c.flows_aged_in_nic.Get()},
-        {"config_generation_in_use", agent_->adopted_generation()},
-    };
-    for (size_t r = 0; r < kNumDropReasons; ++r) {
-      uint64_t extra = r == static_cast<size_t>(DropReason::kTxFull) ? tx_full : 0;
-      s.drops.emplace_back(std::string(kDropReasonNames[r]),
-                           agent_->Drops(static_cast<DropReason>(r)) + extra);
-    }
-    for (size_t r = 0; r < kNumAgentDrops; ++r) {
-      s.drops.emplace_back(std::string(kAgentDropNames[r]),
-                           agent_->Drops(static_cast<AgentDrop>(r)));
-    }
-    s.vms.resize(agent_->config().vms.size());
-    agent_->ReadSnatPorts([&](const SnatPortPool& snat) {
-      for (const auto& port : agent_->ports()) {
-        if (port->vm_index < 0) continue;
-        const auto v = static_cast<uint8_t>(port->vm_index);
-        VmRuntimeStatus& vm = s.vms[v];
-        vm.rx_packets = port->rx_packets.Get();
-        vm.tx_packets = port->tx.tx_packets.Get();
-        vm.snat_tcp_in_use = snat.InUse(v, 6);
-        vm.snat_tcp_leased = snat.Leased(v, 6);
-        vm.snat_udp_in_use = snat.InUse(v, 17);
-        vm.snat_udp_leased = snat.Leased(v, 17);
-        vm.snat_ports_exhausted = port->snat_ports_exhausted.Get();
-      }
-    });
-    return s;
-  }
-  bool CopyFlows(size_t limit, uint32_t dip, std::vector<NatFlow>* flows,
-                 uint64_t* total) override {
-    return agent_->CopyFlows(limit, dip, std::chrono::seconds(2), flows, total);
-  }
-
- private:
-  AgentDataPath* agent_;
-};
 
 uint64_t MonotonicNs() {
   timespec ts;
@@ -424,7 +357,9 @@ int Run(int argc, char** argv) {
     return 1;
   }
 
-  DataPathRuntime data_path_runtime(&agent);
+  DataPathRuntime data_path_runtime(
+      &agent, *config,
+      {.pool = pool, .boot_ports = ports, .nic_rules = &nic_rules, .stopping = &g_stop});
   HealthCheckedRuntime runtime(&data_path_runtime, health->get(), *config);
   AgentService service(&runtime, *config);
   KeepCloudState(&service, config->cloud_state_file);
@@ -454,7 +389,7 @@ int Run(int argc, char** argv) {
     absl::Status s = stats.Start(opt.stats_socket, [&](const std::string& request) {
       if (request == "nic-rules") return nic_rules.Testpmd();
       if (request != "stats") return std::string("{\"error\":\"unknown request\"}");
-      return StatsJson(agent, nic_rules, lease_stats, **health);
+      return StatsJson(agent, nic_rules, lease_stats, **health, data_path_runtime);
     });
     if (!s.ok()) {
       fprintf(stderr, "sluice-agent: %s\n", std::string(s.message()).c_str());
@@ -462,7 +397,7 @@ int Run(int argc, char** argv) {
     }
   }
   auto metrics_server = metrics::ServeDaemonMetrics(
-      opt.metrics_listen, [&] { return StatsJson(agent, nic_rules, lease_stats, **health); });
+      opt.metrics_listen, [&] { return StatsJson(agent, nic_rules, lease_stats, **health, data_path_runtime); });
   if (!metrics_server.ok()) {
     fprintf(stderr, "sluice-agent: %s\n", std::string(metrics_server.status().message()).c_str());
     return 1;

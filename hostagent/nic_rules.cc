@@ -10,6 +10,12 @@ AgentNicRules::AgentNicRules(nic::NicExecutor* nic, const AgentConfig& config, c
                              uint16_t gue_port)
     : nic_(nic), config_(config), ports_(ports), gue_port_(gue_port) {}
 
+void AgentNicRules::SetVms(const AgentConfig& config, const PortMap& ports) {
+  std::lock_guard<std::mutex> lock(nic_mu_);
+  config_.vms = config.vms;
+  ports_ = ports;
+}
+
 void AgentNicRules::Post(std::vector<flow::Rule> rules) {
   std::lock_guard<std::mutex> lock(post_mu_);
   posted_ = std::move(rules);
@@ -61,9 +67,23 @@ void AgentNicRules::Place(const FlowOffer& offer) {
   const NatFlowRef ref = NatFlowRef::Of(offer.flow);
   auto it = flows_.find(ref);
   if (it != flows_.end()) RemoveFlow(it);  // a replacement (new next hop) or a reused tuple
+  // The data path's VM index may predate a hot-plug that renumbered the VMs: the DIP says
+  // which VM the flow belongs to now. A flow whose VM has left stays in software.
+  NatFlow flow = offer.flow;
+  auto vm = std::find_if(config_.vms.begin(), config_.vms.end(),
+                         [&](const VmConfig& v) { return v.dip == flow.dip; });
+  if (vm == config_.vms.end()) {
+    Notify(FlowOffloadNotice{.kind = FlowOffloadNotice::Kind::kPlaced,
+                             .generation = offer.generation,
+                             .nic_rules = 0,
+                             .ref = ref});
+    return;
+  }
+  flow.vm_index = static_cast<uint8_t>(vm - config_.vms.begin());
   std::vector<flow::Rule> rules = BuildFlowRules(
-      offer.flow, config_, ports_,
-      FlowNextHop{.mac = offer.next_hop_mac, .fastpath = offer.fastpath, .tunnel = offer.tunnel}, next_rule_id_);
+      flow, config_, ports_,
+      FlowNextHop{.mac = offer.next_hop_mac, .fastpath = offer.fastpath, .tunnel = offer.tunnel},
+      next_rule_id_);
   next_rule_id_ += rules.size();
   OffloadedFlow entry{.generation = offer.generation, .ref = ref};
   for (flow::Rule& rule : rules) {

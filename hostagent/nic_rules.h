@@ -39,6 +39,10 @@ class AgentNicRules {
   AgentNicRules(nic::NicExecutor* nic, const AgentConfig& config, const PortMap& ports,
                 uint16_t gue_port);
 
+  /// Control thread: the VMs and their ports after a runtime attach or detach (called before
+  /// the data path sees the new VMs); per-flow rules find a flow's VM by its DIP.
+  void SetVms(const AgentConfig& config, const PortMap& ports);
+
   /// Data path: the rule set now installed in software (latest wins; cheap, no rte_flow).
   void Post(std::vector<flow::Rule> rules);
   /// Control thread: replaces the NIC's static rules with the latest posted set, if it
@@ -82,8 +86,8 @@ class AgentNicRules {
   void Notify(const FlowOffloadNotice& notice);
 
   nic::NicExecutor* nic_;
-  const AgentConfig config_;
-  const PortMap ports_;
+  AgentConfig config_;  ///< Its VMs guarded by nic_mu_ (SetVms).
+  PortMap ports_;       ///< Guarded by nic_mu_.
   uint16_t gue_port_;
   std::mutex post_mu_;  ///< Held only to copy a rule set: the data path never waits on rte_flow.
   std::vector<flow::Rule> posted_;  ///< Guarded by post_mu_.

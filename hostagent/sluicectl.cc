@@ -469,12 +469,15 @@ int GetAgent(const Options& o, const std::string& what) {
     if (!s.ok()) return Fail(o.socket, s);
     if (o.output == "json") return printf("%s\n", ToJson(r).c_str()), kOk;
     for (const v1::VmStatus& vm : r.vms()) {
+      std::string port = vm.hotplugged() ? "hotplug" : "boot";
+      if (vm.has_dpdk_port()) port += StrCat(":", vm.dpdk_port());
       rows.push_back({vm.vm().name(), vm.vm().dip(), vm.vm().mac(), vm.vm().pa(),
-                      vm.attached() ? "yes" : "no", StrCat(vm.vm().endpoints_size()),
+                      vm.attached() ? "yes" : "no", port, StrCat(vm.vm().endpoints_size()),
                       StrCat(vm.snat_tcp_ports_in_use(), "/", vm.snat_tcp_ports_leased()),
                       StrCat(vm.rx_packets()), StrCat(vm.tx_packets())});
     }
-    PrintTable({"VM", "DIP", "MAC", "PA", "ATTACHED", "ENDPOINTS", "SNAT_TCP", "RX", "TX"}, rows);
+    PrintTable({"VM", "DIP", "MAC", "PA", "ATTACHED", "PORT", "ENDPOINTS", "SNAT_TCP", "RX", "TX"},
+               rows);
   } else {  // flows
     v1::GetFlowsRequest request;
     request.set_limit(o.limit);

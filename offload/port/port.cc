@@ -17,11 +17,11 @@ namespace {
 constexpr uint16_t kRxDescriptors = 1024;
 constexpr uint16_t kTxDescriptors = 1024;
 
+}  // namespace
+
 std::string DeviceName(const std::string& devargs) {
   return devargs.substr(0, devargs.find(','));
 }
-
-}  // namespace
 
 bool OpenPort(const std::string& devargs, rte_mempool* pool, uint16_t* port_id,
               std::string* error, uint16_t queues) {
@@ -88,6 +88,31 @@ flow::MacAddr PortMac(uint16_t port_id) {
 void ClosePort(uint16_t port_id) {
   rte_eth_dev_stop(port_id);
   rte_eth_dev_close(port_id);
+}
+
+bool RemovePort(uint16_t port_id, std::string* error) {
+  rte_eth_dev_info info;
+  int rc = rte_eth_dev_info_get(port_id, &info);
+  if (rc != 0 || info.device == nullptr) {
+    *error = "port " + std::to_string(port_id) + " has no device: " + rte_strerror(-rc);
+    return false;
+  }
+  rte_device* device = info.device;
+  rte_eth_dev_stop(port_id);
+  // Closing first releases the port; removing then detaches the device from its bus (for a
+  // vdev, the driver finds no port left and frees the rest).
+  rc = rte_eth_dev_close(port_id);
+  if (rc != 0) {
+    *error = "cannot close port " + std::to_string(port_id) + ": " + rte_strerror(-rc);
+    return false;
+  }
+  rc = rte_dev_remove(device);
+  if (rc != 0) {
+    *error = "cannot remove the device of port " + std::to_string(port_id) + ": " +
+             rte_strerror(-rc);
+    return false;
+  }
+  return true;
 }
 
 uint16_t TxBuffer::Flush() {

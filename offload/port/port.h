@@ -27,6 +27,14 @@ flow::MacAddr PortMac(uint16_t port_id);
 /// Stops and closes a port opened by OpenPort.
 void ClosePort(uint16_t port_id);
 
+/// The ethdev name `devargs` creates ("net_af_packet_vm5" of "net_af_packet_vm5,iface=v5").
+std::string DeviceName(const std::string& devargs);
+
+/// Stops and closes the port and removes its device from the EAL (rte_dev_remove), so a
+/// runtime-attached port leaves nothing behind and the same devargs can be probed again.
+/// False with `*error` (the DPDK reason) if the device could not be removed.
+bool RemovePort(uint16_t port_id, std::string* error);
+
 /// Packets waiting to be sent on one TX queue of a port (one per worker lcore). Packets the
 /// port refuses are freed and counted (DropReason::kTxFull).
 class TxBuffer {
