@@ -68,6 +68,13 @@ const Field kAgentFields[] = {
     {"flows.kept_at_start", "flows_kept_at_start", kGauge,
      "Flows of the state file kept at start (still valid for the config)."},
     {"fastpath.enabled", "fastpath_enabled", kGauge, "1 when a Fastpath key is configured."},
+    {"hotplug.ports_hotplugged", "ports_hotplugged_total", kCounter,
+     "VM ports probed and started at runtime (AttachVm of a VM new to the agent)."},
+    {"hotplug.ports_unplugged", "ports_unplugged_total", kCounter,
+     "Runtime-attached VM ports removed again (DetachVm)."},
+    {"hotplug.ports_pending_removal", "ports_pending_removal", kGauge,
+     "Detached VM ports waiting for the data path to let go of them."},
+    {"hotplug.dpdk_ports", "dpdk_ports", kGauge, "DPDK ports the agent has open."},
     {"snat_allocator.enabled", "snat_allocator_enabled", kGauge,
      "1 when the agent leases SNAT ports from sluice-snatd (snat_allocator:)."},
     {"snat_allocator.chunks_requested", "snat_chunks_requested_total", kCounter,
@@ -222,6 +229,8 @@ bool ParseFraction(const std::string& text, uint64_t* in_use, uint64_t* leased) 
 
 void AddAgent(const json& doc, Builder* out, std::set<std::string>* used) {
   AddFields(doc, std::begin(kAgentFields), std::end(kAgentFields), out, used);
+  AddKeyed(doc, "hotplug.failures", "hotplug_failures_total", kCounter,
+           "Runtime VM attaches and detaches that failed, by reason.", "reason", out, used);
   AddKeyed(doc, "drops", "drops_total", kCounter,
            "Packets dropped, by reason (the names sluicectl stats shows).", "reason", out, used);
   if (const json* rules = At(doc, "rules_installed"); rules != nullptr && IsNumber(*rules)) {
