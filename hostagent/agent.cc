@@ -106,6 +106,12 @@ bool AgentDataPath::PublishConfig(const AgentConfig& next, const PortMap& ports,
 
 bool AgentDataPath::Publish(const AgentConfig& next, const PortMap* ports, std::string* error) {
   std::lock_guard<std::mutex> lock(control_mu_);
+  if (acked_generation_.load(std::memory_order_acquire) < vms_changed_generation_) {
+    *error = "the data path has not adopted config generation " +
+             std::to_string(vms_changed_generation_) +
+             " (VMs attached or detached) yet; try again (is it polling?)";
+    return false;
+  }
   const AgentConfig& now = published_config_;
   const char* changed = nullptr;
   if (next.name != now.name) changed = "agent.name";
@@ -241,6 +247,7 @@ bool AgentDataPath::Publish(const AgentConfig& next, const PortMap* ports, std::
   snapshot->generation = current_snapshot_->generation + 1;
   published_config_ = next;
   published_ports_ = next_ports;
+  if (vms_changed) vms_changed_generation_ = snapshot->generation;
   ConfigSnapshot* raw = snapshot.get();
   retired_.push_back(std::move(current_snapshot_));
   current_snapshot_ = std::move(snapshot);

@@ -137,7 +137,9 @@ class AgentDataPath {
   /// data path starts polling and sending on a new port only when it adopts the snapshot,
   /// and stops using a removed VM's port then: its flows leave the flow table (and the NIC)
   /// and the other VMs' flows follow their new indexes. Once adopted_generation() reaches
-  /// this snapshot's, a removed VM's port may be closed. At most kMaxVms VMs.
+  /// this snapshot's, a removed VM's port may be closed. At most kMaxVms VMs. Until the data
+  /// path has adopted a snapshot whose VMs changed, every publish is refused (the data path
+  /// adopts only the newest snapshot, and VM changes must not be skipped).
   bool PublishConfig(const AgentConfig& next, const PortMap& ports, std::string* error);
   static constexpr size_t kMaxVms = 255;  ///< NatFlow::vm_index is 8 bits.
   /// Data path, between bursts: switches to the newest published snapshot, if any (swaps
@@ -345,6 +347,7 @@ class AgentDataPath {
   mutable std::mutex control_mu_;  ///< Serialises PublishConfig and ReclaimRetired.
   AgentConfig published_config_;   ///< Guarded by control_mu_: what the newest snapshot holds.
   PortMap published_ports_;        ///< Guarded by control_mu_: its ports.
+  uint64_t vms_changed_generation_ = 0;  ///< Guarded by control_mu_: the last VM change.
   std::atomic<ConfigSnapshot*> published_{nullptr};  ///< Owned via retired_/current_snapshot_.
   std::unique_ptr<ConfigSnapshot> current_snapshot_;  ///< The one published_ points to.
   std::vector<std::unique_ptr<ConfigSnapshot>> retired_;

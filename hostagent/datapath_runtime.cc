@@ -70,7 +70,25 @@ bool DataPathRuntime::OpenVmPort(const VmConfig& vm, uint16_t* port_id, std::str
   return false;
 }
 
+bool DataPathRuntime::WaitAdopted(uint64_t generation) const {
+  const auto deadline = std::chrono::steady_clock::now() + options_.adopt_timeout;
+  while (agent_->adopted_generation() < generation &&
+         std::chrono::steady_clock::now() < deadline &&
+         (options_.stopping == nullptr || *options_.stopping == 0)) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));  // the lcore adopts between bursts
+  }
+  return agent_->adopted_generation() >= generation;
+}
+
 bool DataPathRuntime::PublishConfig(const AgentConfig& next, std::string* error) {
+  // The data path adopts only the newest snapshot: a VM change it has not taken yet must not
+  // be overtaken by the next config.
+  if (!WaitAdopted(vms_changed_generation_)) {
+    *error = StrCat("the data path has not adopted config generation ", vms_changed_generation_,
+                    " (VMs attached or detached) within ", options_.adopt_timeout.count(),
+                    " ms (not polling?)");
+    return false;
+  }
   RemoveAdopted();
   auto named = [](const std::vector<VmConfig>& vms, const std::string& name) {
     return std::any_of(vms.begin(), vms.end(), [&](const VmConfig& v) { return v.name == name; });
@@ -135,6 +153,7 @@ bool DataPathRuntime::PublishConfig(const AgentConfig& next, std::string* error)
     return false;
   }
   const uint64_t generation = agent_->published_generation();
+  vms_changed_generation_ = generation;
   {
     std::lock_guard<std::mutex> lock(mu_);
     ports_ = ports;
@@ -158,13 +177,7 @@ bool DataPathRuntime::PublishConfig(const AgentConfig& next, std::string* error)
   }
   if (removed.empty()) return true;
   // The data path must have stopped using the ports before they close.
-  const auto deadline = std::chrono::steady_clock::now() + options_.adopt_timeout;
-  while (agent_->adopted_generation() < generation &&
-         std::chrono::steady_clock::now() < deadline &&
-         (options_.stopping == nullptr || *options_.stopping == 0)) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));  // the lcore adopts between bursts
-  }
-  if (agent_->adopted_generation() < generation) {
+  if (!WaitAdopted(generation)) {
     Count(HotplugFailure::kAdoptTimeout);
     fprintf(stderr,
             "sluice-agent %s: the data path did not adopt config generation %lu within %ld ms; "

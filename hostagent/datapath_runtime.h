@@ -59,7 +59,8 @@ struct DataPathRuntimeOptions {
   PortMap boot_ports;           ///< Where the boot config's VMs are.
   AgentNicRules* nic_rules = nullptr;   ///< nullptr: no NIC executor to tell about VMs.
   /// How long a detach waits for the data path to adopt the config without the VM before
-  /// it returns (the port is then removed later, at the next change or ReclaimRetired).
+  /// it returns (the port is then removed later, at the next change or ReclaimRetired), and
+  /// any config change for the data path to adopt the previous attach or detach.
   std::chrono::milliseconds adopt_timeout{2000};
   const volatile std::sig_atomic_t* stopping = nullptr;  ///< Set when the daemon stops.
 };
@@ -97,12 +98,15 @@ class DataPathRuntime : public AgentRuntime {
   /// Probes and starts `vm`'s port; on failure undoes it and says why.
   bool OpenVmPort(const VmConfig& vm, uint16_t* port_id, std::string* error,
                   HotplugFailure* why);
+  /// Waits up to adopt_timeout until the data path uses `generation`; false if it does not.
+  bool WaitAdopted(uint64_t generation) const;
   /// Removes the ports of pending_ whose generation the data path has adopted.
   void RemoveAdopted();
 
   AgentDataPath* agent_;
   DataPathRuntimeOptions options_;
   AgentConfig published_;  ///< Only PublishConfig touches it (the service serialises calls).
+  uint64_t vms_changed_generation_ = 0;  ///< Of the last VM change. Only PublishConfig.
   PortMap ports_;          ///< Where published_'s VMs are. Guarded by mu_.
   mutable std::mutex mu_;  ///< Guards ports_, hotplugged_, pending_, stats_.
   std::map<std::string, uint16_t> hotplugged_;  ///< Runtime-attached VMs → their port.

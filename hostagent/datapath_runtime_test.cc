@@ -238,6 +238,14 @@ TEST_F(HotplugTest, AttachProbesThePortTrafficReachesItDetachRemovesIt) {
   Receive(0, InboundTo(kVm9Pa, 40000));
   EXPECT_EQ(TotalDrops(), drops + 1);
 
+  // Nothing may overtake a VM change the data path has not adopted (it takes only the newest
+  // snapshot).
+  std::string error;
+  EXPECT_FALSE(agent_->PublishConfig(service_->running(), &error));
+  EXPECT_NE(error.find("has not adopted config generation 2 (VMs attached or detached)"),
+            std::string::npos)
+      << error;
+
   Poll();  // adopts
   ASSERT_EQ(agent_->ports().size(), 3u);
   const uint16_t vm9_port = agent_->ports()[2]->port_id;
