@@ -77,6 +77,17 @@ std::string FormatMac(const MacAddr& mac) {
   return buf;
 }
 
+std::string FormatTcpFlags(uint8_t flags, uint8_t mask) {
+  static constexpr const char* kNames[8] = {"fin", "syn", "rst", "psh", "ack", "urg", "ece", "cwr"};
+  std::string s;
+  for (int bit = 0; bit < 8; ++bit) {
+    if ((mask & (1u << bit)) == 0) continue;
+    s += (flags & (1u << bit)) ? '+' : '-';
+    s += kNames[bit];
+  }
+  return s;
+}
+
 std::string ToString(const Match& match) {
   std::string s;
   auto add = [&s](const std::string& field) {
@@ -92,6 +103,9 @@ std::string ToString(const Match& match) {
   if (match.proto != 0) add("proto=" + ProtoName(match.proto));
   if (match.src_port.mask != 0) add("src_port=" + FormatPortMatch(match.src_port));
   if (match.dst_port.mask != 0) add("dst_port=" + FormatPortMatch(match.dst_port));
+  if (match.tcp_flags_mask != 0) {
+    add("tcp_flags=" + FormatTcpFlags(match.tcp_flags, match.tcp_flags_mask));
+  }
   return s.empty() ? "any" : s;
 }
 
@@ -152,6 +166,12 @@ std::string Validate(const Rule& rule) {
   if (!rule.name.empty()) who += " (\"" + rule.name + "\")";
   if (rule.actions.empty()) {
     return who + ": has no actions; end it with output, drop or to_software";
+  }
+  if (rule.match.tcp_flags_mask != 0 && rule.match.proto != kProtoTcp) {
+    return who + ": matches TCP flags (" +
+           FormatTcpFlags(rule.match.tcp_flags, rule.match.tcp_flags_mask) +
+           "), so the match must set proto to tcp (it is " +
+           (rule.match.proto == 0 ? std::string("any") : ProtoName(rule.match.proto)) + ")";
   }
   int decaps = 0;
   for (size_t i = 0; i < rule.actions.size(); ++i) {

@@ -62,7 +62,20 @@ struct Match {
   uint8_t proto = 0;  ///< IP protocol; 0 matches any.
   PortMatch src_port;
   PortMatch dst_port;
+  /// TCP flags (byte 13 of the TCP header: FIN 0x01, SYN 0x02, RST 0x04, PSH 0x08, ACK 0x10,
+  /// URG 0x20, ECE 0x40, CWR 0x80) under `tcp_flags_mask`; mask 0 matches any. Needs proto
+  /// tcp. One rule matches one value under one mask: "FIN or RST" takes two rules.
+  uint8_t tcp_flags = 0;
+  uint8_t tcp_flags_mask = 0;
+  bool MatchesTcpFlags(uint8_t flags) const {
+    return (flags & tcp_flags_mask) == (tcp_flags & tcp_flags_mask);
+  }
 };
+
+inline constexpr uint8_t kTcpFlagFin = 0x01;
+inline constexpr uint8_t kTcpFlagSyn = 0x02;
+inline constexpr uint8_t kTcpFlagRst = 0x04;
+inline constexpr uint8_t kTcpFlagAck = 0x10;
 
 enum class ActionType : uint8_t {
   kDecap,       ///< Remove the outer IPv4 (and UDP for GUE, GRE header for GRE); the Ethernet
@@ -132,6 +145,9 @@ struct Rule {
 /// Human-readable one-line forms, used in logs, stats and test failure messages.
 std::string FormatIpv4(uint32_t addr);
 std::string FormatMac(const MacAddr& mac);
+/// TCP flags under a mask as OVS writes them: "+fin", "+syn-ack"; a flag in the mask is
+/// '+' when set in `flags`, '-' when clear ("0x100/0x100" style for bits without a name).
+std::string FormatTcpFlags(uint8_t flags, uint8_t mask);
 std::string ToString(const Match& match);
 std::string ToString(const Action& action);
 std::string ToString(const Rule& rule);

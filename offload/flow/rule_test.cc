@@ -38,6 +38,21 @@ TEST(FormatTest, Match) {
           .proto = 47,
           .src_port = {.port = 0x1200, .mask = 0xff00}};
   EXPECT_EQ(ToString(m), "src=10.0.0.0/8 dst=10.0.0.0/0xff00ff00 proto=47 src_port=4608/0xff00");
+  Match fin{.proto = kProtoTcp, .tcp_flags = kTcpFlagFin, .tcp_flags_mask = kTcpFlagFin};
+  EXPECT_EQ(ToString(fin), "proto=tcp tcp_flags=+fin");
+  EXPECT_EQ(FormatTcpFlags(kTcpFlagSyn, kTcpFlagSyn | kTcpFlagAck), "+syn-ack");
+  EXPECT_EQ(FormatTcpFlags(0xff, 0), "");
+}
+
+TEST(MatchTest, TcpFlagsUnderMask) {
+  Match rst{.proto = kProtoTcp, .tcp_flags = kTcpFlagRst, .tcp_flags_mask = kTcpFlagRst};
+  EXPECT_TRUE(rst.MatchesTcpFlags(kTcpFlagRst));
+  EXPECT_TRUE(rst.MatchesTcpFlags(kTcpFlagRst | kTcpFlagAck));
+  EXPECT_FALSE(rst.MatchesTcpFlags(kTcpFlagFin | kTcpFlagAck));
+  Match not_syn{.proto = kProtoTcp, .tcp_flags = 0, .tcp_flags_mask = kTcpFlagSyn};
+  EXPECT_TRUE(not_syn.MatchesTcpFlags(kTcpFlagAck));
+  EXPECT_FALSE(not_syn.MatchesTcpFlags(kTcpFlagSyn));
+  EXPECT_TRUE(Match{}.MatchesTcpFlags(0xff));
 }
 
 TEST(FormatTest, Actions) {
@@ -114,6 +129,11 @@ TEST(ValidateTest, RejectsWithActionableMessages) {
 
   r = Rule{.id = 3, .actions = {Action::Encap({.type = Tunnel::kNone}), Action::Output(1)}};
   ExpectInvalid(r, "has no tunnel type");
+
+  r = InboundRule();
+  r.match.proto = kProtoUdp;
+  r.match.tcp_flags = r.match.tcp_flags_mask = kTcpFlagFin;
+  ExpectInvalid(r, "matches TCP flags (+fin), so the match must set proto to tcp (it is udp)");
 
   r = InboundRule();
   EXPECT_NE(Validate(Rule{.id = 1, .actions = {}, .name = "x"}).find("rule 1 (\"x\")"),

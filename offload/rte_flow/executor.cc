@@ -290,6 +290,10 @@ bool NicExecutor::Remove(uint64_t id) {
   auto it = entries_.find(id);
   if (it == entries_.end()) return false;
   Entry& entry = it->second;
+  if (entry.flow != nullptr && entry.status.counted) {
+    CountChange last;
+    ReadCount(id, entry, &last);  // what it counted since the last sweep goes into the totals
+  }
   if (entry.flow != nullptr) {
     std::string error;
     if (!Uninstall(entry.status.port, entry.flow, entry.status.async, &error)) {
@@ -337,15 +341,46 @@ size_t NicExecutor::AgeSweep(const std::function<void(uint64_t id)>& on_aged) {
   return aged.size();
 }
 
-void NicExecutor::QueryCounters() {
-  for (auto& [id, entry] : entries_) {
-    if (entry.flow == nullptr || !entry.status.counted) continue;
-    std::string error;
-    FlowCounts counts;
-    if (api_->QueryCount(entry.status.port, entry.flow, &counts, &error) == 0) {
-      entry.status.counts = counts;
-    }
+bool NicExecutor::ReadCount(uint64_t id, Entry& entry, CountChange* change) {
+  ++totals_.count_queries;
+  std::string error;
+  FlowCounts now;
+  if (api_->QueryCount(entry.status.port, entry.flow, &now, &error) != 0) {
+    ++totals_.count_query_errors;
+    ++count_errors_[error.empty() ? "rte_flow_query failed" : error];
+    return false;
   }
+  const FlowCounts before = entry.status.counts;
+  // A counter never runs backwards; a PMD that reports less (a reset) starts a new reading.
+  const FlowCounts delta{.packets = now.packets >= before.packets ? now.packets - before.packets
+                                                                  : now.packets,
+                         .bytes = now.bytes >= before.bytes ? now.bytes - before.bytes : now.bytes};
+  entry.status.counts = now;
+  if (delta.packets == 0 && delta.bytes == 0) return false;
+  totals_.nic_packets += delta.packets;
+  totals_.nic_bytes += delta.bytes;
+  *change = CountChange{.id = id, .total = now, .delta = delta};
+  return true;
+}
+
+size_t NicExecutor::QueryCounters(size_t max,
+                                  const std::function<void(const CountChange&)>& on_change) {
+  size_t queried = 0;
+  size_t visited = 0;
+  const size_t n = entries_.size();
+  auto it = entries_.upper_bound(count_cursor_);
+  while (queried < max && visited < n) {
+    if (it == entries_.end()) it = entries_.begin();
+    ++visited;
+    auto& [id, entry] = *it;
+    count_cursor_ = id;
+    ++it;
+    if (entry.flow == nullptr || !entry.status.counted) continue;
+    ++queried;
+    CountChange change;
+    if (ReadCount(id, entry, &change) && on_change) on_change(change);
+  }
+  return queried;
 }
 
 const RuleStatus* NicExecutor::Status(uint64_t id) const {
@@ -369,7 +404,11 @@ std::vector<std::pair<std::string, uint64_t>> NicExecutor::Counters() const {
           {"decided_software", totals_.decided_software},
           {"removed", totals_.removed},
           {"aged", totals_.aged},
-          {"destroy_errors", totals_.destroy_errors}};
+          {"destroy_errors", totals_.destroy_errors},
+          {"nic_packets", totals_.nic_packets},
+          {"nic_bytes", totals_.nic_bytes},
+          {"count_queries", totals_.count_queries},
+          {"count_query_errors", totals_.count_query_errors}};
 }
 
 std::map<std::string, uint64_t> NicExecutor::FallbackReasons() const {
@@ -385,7 +424,11 @@ SoftwareSnapshot NicExecutor::Publish(std::string* error) const {
   std::vector<flow::Rule> marked_rules;
   std::vector<uint32_t> marks;
   for (const auto& [id, entry] : entries_) {
-    if (entry.status.placement == Placement::kNic) continue;
+    // A NIC rule that hands its packets to software stays in software's table too: those
+    // packets arrive unchanged and must meet the same rule there.
+    const bool to_software = !entry.rule.actions.empty() &&
+                             entry.rule.actions.back().type == flow::ActionType::kToSoftware;
+    if (entry.status.placement == Placement::kNic && !to_software) continue;
     software_rules.push_back(entry.rule);
     if (entry.status.placement == Placement::kPartial) {
       marked_rules.push_back(entry.rule);

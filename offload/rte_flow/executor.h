@@ -5,6 +5,7 @@
 // one thread calls it; the data path gets immutable snapshots (Publish).
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -87,6 +88,19 @@ struct PlacementTotals {
   uint64_t removed = 0;
   uint64_t aged = 0;
   uint64_t destroy_errors = 0;  ///< rte_flow_destroy failures (the handle is dropped anyway).
+  /// COUNT readings of fully offloaded rules, summed over every rule since construction
+  /// (a removed rule contributes its last reading, taken just before it is destroyed).
+  uint64_t nic_packets = 0;
+  uint64_t nic_bytes = 0;
+  uint64_t count_queries = 0;       ///< rte_flow_query calls.
+  uint64_t count_query_errors = 0;  ///< Of them failed (by reason: CountQueryErrors()).
+};
+
+/// A rule whose COUNT moved since the previous reading.
+struct CountChange {
+  uint64_t id = 0;
+  FlowCounts total;  ///< The reading now.
+  FlowCounts delta;  ///< Since the previous reading.
 };
 
 /// Partially offloaded rules by MARK id: an immutable snapshot for the data path.
@@ -147,8 +161,15 @@ class NicExecutor {
   /// Drains rte_flow_get_aged_flows on every port, removes the aged rules and calls
   /// `on_aged(id)` for each so the caller drops its own state. Returns how many aged.
   size_t AgeSweep(const std::function<void(uint64_t id)>& on_aged);
-  /// Reads the COUNT of every fully offloaded rule that has one into its status.
-  void QueryCounters();
+  /// Reads the COUNT of up to `max` fully offloaded rules that have one into their statuses,
+  /// continuing after the rule the previous call stopped at (wrapping), so a caller can
+  /// spread a large table over several calls. Calls `on_change` for each rule whose reading
+  /// moved. A failed query keeps the previous reading and is counted by its reason. Returns
+  /// how many rules it queried.
+  size_t QueryCounters(size_t max = SIZE_MAX,
+                       const std::function<void(const CountChange&)>& on_change = nullptr);
+  /// Why COUNT queries failed (the rte_flow message) → how many times.
+  const std::map<std::string, uint64_t>& CountQueryErrors() const { return count_errors_; }
 
   const RuleStatus* Status(uint64_t id) const;
   /// All rule statuses, by id.
@@ -156,7 +177,8 @@ class NicExecutor {
   const PlacementTotals& totals() const { return totals_; }
   /// The totals as named counters for the stats socket: "rules_nic", "rules_partial",
   /// "rules_software", "decided_nic", "decided_partial", "decided_software", "removed",
-  /// "aged", "destroy_errors".
+  /// "aged", "destroy_errors", "nic_packets", "nic_bytes", "count_queries",
+  /// "count_query_errors".
   std::vector<std::pair<std::string, uint64_t>> Counters() const;
   /// Why rules are not fully offloaded: full_error → number of current rules.
   std::map<std::string, uint64_t> FallbackReasons() const;
@@ -193,6 +215,8 @@ class NicExecutor {
   uint32_t AllocMark();
   void FreeMark(uint32_t mark);
   void Count(Placement placement, int delta);
+  // Queries one counted rule's COUNT; true if the reading moved (`*change` filled).
+  bool ReadCount(uint64_t id, Entry& entry, CountChange* change);
 
   FlowApi* api_;
   NicExecutorConfig config_;
@@ -203,6 +227,8 @@ class NicExecutor {
   uint32_t next_mark_ = 1;
   uint64_t next_token_ = 1;
   PlacementTotals totals_;
+  std::map<std::string, uint64_t> count_errors_;
+  uint64_t count_cursor_ = 0;  // QueryCounters resumes after this rule id
   FlowSpec scratch_;  // translation target, reused
 };
 

@@ -11,6 +11,11 @@
 #include "offload/rte_flow/fake_flow_api.h"
 #include "offload/sw/fixture_builder.h"
 
+using sluice::fixture::Eth;
+using sluice::fixture::Ipv4;
+using sluice::fixture::Payload;
+using sluice::fixture::Tcp;
+
 namespace sluice::nic {
 namespace {
 
@@ -177,7 +182,7 @@ TEST(NicExecutorTest, UntranslatableRuleIsTriedPartiallyThenSoftware) {
   NicExecutor executor(&nic, Eswitch());
   Rule slow{.id = 7,
             .match = {.in_port = kUplinkPort, .dst = Ipv4Match::Exact(kVip)},
-            .actions = {Action::ToSoftware()}};
+            .actions = {Action::DecTtl(), Action::ToSoftware()}};
   EXPECT_EQ(executor.Add(slow).placement, Placement::kPartial);
   EXPECT_NE(executor.Status(7)->full_error.find("translate: "), std::string::npos);
 
@@ -288,6 +293,135 @@ TEST(NicExecutorTest, QueryCountersFillPerRuleStats) {
   EXPECT_EQ(executor.Status(1)->counts.packets, 10u);
   EXPECT_EQ(executor.Status(1)->counts.bytes, 1500u);
   EXPECT_FALSE(executor.Status(2)->counted);
+}
+
+// The readings come from the fake NIC counting the frames a test injects.
+std::vector<uint8_t> DsrFrame(uint8_t flags = fixture::kAck, uint16_t dip_port = 8080) {
+  return (Eth{.dst = kVmPortMac, .src = kVmMac} / Ipv4{.src = kDip, .dst = kClient} /
+          Tcp{.sport = dip_port, .dport = kClientPort, .flags = flags} /
+          Payload{.data = std::string(100, 'a')})
+      .Bytes();
+}
+
+TEST(NicExecutorTest, CountReadingsComeFromWhatTheNicMatched) {
+  FakeFlowApi nic;
+  NicExecutor executor(&nic, Eswitch());
+  ASSERT_EQ(executor.Add(DsrReturn(1)).placement, Placement::kNic);
+  ASSERT_EQ(executor.Add(DsrReturn(2, 9090)).placement, Placement::kNic);
+  const std::vector<uint8_t> frame = DsrFrame();
+  for (int i = 0; i < 3; ++i) {
+    FakeFlowApi::Hit hit = nic.Inject(kVmPort, frame);
+    EXPECT_EQ(hit.rule_id, 1u);
+    EXPECT_FALSE(hit.to_software);
+  }
+  EXPECT_EQ(nic.Inject(kUplinkPort, frame).flow, nullptr);  // wrong port: a miss
+  std::vector<CountChange> changes;
+  EXPECT_EQ(executor.QueryCounters(SIZE_MAX, [&](const CountChange& c) { changes.push_back(c); }),
+            2u);
+  ASSERT_EQ(changes.size(), 1u);  // rule 2 saw nothing
+  EXPECT_EQ(changes[0].id, 1u);
+  EXPECT_EQ(changes[0].delta.packets, 3u);
+  EXPECT_EQ(changes[0].delta.bytes, 3 * frame.size());
+  EXPECT_EQ(executor.Status(1)->counts.packets, 3u);
+
+  // Only what moved since the last reading is reported; totals add up the deltas.
+  nic.Inject(kVmPort, frame);
+  changes.clear();
+  executor.QueryCounters(SIZE_MAX, [&](const CountChange& c) { changes.push_back(c); });
+  ASSERT_EQ(changes.size(), 1u);
+  EXPECT_EQ(changes[0].delta.packets, 1u);
+  EXPECT_EQ(changes[0].total.packets, 4u);
+  EXPECT_EQ(executor.totals().nic_packets, 4u);
+  EXPECT_EQ(executor.totals().nic_bytes, 4 * frame.size());
+
+  // A rule removed between sweeps still adds what it counted since the last one.
+  nic.Inject(kVmPort, frame);
+  nic.Inject(kVmPort, DsrFrame(fixture::kAck, 9090));
+  executor.Remove(1);
+  executor.Remove(2);
+  EXPECT_EQ(executor.totals().nic_packets, 6u);
+  EXPECT_EQ(executor.totals().count_query_errors, 0u);
+}
+
+TEST(NicExecutorTest, CountQueriesAreBatchedAcrossCalls) {
+  FakeFlowApi nic;
+  NicExecutor executor(&nic, Eswitch());
+  for (uint64_t id = 1; id <= 5; ++id) {
+    executor.Add(DsrReturn(id, static_cast<uint16_t>(8000 + id)));
+    nic.live[nic.FlowOf(id)].counts = FlowCounts{.packets = id, .bytes = 100 * id};
+  }
+  std::vector<uint64_t> seen;
+  auto note = [&](const CountChange& c) { seen.push_back(c.id); };
+  EXPECT_EQ(executor.QueryCounters(2, note), 2u);
+  EXPECT_EQ(executor.QueryCounters(2, note), 2u);
+  EXPECT_EQ(executor.QueryCounters(2, note), 2u);  // wraps: 5, then 1 (unchanged)
+  EXPECT_EQ(seen, (std::vector<uint64_t>{1, 2, 3, 4, 5}));
+  EXPECT_EQ(executor.totals().nic_packets, 15u);
+  EXPECT_EQ(executor.totals().count_queries, 6u);
+}
+
+TEST(NicExecutorTest, FailedCountQueriesAreCountedByReasonAndKeepTheLastReading) {
+  FakeFlowApi nic;
+  NicExecutor executor(&nic, Eswitch());
+  executor.Add(DsrReturn(1));
+  executor.Add(DsrReturn(2, 9090));
+  const std::vector<uint8_t> frame = DsrFrame();
+  nic.Inject(kVmPort, frame);
+  executor.QueryCounters();
+  nic.refuse_query = [](uint64_t id) {
+    return id == 1 ? "Operation not supported (errno 95)" : "counter is gone (errno 2)";
+  };
+  nic.Inject(kVmPort, frame);
+  size_t changes = 0;
+  EXPECT_EQ(executor.QueryCounters(SIZE_MAX, [&](const CountChange&) { ++changes; }), 2u);
+  executor.QueryCounters();
+  EXPECT_EQ(changes, 0u);
+  EXPECT_EQ(executor.Status(1)->counts.packets, 1u);  // the last good reading
+  EXPECT_EQ(executor.totals().count_query_errors, 4u);
+  std::map<std::string, uint64_t> expected{
+      {"rte_flow_query: Operation not supported (errno 95)", 2},
+      {"rte_flow_query: counter is gone (errno 2)", 2}};
+  EXPECT_EQ(executor.CountQueryErrors(), expected);
+  bool listed = false;
+  for (const auto& [name, value] : executor.Counters()) {
+    if (name == "count_query_errors") listed = value == 4;
+  }
+  EXPECT_TRUE(listed);
+  // The NIC answers again: the reading catches up.
+  nic.refuse_query = [](uint64_t) { return ""; };
+  executor.QueryCounters();
+  EXPECT_EQ(executor.Status(1)->counts.packets, 2u);
+  EXPECT_EQ(executor.totals().nic_packets, 2u);
+}
+
+TEST(NicExecutorTest, TcpFlagRuleSendsClosesOfAnOffloadedFlowToSoftware) {
+  FakeFlowApi nic;
+  NicExecutor executor(&nic, Eswitch());
+  ASSERT_EQ(executor.Add(DsrReturn(1)).placement, Placement::kNic);
+  Rule fin{.id = 2,
+           .priority = 250,
+           .match = {.in_port = kVmPort,
+                     .proto = flow::kProtoTcp,
+                     .tcp_flags = flow::kTcpFlagFin,
+                     .tcp_flags_mask = flow::kTcpFlagFin},
+           .actions = {Action::Count(), Action::ToSoftware()},
+           .name = "fin to software"};
+  ASSERT_EQ(executor.Add(fin).placement, Placement::kNic);
+  EXPECT_EQ(nic.Inject(kVmPort, DsrFrame()).rule_id, 1u);
+  FakeFlowApi::Hit hit = nic.Inject(kVmPort, DsrFrame(fixture::kFin | fixture::kAck));
+  EXPECT_EQ(hit.rule_id, 2u);
+  EXPECT_TRUE(hit.to_software);
+  EXPECT_EQ(nic.Inject(kVmPort, DsrFrame(fixture::kRst)).rule_id, 1u);
+  // Software keeps the rule as well, since the packets it sends there arrive unchanged.
+  std::string error;
+  SoftwareSnapshot snapshot = executor.Publish(&error);
+  ASSERT_NE(snapshot.rules, nullptr) << error;
+  ASSERT_EQ(snapshot.rules->rules().size(), 1u);
+  EXPECT_EQ(snapshot.rules->rules()[0].id, 2u);
+  EXPECT_NE(executor.Testpmd().find("tcp flags spec 0x1 flags mask 0x1 / end actions count / "
+                                    "port_representor port_id 2 / end"),
+            std::string::npos)
+      << executor.Testpmd();
 }
 
 TEST(NicExecutorTest, TemplateApiSharesOneTablePerShape) {

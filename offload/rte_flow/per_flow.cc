@@ -37,4 +37,41 @@ Placement PlaceFlowRule(NicExecutor& nic, const flow::Rule& rule, PerFlowTally& 
   return Placement::kSoftware;
 }
 
+
+std::vector<flow::Rule> CloseToSoftwareRules(uint16_t in_port,
+                                             const std::vector<flow::Tunnel>& tunnels,
+                                             uint64_t first_id) {
+  std::vector<flow::Rule> rules;
+  for (flow::Tunnel tunnel : tunnels) {
+    for (uint8_t flag : {flow::kTcpFlagFin, flow::kTcpFlagRst}) {
+      const char* tunnel_name = tunnel == flow::Tunnel::kIpip  ? " in ipip"
+                                : tunnel == flow::Tunnel::kGue ? " in gue"
+                                                               : "";
+      rules.push_back(flow::Rule{
+          .id = first_id + rules.size(),
+          .priority = kCloseToSoftwarePriority,
+          .match = {.in_port = in_port,
+                    .tunnel = tunnel,
+                    .proto = flow::kProtoTcp,
+                    .tcp_flags = flag,
+                    .tcp_flags_mask = flag},
+          .actions = {flow::Action::Count(), flow::Action::ToSoftware()},
+          .name = std::string("tcp ") + (flag == flow::kTcpFlagFin ? "fin" : "rst") +
+                  tunnel_name + " on port " + std::to_string(in_port) + " to software"});
+    }
+  }
+  return rules;
+}
+
+std::string PlaceNicOnlyRule(NicExecutor& nic, const flow::Rule& rule) {
+  const AddResult result = nic.Add(rule);
+  if (result.ok && result.placement == Placement::kNic) return "";
+  const RuleStatus* status = nic.Status(rule.id);
+  std::string why = !result.ok                                         ? "invalid rule: " + result.error
+                    : status != nullptr && !status->full_error.empty() ? status->full_error
+                                                                       : "refused";
+  nic.Remove(rule.id);
+  return why;
+}
+
 }  // namespace sluice::nic

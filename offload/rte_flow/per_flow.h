@@ -10,6 +10,7 @@
 #include <map>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "offload/flow/rule.h"
 #include "offload/packet/counter.h"
@@ -40,5 +41,23 @@ class PerFlowTally {
 /// that lands in software is removed again and its reason recorded; the return value then is
 /// Placement::kSoftware and nothing of the rule stays in the executor.
 Placement PlaceFlowRule(NicExecutor& nic, const flow::Rule& rule, PerFlowTally& tally);
+
+/// Above every per-flow and static rule: a connection's FIN and RST must not be served by
+/// the NIC rule that serves the rest of it.
+inline constexpr uint32_t kCloseToSoftwarePriority = 250;
+
+/// The rules that hand TCP FIN and RST segments arriving on `in_port` to software (the
+/// application's miss path) instead of the NIC rules that serve the connection, so the data
+/// path sees every close, updates its flow state and withdraws the flow's rules. One FIN and
+/// one RST rule per tunnel in `tunnels` (kNone: plain TCP; kIpip/kGue: TCP inside that
+/// tunnel), each with COUNT, ids first_id, first_id + 1, ...
+std::vector<flow::Rule> CloseToSoftwareRules(uint16_t in_port,
+                                             const std::vector<flow::Tunnel>& tunnels,
+                                             uint64_t first_id);
+
+/// Adds a rule that is useful only in the NIC (like the close rules: software already sees
+/// the packets they would divert). Anything but a full offload is removed again and its
+/// reason returned; "" when the rule is in the NIC.
+std::string PlaceNicOnlyRule(NicExecutor& nic, const flow::Rule& rule);
 
 }  // namespace sluice::nic

@@ -220,8 +220,11 @@ class RuleTranslator {
                "rte_flow";
     }
     AddIpv4(m.src, m.dst, m.proto);
+    if (m.tcp_flags_mask != 0 && m.proto != flow::kProtoTcp) {
+      return "matches TCP flags without proto tcp";
+    }
     if (m.proto == flow::kProtoTcp || m.proto == flow::kProtoUdp) {
-      AddL4(m.proto, m.src_port, m.dst_port);
+      AddL4(m.proto, m.src_port, m.dst_port, m.tcp_flags, m.tcp_flags_mask);
     }
     return "";
   }
@@ -240,7 +243,8 @@ class RuleTranslator {
     }
   }
 
-  void AddL4(uint8_t proto, const flow::PortMatch& src, const flow::PortMatch& dst) {
+  void AddL4(uint8_t proto, const flow::PortMatch& src, const flow::PortMatch& dst,
+             uint8_t tcp_flags = 0, uint8_t tcp_flags_mask = 0) {
     SpecBuilder::ItemConf* spec;
     SpecBuilder::ItemConf* mask;
     const bool tcp = proto == flow::kProtoTcp;
@@ -254,6 +258,8 @@ class RuleTranslator {
       mask->tcp.hdr.src_port = sm;
       spec->tcp.hdr.dst_port = dp;
       mask->tcp.hdr.dst_port = dm;
+      spec->tcp.hdr.tcp_flags = tcp_flags & tcp_flags_mask;
+      mask->tcp.hdr.tcp_flags = tcp_flags_mask;
     } else {
       spec->udp.hdr.src_port = sp;
       mask->udp.hdr.src_port = sm;
@@ -422,10 +428,27 @@ class RuleTranslator {
         case ActionType::kDrop:
           b_.AddAction(RTE_FLOW_ACTION_TYPE_DROP, false);
           break;
-        case ActionType::kToSoftware:
-          return Where(i) +
-                 " hands the packet to the slow path; there is no NIC action for "
-                 "that (use partial offload or software)";
+        case ActionType::kToSoftware: {
+          // The packet reaches the application as it came in (the miss path): on the
+          // e-switch through the ethdev that represents its in_port, otherwise on the Rx
+          // queue. Software then runs it through its own tables, so nothing may have
+          // changed it on the way.
+          for (size_t j = 0; j < i; ++j) {
+            if (actions[j].type != ActionType::kCount && actions[j].type != ActionType::kAge) {
+              return Where(i) + " follows " + Where(j) +
+                     "; the NIC can hand software only the packet as it arrived (put "
+                     "to_software after count/age only)";
+            }
+          }
+          if (options_.transfer) {
+            c = b_.AddAction(RTE_FLOW_ACTION_TYPE_PORT_REPRESENTOR, true);
+            if (c != nullptr) c->ethdev.port_id = m.in_port.value_or(options_.port_id);
+          } else {
+            c = b_.AddAction(RTE_FLOW_ACTION_TYPE_QUEUE, true);
+            if (c != nullptr) c->queue.index = options_.queue;
+          }
+          break;
+        }
       }
     }
     return "";
@@ -535,6 +558,10 @@ std::string ItemText(const rte_flow_item& item) {
       }
       Field(&s, "src", rte_be_to_cpu_16(sp_src), rte_be_to_cpu_16(mk_src), 0xffff, DecText, Hex);
       Field(&s, "dst", rte_be_to_cpu_16(sp_dst), rte_be_to_cpu_16(mk_dst), 0xffff, DecText, Hex);
+      if (tcp) {  // testpmd 22.11 calls hdr.tcp_flags "flags"
+        Field(&s, "flags", static_cast<const rte_flow_item_tcp*>(item.spec)->hdr.tcp_flags,
+              static_cast<const rte_flow_item_tcp*>(item.mask)->hdr.tcp_flags, 0xff, Hex, Hex);
+      }
       return s;
     }
     case RTE_FLOW_ITEM_TYPE_REPRESENTED_PORT: {

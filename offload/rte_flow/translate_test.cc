@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <rte_byteorder.h>
 #include <rte_ip.h>
+#include <rte_tcp.h>
 #include <rte_udp.h>
 
 #include <cstdlib>
@@ -17,6 +18,7 @@
 #include "hostagent/flow_rules.h"
 #include "hostagent/rules.h"
 #include "offload/packet/parse.h"
+#include "offload/rte_flow/per_flow.h"
 #include "offload/sw/fixture_builder.h"
 
 #ifndef SLUICE_RTE_FLOW_TESTDATA
@@ -318,12 +320,66 @@ TEST(TranslateTest, PartialModeIsMarkAndQueueOnTheIngressPort) {
   EXPECT_EQ(ActionConf<rte_flow_action_queue>(spec, 1)->index, 3u);
 }
 
+TEST(TranslateTest, TcpFlagsAndToSoftware) {
+  FlowSpec spec;
+  std::vector<Rule> rules = CloseToSoftwareRules(kUplinkPort, {Tunnel::kIpip}, 40);
+  ASSERT_EQ(rules.size(), 2u);
+  const Rule& fin = rules[0];
+  ASSERT_EQ(Translate(fin, Transfer(), &spec), "");
+  EXPECT_EQ(ItemTypes(spec),
+            (std::vector<rte_flow_item_type>{RTE_FLOW_ITEM_TYPE_REPRESENTED_PORT,
+                                             RTE_FLOW_ITEM_TYPE_ETH, RTE_FLOW_ITEM_TYPE_IPV4,
+                                             RTE_FLOW_ITEM_TYPE_IPV4, RTE_FLOW_ITEM_TYPE_TCP}));
+  const auto* tcp_spec = static_cast<const rte_flow_item_tcp*>(spec.pattern()[4].spec);
+  const auto* tcp_mask = static_cast<const rte_flow_item_tcp*>(spec.pattern()[4].mask);
+  EXPECT_EQ(tcp_spec->hdr.tcp_flags, RTE_TCP_FIN_FLAG);
+  EXPECT_EQ(tcp_mask->hdr.tcp_flags, RTE_TCP_FIN_FLAG);
+  EXPECT_EQ(tcp_mask->hdr.src_port, 0);
+  // Above the per-flow rules (which are above the static ones).
+  EXPECT_LT(spec.attr().priority, 255u - agent::kFlowRulePriority);
+  // E-switch: back to the application through the ethdev the packet came in on.
+  ASSERT_EQ(ActionTypes(spec),
+            (std::vector<rte_flow_action_type>{RTE_FLOW_ACTION_TYPE_COUNT,
+                                               RTE_FLOW_ACTION_TYPE_PORT_REPRESENTOR}));
+  EXPECT_EQ(ActionConf<rte_flow_action_ethdev>(spec, 1)->port_id, kUplinkPort);
+  EXPECT_NE(spec.ToTestpmd().find("tcp flags spec 0x1 flags mask 0x1 / end actions count / "
+                                  "port_representor port_id 0 / end"),
+            std::string::npos)
+      << spec.ToTestpmd();
+
+  // Plain ingress: to the Rx queue software polls.
+  TranslateOptions ingress{.queue = 2};
+  ASSERT_EQ(Translate(rules[1], ingress, &spec), "");
+  ASSERT_EQ(ActionTypes(spec), (std::vector<rte_flow_action_type>{RTE_FLOW_ACTION_TYPE_COUNT,
+                                                                  RTE_FLOW_ACTION_TYPE_QUEUE}));
+  EXPECT_EQ(ActionConf<rte_flow_action_queue>(spec, 1)->index, 2u);
+  EXPECT_NE(spec.ToTestpmd().find("tcp flags spec 0x4 flags mask 0x4 / end actions count / "
+                                  "queue index 2 / end"),
+            std::string::npos);
+
+  // A full-mask flags match prints as "is"; the flags are part of the template shape.
+  Rule exact = fin;
+  exact.match.tcp_flags_mask = 0xff;
+  ASSERT_EQ(Translate(exact, Transfer(), &spec), "");
+  EXPECT_NE(spec.ToTestpmd().find("tcp flags is 0x1 /"), std::string::npos);
+  FlowSpec other;
+  ASSERT_EQ(Translate(fin, Transfer(), &other), "");
+  EXPECT_NE(spec.ShapeKey(), other.ShapeKey());
+}
+
 TEST(TranslateTest, UntranslatableRulesSayWhy) {
   FlowSpec spec;
   Rule to_software{.id = 9,
                    .match = {.dst = Ipv4Match::Exact(kVip)},
-                   .actions = {Action::Count(), Action::ToSoftware()}};
-  EXPECT_NE(Translate(to_software, Transfer(), &spec).find("to_software"), std::string::npos);
+                   .actions = {Action::Count(), Action::DecTtl(), Action::ToSoftware()}};
+  EXPECT_NE(Translate(to_software, Transfer(), &spec)
+                .find("action 3 (to_software) follows action 2 (dec_ttl); the NIC can hand "
+                      "software only the packet as it arrived"),
+            std::string::npos);
+  Rule flags_udp{.id = 10,
+                 .match = {.proto = flow::kProtoUdp, .tcp_flags_mask = flow::kTcpFlagFin},
+                 .actions = {Action::Drop()}};
+  EXPECT_EQ(Translate(flags_udp, Transfer(), &spec), "matches TCP flags without proto tcp");
 
   Rule decap_no_mac = AgentRule(AgentRules(), agent::RuleKind::kInboundIpip);
   std::erase_if(decap_no_mac.actions,
@@ -481,6 +537,19 @@ TEST(TestpmdGoldenTest, SharedEndpointReturn) {
                    TestpmdRules(ReturnRules(false), Transfer()));
 }
 
+TEST(TestpmdGoldenTest, ClosesToSoftware) {
+  std::vector<Rule> rules = CloseToSoftwareRules(kVmPort, {Tunnel::kNone}, 50);
+  for (Rule& r : CloseToSoftwareRules(kUplinkPort, {Tunnel::kIpip, Tunnel::kGue}, 52)) {
+    rules.push_back(std::move(r));
+  }
+  ExpectGolden("close_to_software.txt",
+               Header("TCP FIN and RST to software, above every per-flow rule, so the agent and "
+                      "the mux see each close of a connection the NIC serves (VM port: plain; "
+                      "uplink: inside IPIP and GUE).") +
+                   TestpmdRules(rules, Transfer()) + "# The same without the e-switch.\n" +
+                   TestpmdRules(rules, TranslateOptions{}));
+}
+
 TEST(TestpmdGoldenTest, PartialOffload) {
   TranslateOptions options = Transfer();
   options.mode = OffloadMode::kPartial;
@@ -498,7 +567,8 @@ TEST(TestpmdGoldenTest, NotOffloadable) {
                Header("Rules the NIC cannot express become comments (and go partial/software).") +
                    TestpmdRules({Rule{.id = 9,
                                       .match = {.dst = Ipv4Match::Exact(kVip)},
-                                      .actions = {Action::Count(), Action::ToSoftware()},
+                                      .actions = {Action::Count(), Action::DecTtl(),
+                                                  Action::ToSoftware()},
                                       .name = "slow path"},
                                  gue_any_client},
                                 Transfer()));

@@ -236,6 +236,13 @@ bool DecTtl(uint8_t* frame, ParsedPacket* pkt) {
 
 bool MatchesRule(const flow::Match& m, const ParsedPacket& pkt, uint16_t in_port) {
   if (m.in_port && *m.in_port != in_port) return false;
+  // TCP flags belong to the TCP header the match's addresses refer to: the inner one under a
+  // tunnel match, the outermost one otherwise (Validate makes such a match name proto tcp).
+  if (m.tcp_flags_mask != 0 &&
+      (pkt.proto != flow::kProtoTcp || (m.tunnel == Tunnel::kNone && pkt.tunnel != Tunnel::kNone) ||
+       !m.MatchesTcpFlags(pkt.tcp_flags))) {
+    return false;
+  }
   if (m.tunnel != Tunnel::kNone) {
     return pkt.tunnel == m.tunnel && m.outer_src.Matches(pkt.outer_src) &&
            m.outer_dst.Matches(pkt.outer_dst) && m.src.Matches(pkt.src) && m.dst.Matches(pkt.dst) &&

@@ -314,6 +314,52 @@ TEST(RuleTableTest, MatchWithoutTunnelSeesTheOutermostHeader) {
   EXPECT_EQ(index, Verdict::kNoRuleIndex);
 }
 
+TEST(RuleTableTest, TcpFlagsMatchTheHeaderTheAddressesReferTo) {
+  std::string error;
+  auto table = RuleTable::Build(
+      {Rule{.id = 1,
+            .priority = 10,
+            .match = {.tunnel = Tunnel::kIpip,
+                      .proto = flow::kProtoTcp,
+                      .tcp_flags = flow::kTcpFlagFin,
+                      .tcp_flags_mask = flow::kTcpFlagFin},
+            .actions = {Action::ToSoftware()}},
+       Rule{.id = 2,
+            .priority = 10,
+            .match = {.proto = flow::kProtoTcp,
+                      .tcp_flags = flow::kTcpFlagRst,
+                      .tcp_flags_mask = flow::kTcpFlagRst},
+            .actions = {Action::ToSoftware()}},
+       Rule{.id = 3, .match = {.proto = flow::kProtoTcp}, .actions = {Action::Output(1)}},
+       Rule{.id = 4,
+            .match = {.tunnel = Tunnel::kIpip, .proto = flow::kProtoTcp},
+            .actions = {Action::Decap(), Action::Output(1)}}},
+      &error);
+  ASSERT_NE(table, nullptr) << error;
+  uint32_t index;
+  packet::ParsedPacket ipip{.tunnel = Tunnel::kIpip,
+                            .outer_dst = kHostPa,
+                            .dst = kVip,
+                            .proto = flow::kProtoTcp,
+                            .tcp_flags = flow::kTcpFlagFin | flow::kTcpFlagAck};
+  EXPECT_EQ(table->Lookup(ipip, 0, &index)->id, 1u);
+  ipip.tcp_flags = flow::kTcpFlagAck;
+  EXPECT_EQ(table->Lookup(ipip, 0, &index)->id, 4u);
+  // The RST rule names no tunnel, so it looks at the outermost header: not TCP.
+  ipip.tcp_flags = flow::kTcpFlagRst;
+  EXPECT_EQ(table->Lookup(ipip, 0, &index)->id, 4u);
+  packet::ParsedPacket plain{.outer_dst = kVip,
+                             .dst = kVip,
+                             .proto = flow::kProtoTcp,
+                             .tcp_flags = flow::kTcpFlagRst | flow::kTcpFlagAck};
+  EXPECT_EQ(table->Lookup(plain, 0, &index)->id, 2u);
+  plain.tcp_flags = flow::kTcpFlagFin;
+  EXPECT_EQ(table->Lookup(plain, 0, &index)->id, 3u);
+  plain.proto = flow::kProtoUdp;
+  plain.tcp_flags = flow::kTcpFlagRst;  // a UDP packet never matches a TCP-flags rule
+  EXPECT_EQ(table->Lookup(plain, 0, &index), nullptr);
+}
+
 TEST_F(ExecutorTest, BurstCountersAndRuleSwap) {
   SoftwareExecutor executor;
   Verdict verdicts[4];
