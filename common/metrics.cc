@@ -95,6 +95,14 @@ const Field kAgentFields[] = {
      "Chunks taken out of the data path, waiting for their last flows before the return."},
     {"fastpath.redirects_received", "fastpath_redirects_received_total", kCounter,
      "Fastpath redirects received."},
+    {"nic.nic_packets", "nic_offloaded_packets_total", kCounter,
+     "Packets the NIC's rules counted (COUNT readings of static and per-flow rules)."},
+    {"nic.nic_bytes", "nic_offloaded_bytes_total", kCounter,
+     "Bytes the NIC's rules counted (COUNT readings of static and per-flow rules)."},
+    {"nic.count_query_errors", "nic_count_query_errors_total", kCounter,
+     "COUNT queries (rte_flow_query) that failed."},
+    {"nic.closes_to_software", "nic_closes_to_software_total", kCounter,
+     "TCP FIN/RST segments the NIC's close rules handed to software."},
 };
 
 const Field kMuxFields[] = {
@@ -132,6 +140,14 @@ const Field kMuxFields[] = {
      "Flows not offered because the offload ring was full."},
     {"flow_offload.aged_out", "flow_offload_aged_out_total", kCounter,
      "Offloaded flows aged out of the NIC."},
+    {"flow_offload.nic_packets", "nic_offloaded_packets_total", kCounter,
+     "Packets the NIC's per-flow rules counted (COUNT readings)."},
+    {"flow_offload.nic_bytes", "nic_offloaded_bytes_total", kCounter,
+     "Bytes the NIC's per-flow rules counted (COUNT readings)."},
+    {"flow_offload.count_query_errors", "nic_count_query_errors_total", kCounter,
+     "COUNT queries (rte_flow_query) that failed."},
+    {"flow_offload.closes_to_software", "nic_closes_to_software_total", kCounter,
+     "TCP FIN/RST segments the NIC's close rules handed to the mux's software."},
     {"reload.reloads", "reloads_total", kCounter, "Configuration reloads applied."},
     {"reload.errors", "reload_errors_total", kCounter, "Configuration reloads refused."},
 };

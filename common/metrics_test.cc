@@ -47,6 +47,8 @@ const char kAgentStats[] = R"json({
   "health_reports": [{"mux": "mux1", "target": "unix:/run/mux1.sock", "in_sync": true,
                       "pushes_ok": 5, "pushes_failed": 2, "resyncs": 1,
                       "last_ok_ms_ago": 10, "last_error": "unavailable"}],
+  "nic": {"rules": 3, "nic_packets": 1200, "nic_bytes": 96000, "count_query_errors": 1,
+          "closes_to_software": 4, "close_rules_refused": ""},
   "some_new_counter": 17
 })json";
 
@@ -61,7 +63,8 @@ const char kMuxStats[] = R"json({
   "bgp": {"enabled": true, "session": "established", "announced_vips": 2, "errors": 0,
           "last_error": ""},
   "flow_offload": {"offered": 10, "nic": 0, "partial": 0, "software": 10, "queue_full": 0,
-                   "aged_out": 0, "last_refusal": "ENOTSUP"},
+                   "aged_out": 0, "last_refusal": "ENOTSUP", "nic_packets": 70,
+                   "nic_bytes": 7000, "count_query_errors": 0, "closes_to_software": 2},
   "reload": {"reloads": 1, "errors": 0, "last_error": ""},
   "config_generation": 2,
   "vips": [{"vip": "10.200.0.10", "port": 80, "protocol": "tcp", "scheduler": "maglev",
@@ -99,6 +102,11 @@ TEST(MetricsTest, AgentDropsFlowsRulesAndSnatPorts) {
   EXPECT_THAT(text, HasSubstr("sluice_agent_snat_chunks_refused_total 1\n"));
   EXPECT_THAT(text, HasSubstr("sluice_agent_snat_chunks_returned_total 2\n"));
   EXPECT_THAT(text, HasSubstr("sluice_agent_snat_chunks_active 1\n"));
+  EXPECT_THAT(text, HasSubstr("# TYPE sluice_agent_nic_offloaded_packets_total counter\n"));
+  EXPECT_THAT(text, HasSubstr("sluice_agent_nic_offloaded_packets_total 1200\n"));
+  EXPECT_THAT(text, HasSubstr("sluice_agent_nic_offloaded_bytes_total 96000\n"));
+  EXPECT_THAT(text, HasSubstr("sluice_agent_nic_count_query_errors_total 1\n"));
+  EXPECT_THAT(text, HasSubstr("sluice_agent_nic_closes_to_software_total 4\n"));
   // A field the table does not know yet is still exported, untyped.
   EXPECT_THAT(text, HasSubstr("# TYPE sluice_agent_some_new_counter untyped\n"));
   EXPECT_THAT(text, HasSubstr("sluice_agent_some_new_counter 17\n"));
@@ -119,6 +127,9 @@ TEST(MetricsTest, MuxBgpSessionOffloadLevelsAndBackends) {
   EXPECT_THAT(text, HasSubstr("sluice_mux_backend_flows_total{vip=\"10.200.0.10:80\","
                               "dip=\"10.1.0.1\",host=\"10.101.0.31\"} 6\n"));
   EXPECT_THAT(text, HasSubstr("sluice_mux_draining 0\n"));
+  EXPECT_THAT(text, HasSubstr("sluice_mux_nic_offloaded_packets_total 70\n"));
+  EXPECT_THAT(text, HasSubstr("sluice_mux_nic_offloaded_bytes_total 7000\n"));
+  EXPECT_THAT(text, HasSubstr("sluice_mux_nic_closes_to_software_total 2\n"));
   EXPECT_THAT(text, Not(HasSubstr("last_error")));  // strings are not metrics
 }
 

@@ -1019,6 +1019,12 @@ void AgentDataPath::TakeOffloadNotices(uint64_t now_ns) {
       counters_.offload_notices_stale.Add();
       continue;
     }
+    if (n.kind == FlowOffloadNotice::Kind::kActive) {
+      // The NIC carried packets of the flow since its previous reading: as good as software
+      // seeing one now (idle time, and the aged-flow check below, count from here).
+      f->last_seen_ns = std::max(f->last_seen_ns, now_ns);
+      continue;
+    }
     if (n.kind == FlowOffloadNotice::Kind::kPlaced) {
       if (n.nic_rules > 0) {
         f->offload |= NatFlow::kNicServed;

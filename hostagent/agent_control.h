@@ -39,6 +39,9 @@ class HealthCheckedRuntime : public AgentRuntime {
     return data_path_->CopyFlows(limit, dip, flows, total);
   }
   void CountHotplugRefusal() override { data_path_->CountHotplugRefusal(); }
+  bool NicFlow(const NatFlow& flow, NicFlowReading* out) const override {
+    return data_path_->NicFlow(flow, out);
+  }
 
  private:
   AgentRuntime* data_path_;

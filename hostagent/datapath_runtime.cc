@@ -273,6 +273,10 @@ AgentRuntimeStatus DataPathRuntime::Status() const {
       {"flows_expired", c.flows_expired.Get()},
       {"flows_offered_to_nic", c.flows_offered.Get()},
       {"flows_aged_in_nic", c.flows_aged_in_nic.Get()},
+      {"nic_offloaded_packets",
+       options_.nic_rules != nullptr ? options_.nic_rules->offloaded_packets() : 0},
+      {"nic_offloaded_bytes",
+       options_.nic_rules != nullptr ? options_.nic_rules->offloaded_bytes() : 0},
       {"config_generation_in_use", agent_->adopted_generation()},
       {"ports_hotplugged", h.ports_hotplugged},
       {"ports_unplugged", h.ports_unplugged},
@@ -295,6 +299,10 @@ AgentRuntimeStatus DataPathRuntime::Status() const {
 bool DataPathRuntime::CopyFlows(size_t limit, uint32_t dip, std::vector<NatFlow>* flows,
                                 uint64_t* total) {
   return agent_->CopyFlows(limit, dip, std::chrono::seconds(2), flows, total);
+}
+
+bool DataPathRuntime::NicFlow(const NatFlow& flow, NicFlowReading* out) const {
+  return options_.nic_rules != nullptr && options_.nic_rules->FlowReading(NatFlowRef::Of(flow), out);
 }
 
 }  // namespace sluice::agent

@@ -80,6 +80,7 @@ class DataPathRuntime : public AgentRuntime {
   AgentRuntimeStatus Status() const override;
   bool CopyFlows(size_t limit, uint32_t dip, std::vector<NatFlow>* flows,
                  uint64_t* total) override;
+  bool NicFlow(const NatFlow& flow, NicFlowReading* out) const override;
   void CountHotplugRefusal() override { Count(HotplugFailure::kInvalidRequest); }
   /// AttachVm adds VMs the agent does not have, DetachVm removes VMs with their ports.
   bool PlugsVmPorts() const override { return true; }

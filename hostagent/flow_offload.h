@@ -76,11 +76,21 @@ struct FlowOffloadNotice {
   enum class Kind : uint8_t {
     kPlaced = 1,  ///< `nic_rules` of the flow's rules are in the NIC (fully offloaded).
     kAged = 2,    ///< The NIC's AGE fired for every rule of the flow it held: all removed.
+    kActive = 3,  ///< The NIC's COUNT of the flow's rules moved: it carried packets since
+                  ///< the previous reading, so the flow is not idle.
   };
   Kind kind = Kind::kPlaced;
   uint8_t generation = 0;
   uint8_t nic_rules = 0;
   NatFlowRef ref;
+};
+
+/// What the NIC knows of one offloaded flow (for `sluicectl get flows`).
+struct NicFlowReading {
+  uint32_t rules_nic = 0;      ///< Of its rules fully offloaded (and not aged).
+  uint32_t rules_partial = 0;  ///< Matched and marked by the NIC, finished in software.
+  uint64_t packets = 0;        ///< COUNT readings summed over its rules (aged ones included).
+  uint64_t bytes = 0;
 };
 
 /// The two rings between one data-path lcore and the NIC control thread.

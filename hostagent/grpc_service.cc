@@ -838,6 +838,12 @@ grpc::Status AgentService::GetFlows(grpc::ServerContext*, const v1::GetFlowsRequ
     out->set_state(FlowStateName(static_cast<NatFlowState>(f.state)));
     if (f.fastpath_pa != 0) out->set_fastpath_pa(Ipv4ToString(f.fastpath_pa));
     out->set_idle_ms(now > f.last_seen_ns ? (now - f.last_seen_ns) / 1'000'000 : 0);
+    NicFlowReading nic;
+    if (runtime_->NicFlow(f, &nic)) {
+      out->set_nic(nic.rules_nic > 0 ? "nic" : nic.rules_partial > 0 ? "partial" : "");
+      out->set_nic_packets(nic.packets);
+      out->set_nic_bytes(nic.bytes);
+    }
   }
   response->set_total(total);
   return grpc::Status::OK;

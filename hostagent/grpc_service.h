@@ -21,6 +21,7 @@
 #include "absl/status/statusor.h"
 #include "hostagent/config.h"
 #include "hostagent/nat_flow_table.h"
+#include "hostagent/flow_offload.h"
 #include "sluice/v1/agent.grpc.pb.h"
 
 namespace sluice::agent {
@@ -92,6 +93,9 @@ class AgentRuntime {
   /// Counts an AttachVm of a VM new to the agent that the service refused before the
   /// runtime saw it (a bad field, a DIP or port in use).
   virtual void CountHotplugRefusal() {}
+  /// What the NIC executor knows of a flow (rules, COUNT readings); false when none of its
+  /// rules is in the NIC (or there is no NIC executor).
+  virtual bool NicFlow(const NatFlow& /*flow*/, NicFlowReading* /*out*/) const { return false; }
 };
 
 class AgentService final : public v1::Agent::Service {

@@ -87,6 +87,12 @@ class FakeAgentRuntime : public AgentRuntime {
     *total = 3;
     return true;
   }
+  // The flow to remote port 40001 is in the NIC, which counted 12 packets of it.
+  bool NicFlow(const NatFlow& flow, NicFlowReading* out) const override {
+    if (flow.remote_port != 40001) return false;
+    *out = NicFlowReading{.rules_nic = 1, .packets = 12, .bytes = 3456};
+    return true;
+  }
   std::vector<AgentConfig> published;
   std::string refuse;
   uint64_t generation_ = 1;
@@ -701,6 +707,11 @@ TEST(AgentGrpcServerTest, ServesOnAUnixSocket) {
     EXPECT_EQ(flows.total(), 3u);
     EXPECT_EQ(flows.flows(1).remote_port(), 40001u);
     EXPECT_EQ(flows.flows(0).state(), "established");
+    EXPECT_EQ(flows.flows(0).nic(), "");
+    EXPECT_EQ(flows.flows(0).nic_packets(), 0u);
+    EXPECT_EQ(flows.flows(1).nic(), "nic");
+    EXPECT_EQ(flows.flows(1).nic_packets(), 12u);
+    EXPECT_EQ(flows.flows(1).nic_bytes(), 3456u);
   }
   {
     grpc::ClientContext context;

@@ -341,9 +341,13 @@ int Run(int argc, char** argv) {
   });
   agent.SetFlowOffload(nic_rules.channel());
   std::jthread nic_thread([&nic_rules](std::stop_token stop) {  // joined on every return
-    while (!stop.stop_requested()) {
+    // COUNT readings (rte_flow_query per NIC rule) every 50 ticks, ~1 s: per-flow stats and
+    // "the NIC still carries it" for the data path's idle timers, never on the data path.
+    constexpr int kTicksPerCountSweep = 50;
+    for (int tick = 0; !stop.stop_requested(); ++tick) {
       nic_rules.Sync();
       nic_rules.SyncFlows();
+      if (tick % kTicksPerCountSweep == 0) nic_rules.QueryCounters();
       std::this_thread::sleep_for(std::chrono::milliseconds(20));  // a control-thread tick
     }
   });

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "common/json_writer.h"
 #include "hostagent/agent.h"
 #include "hostagent/nic_rules.h"
 #include "offload/packet/fastpath_redirect.h"
@@ -174,10 +175,45 @@ class AgentNicFlowsTest : public ::testing::Test {
     Drain();
   }
   // The fake NIC's rules on `port`.
+  // (Not counting the close rules, which stay once the first flow was offered.)
+  static bool IsCloseRule(uint64_t id) { return id >= kCloseRuleIdBase && id < kFlowRuleIdBase; }
   size_t LiveOn(uint16_t port) const {
     size_t n = 0;
-    for (const auto& [handle, f] : api_.live) n += f.port == port;
+    for (const auto& [handle, f] : api_.live) n += f.port == port && !IsCloseRule(f.rule_id);
     return n;
+  }
+  size_t Live() const {
+    size_t n = 0;
+    for (const auto& [handle, f] : api_.live) n += !IsCloseRule(f.rule_id);
+    return n;
+  }
+  // vm1's SNAT flow from `sport` to the internet server.
+  NatFlow* Flow(uint16_t sport) {
+    return const_cast<NatFlowTable&>(agent_->flows()).FindInside(6, kDip, sport, kInternet, 9000);
+  }
+  size_t CloseRulesLive() const { return api_.live.size() - Live(); }
+  // Handles of the per-flow rules, oldest first.
+  std::vector<rte_flow*> FlowHandles() const {
+    std::vector<rte_flow*> handles;
+    for (const auto& [handle, f] : api_.live) {
+      if (f.rule_id >= kFlowRuleIdBase) handles.push_back(handle);
+    }
+    return handles;
+  }
+  // The frames the NIC would see.
+  fixture::Packet VmFrame(size_t v, const fixture::Packet& p) const {
+    fixture::Packet frame =
+        Eth{.dst = ports_.vm_port_macs[v], .src = v == 0 ? kVmMac : kVm2Mac} / Ipv4{};
+    frame.layers.pop_back();
+    for (const auto& layer : p.layers) frame.layers.push_back(layer);
+    return frame;
+  }
+  fixture::Packet UnderlayFrame(uint32_t outer_src, uint32_t outer_dst,
+                                const fixture::Packet& inner) const {
+    fixture::Packet frame =
+        Eth{.dst = uplink_mac_, .src = kMuxMac} / Ipv4{.src = outer_src, .dst = outer_dst};
+    for (const auto& layer : inner.layers) frame.layers.push_back(layer);
+    return frame;
   }
 
   rte_mempool* pool_ = nullptr;
@@ -198,13 +234,13 @@ TEST_F(AgentNicFlowsTest, AnEstablishedSnatFlowGetsTwoNicRulesAndClosingRemovesT
   FromVm(0, Ipv4{.src = kDip, .dst = kInternet} /
                 Tcp{.sport = 40000, .dport = 9000, .flags = fixture::kSyn});
   Tick();
-  EXPECT_TRUE(api_.live.empty()) << "a half-open flow stays in software";
+  EXPECT_TRUE(Live() == 0) << "a half-open flow stays in software";
   FromUnderlay(kMuxPa, kHostPa,
                Ipv4{.src = kInternet, .dst = kVip} /
                    Tcp{.sport = 9000, .dport = 20000, .flags = fixture::kSyn | fixture::kAck});
   Drain();
   Tick();
-  ASSERT_EQ(api_.live.size(), 2u);
+  ASSERT_EQ(Live(), 2u);
   EXPECT_EQ(LiveOn(ports_.vm_ports[0]), 1u);  // outbound: from vm1's port, SNATed
   EXPECT_EQ(LiveOn(ports_.uplink_port), 1u);  // the reply: decap + back to DIP:40000
   EXPECT_EQ(agent_->counters().flows_offered.Get(), 1u);
@@ -225,9 +261,136 @@ TEST_F(AgentNicFlowsTest, AnEstablishedSnatFlowGetsTwoNicRulesAndClosingRemovesT
   FromVm(0, Ipv4{.src = kDip, .dst = kInternet} /
                 Tcp{.sport = 40000, .dport = 9000, .flags = fixture::kFin | fixture::kAck});
   Tick();
-  EXPECT_TRUE(api_.live.empty());
+  EXPECT_TRUE(Live() == 0);
   EXPECT_EQ(agent_->counters().flows_withdrawn.Get(), 1u);
-  EXPECT_EQ(executor_->totals().nic, 0u);
+  EXPECT_EQ(executor_->totals().nic, CloseRulesLive());  // only the close rules stay
+}
+
+// On a NIC that serves both directions, software would never see the close: the close rules
+// send FIN and RST to software, which updates the flow and takes its rules out.
+TEST_F(AgentNicFlowsTest, AFinOfAnOffloadedFlowReachesSoftwareWhichWithdrawsItsRules) {
+  BecomeReady();
+  ASSERT_EQ(EstablishSnat(40000), 20000);
+  Tick();
+  ASSERT_EQ(Live(), 2u);
+  // FIN and RST on each VM port (plain TCP) and on the uplink (inside IPIP and GUE).
+  EXPECT_EQ(CloseRulesLive(), 2 * config_.vms.size() + 4);
+  const std::string testpmd = nic_rules_->Testpmd();
+  EXPECT_NE(testpmd.find("# placement: nic, closes to software"), std::string::npos) << testpmd;
+  EXPECT_NE(testpmd.find("tcp flags spec 0x1 flags mask 0x1 / end actions count / queue index 0"),
+            std::string::npos)
+      << testpmd;
+
+  // Data of the connection: the NIC serves it, software sees nothing.
+  const fixture::Packet data = VmFrame(0, Ipv4{.src = kDip, .dst = kInternet} /
+                                              Tcp{.sport = 40000, .dport = 9000});
+  nic::FakeFlowApi::Hit hit = api_.Inject(ports_.vm_ports[0], data.Bytes());
+  ASSERT_NE(hit.flow, nullptr);
+  EXPECT_GE(hit.rule_id, kFlowRuleIdBase);
+  EXPECT_FALSE(hit.to_software);
+  // The VM's FIN: the close rule wins over the flow's rule and hands it to software.
+  const fixture::Packet fin =
+      VmFrame(0, Ipv4{.src = kDip, .dst = kInternet} /
+                     Tcp{.sport = 40000, .dport = 9000, .flags = fixture::kFin | fixture::kAck});
+  hit = api_.Inject(ports_.vm_ports[0], fin.Bytes());
+  ASSERT_NE(hit.flow, nullptr);
+  EXPECT_TRUE(IsCloseRule(hit.rule_id));
+  ASSERT_TRUE(hit.to_software);
+  Receive(1, fin);  // where the NIC sent it
+  auto out = uplink_->Sent();
+  ASSERT_EQ(out.size(), 1u) << "software translates the FIN like any packet of the flow";
+  EXPECT_EQ(out[0][34] << 8 | out[0][35], 20000);
+  Tick();
+  EXPECT_EQ(Live(), 0u) << "the closing flow's rules left the NIC";
+  EXPECT_EQ(agent_->counters().flows_withdrawn.Get(), 1u);
+  EXPECT_EQ(CloseRulesLive(), 2 * config_.vms.size() + 4) << "close rules stay";
+  nic_rules_->QueryCounters();
+  EXPECT_EQ(nic_rules_->closes_to_software.Get(), 1u);
+
+  // The remote's RST of another offloaded connection, inside IPIP on the uplink.
+  ASSERT_EQ(EstablishSnat(40001), 20001);
+  Tick();
+  ASSERT_EQ(Live(), 2u);
+  const fixture::Packet rst = UnderlayFrame(
+      kMuxPa, kHostPa,
+      Ipv4{.src = kInternet, .dst = kVip} / Tcp{.sport = 9000, .dport = 20001, .flags = fixture::kRst});
+  hit = api_.Inject(ports_.uplink_port, rst.Bytes());
+  ASSERT_TRUE(IsCloseRule(hit.rule_id));
+  ASSERT_TRUE(hit.to_software);
+  Receive(0, rst);
+  EXPECT_EQ(vms_[0]->Sent().size(), 1u) << "the RST reaches the VM, translated";
+  Tick();
+  EXPECT_EQ(Live(), 0u);
+  EXPECT_EQ(agent_->counters().flows_withdrawn.Get(), 2u);
+  nic_rules_->QueryCounters();
+  EXPECT_EQ(nic_rules_->closes_to_software.Get(), 2u);
+  Drain();
+}
+
+TEST_F(AgentNicFlowsTest, CountsOfTheNicFeedTheFlowsStatsAndKeepItFromIdling) {
+  BecomeReady();
+  ASSERT_EQ(EstablishSnat(40000), 20000);
+  Tick();
+  ASSERT_EQ(Live(), 2u);
+  now_ns_ += 150 * kSecond;  // longer than the idle timeout; the NIC carries the flow
+  const fixture::Packet out_frame = VmFrame(0, Ipv4{.src = kDip, .dst = kInternet} /
+                                                   Tcp{.sport = 40000, .dport = 9000});
+  const fixture::Packet in_frame =
+      UnderlayFrame(kMuxPa, kHostPa,
+                    Ipv4{.src = kInternet, .dst = kVip} / Tcp{.sport = 9000, .dport = 20000});
+  for (int i = 0; i < 3; ++i) EXPECT_FALSE(api_.Inject(ports_.vm_ports[0], out_frame.Bytes()).to_software);
+  for (int i = 0; i < 2; ++i) EXPECT_FALSE(api_.Inject(ports_.uplink_port, in_frame.Bytes()).to_software);
+  EXPECT_GE(nic_rules_->QueryCounters(), 2u);
+  NicFlowReading reading;
+  ASSERT_TRUE(nic_rules_->FlowReading(NatFlowRef::Of(*Flow(40000)), &reading));
+  EXPECT_EQ(reading.rules_nic, 2u);
+  EXPECT_EQ(reading.packets, 5u);
+  EXPECT_EQ(reading.bytes, 3 * out_frame.Bytes().size() + 2 * in_frame.Bytes().size());
+  EXPECT_EQ(nic_rules_->offloaded_packets(), 5u);
+  EXPECT_EQ(nic_rules_->flows_active.Get(), 1u);  // one answer for the flow, not per rule
+  Housekeeping();  // the data path takes the answer: the flow was seen now
+  // Both rules age later, having been hit 150 s after software last saw the flow: the flow
+  // is not idle, so it stays (and goes back to the NIC) instead of closing.
+  now_ns_ += 10 * kSecond;
+  for (rte_flow* handle : FlowHandles()) api_.AgeOut(handle);
+  Tick();
+  EXPECT_EQ(agent_->counters().flows_aged_in_nic.Get(), 1u);
+  EXPECT_EQ(agent_->flows().size(), 1u);
+  ASSERT_NE(Flow(40000), nullptr);
+  EXPECT_EQ(StateOf(*Flow(40000)), NatFlowState::kTcpEstablished);
+  EXPECT_EQ(agent_->counters().flows_expired.Get(), 0u);
+  Tick();
+  Tick();
+  EXPECT_EQ(Live(), 2u);
+  // Nothing moved since: no answer, and a reading of a flow that is gone is not kept.
+  nic_rules_->QueryCounters();
+  EXPECT_EQ(nic_rules_->flows_active.Get(), 1u);
+  JsonWriter j;
+  j.BeginObject();
+  nic_rules_->WriteStats(j);
+  j.EndObject();
+  EXPECT_NE(j.str().find("\"nic_packets\":5"), std::string::npos) << j.str();
+  EXPECT_NE(j.str().find("\"count_query_errors\":0"), std::string::npos) << j.str();
+}
+
+TEST_F(AgentNicFlowsTest, FailedCountQueriesAreCountedAndChangeNothing) {
+  BecomeReady();
+  ASSERT_EQ(EstablishSnat(40000), 20000);
+  Tick();
+  api_.refuse_query = [](uint64_t) { return std::string("Operation not supported (errno 95)"); };
+  api_.Inject(ports_.vm_ports[0], VmFrame(0, Ipv4{.src = kDip, .dst = kInternet} /
+                                                 Tcp{.sport = 40000, .dport = 9000})
+                                      .Bytes());
+  nic_rules_->QueryCounters();
+  EXPECT_EQ(nic_rules_->flows_active.Get(), 0u);
+  EXPECT_EQ(nic_rules_->offloaded_packets(), 0u);
+  JsonWriter j;
+  j.BeginObject();
+  nic_rules_->WriteStats(j);
+  j.EndObject();
+  EXPECT_NE(j.str().find("\"rte_flow_query: Operation not supported (errno 95)\":"),
+            std::string::npos)
+      << j.str();
 }
 
 TEST_F(AgentNicFlowsTest, CreateCloseCyclesLeaveNoRuleBehind) {
@@ -240,16 +403,16 @@ TEST_F(AgentNicFlowsTest, CreateCloseCyclesLeaveNoRuleBehind) {
     ASSERT_NE(port_a, 0);
     ASSERT_NE(port_b, 0);
     Tick();
-    ASSERT_EQ(api_.live.size(), 4u) << "cycle " << cycle;
+    ASSERT_EQ(Live(), 4u) << "cycle " << cycle;
     CloseSnat(a, port_a);
     CloseSnat(b, port_b);
     Tick();
-    ASSERT_TRUE(api_.live.empty()) << "cycle " << cycle;
+    ASSERT_TRUE(Live() == 0) << "cycle " << cycle;
     now_ns_ += 4 * kSecond;  // the ports' reuse delay
     Housekeeping();
     ASSERT_EQ(agent_->flows().size(), 0u) << "cycle " << cycle;
   }
-  EXPECT_EQ(executor_->totals().nic, 0u);
+  EXPECT_EQ(executor_->totals().nic, CloseRulesLive());  // only the close rules stay
   EXPECT_EQ(nic_rules_->offloaded_flows(), 0u);
   EXPECT_EQ(nic_rules_->flow_placement().nic.Get(), 120u);
   EXPECT_EQ(agent_->counters().offload_withdrawals_lost.Get(), 0u);
@@ -259,7 +422,7 @@ TEST_F(AgentNicFlowsTest, TheNicsAgeDecidesWhenAnOffloadedFlowIsIdleAndItsPortCo
   BecomeReady();
   ASSERT_EQ(EstablishSnat(40000), 20000);
   Tick();  // placed; the answer reaches the data path
-  ASSERT_EQ(api_.live.size(), 2u);
+  ASSERT_EQ(Live(), 2u);
   // Its packets go through the NIC now: software sees nothing for 3 idle timeouts, and
   // must not expire it.
   now_ns_ += 300 * kSecond;
@@ -267,12 +430,11 @@ TEST_F(AgentNicFlowsTest, TheNicsAgeDecidesWhenAnOffloadedFlowIsIdleAndItsPortCo
   Housekeeping();
   EXPECT_EQ(agent_->flows().size(), 1u);
   EXPECT_EQ(agent_->counters().flows_expired.Get(), 0u);
-  EXPECT_EQ(api_.live.size(), 2u);
+  EXPECT_EQ(Live(), 2u);
   // The NIC finds both directions idle.
-  api_.AgeOut(api_.live.begin()->first);
-  api_.AgeOut(std::next(api_.live.begin())->first);
+  for (rte_flow* handle : FlowHandles()) api_.AgeOut(handle);
   Tick();
-  EXPECT_TRUE(api_.live.empty());
+  EXPECT_TRUE(Live() == 0);
   EXPECT_EQ(nic_rules_->flows_aged.Get(), 1u);
   EXPECT_EQ(agent_->counters().flows_aged_in_nic.Get(), 1u);
   // The flow is closed; its port waits out the reuse delay (3 s) like any idle flow's.
@@ -309,7 +471,7 @@ TEST_F(AgentNicFlowsTest, AnAgedFlowThatSoftwareSawRecentlyStaysAndGoesBackToThe
   FromUnderlay(kMuxPa, kHostPa,
                Ipv4{.src = kInternet, .dst = kVip} / Tcp{.sport = 9000, .dport = 20000});
   Drain();
-  for (const auto& [handle, f] : api_.live) api_.AgeOut(handle);
+  for (rte_flow* handle : FlowHandles()) api_.AgeOut(handle);
   Tick();
   EXPECT_EQ(agent_->counters().flows_aged_in_nic.Get(), 1u);
   EXPECT_EQ(agent_->flows().size(), 1u);
@@ -318,7 +480,7 @@ TEST_F(AgentNicFlowsTest, AnAgedFlowThatSoftwareSawRecentlyStaysAndGoesBackToThe
   Tick();
   EXPECT_EQ(agent_->counters().flows_offered.Get(), 2u);
   Tick();
-  EXPECT_EQ(api_.live.size(), 2u);
+  EXPECT_EQ(Live(), 2u);
 }
 
 TEST_F(AgentNicFlowsTest, DetachingAVmTakesItsFlowsOutOfTheNic) {
@@ -336,7 +498,7 @@ TEST_F(AgentNicFlowsTest, DetachingAVmTakesItsFlowsOutOfTheNic) {
   FromVm(0, Ipv4{.src = kDip, .dst = kClient} / Tcp{.sport = 8080, .dport = 50000});
   Drain();
   Tick();
-  ASSERT_EQ(api_.live.size(), 3u);  // SNAT both ways + the stateful return
+  ASSERT_EQ(Live(), 3u);  // SNAT both ways + the stateful return
   EXPECT_NE(nic_rules_->Testpmd().find("stateful-return tcp 10.1.0.1:8080 as 10.200.0.20:80"),
             std::string::npos);
   // DetachVm vm1: its endpoints and leases go.
@@ -347,13 +509,13 @@ TEST_F(AgentNicFlowsTest, DetachingAVmTakesItsFlowsOutOfTheNic) {
   ASSERT_TRUE(agent_->PublishConfig(detached, &error)) << error;
   agent_->AdoptConfig();
   Tick();
-  EXPECT_TRUE(api_.live.empty());
+  EXPECT_TRUE(Live() == 0);
   EXPECT_EQ(agent_->counters().flows_withdrawn.Get(), 2u);
   // Nothing offers them again while they are not the VM's any more.
   now_ns_ += kSecond;
   Tick();
   Tick();
-  EXPECT_TRUE(api_.live.empty());
+  EXPECT_TRUE(Live() == 0);
 }
 
 // vm1's :8080 serves VIP:80 and VIP2:80: its inbound packets must reach the flow layer (they
@@ -365,7 +527,7 @@ TEST_F(AgentNicFlowsTest, InboundRulesOfASharedDipPortStayInSoftware) {
   BecomeReady();
   EXPECT_EQ(agent_->installed_rules(), 7u);
   ASSERT_TRUE(nic_rules_->Sync());
-  ASSERT_EQ(api_.live.size(), 3u);  // vm2: inbound IPIP, inbound GUE, DSR return
+  ASSERT_EQ(Live(), 3u);  // vm2: inbound IPIP, inbound GUE, DSR return
   EXPECT_EQ(LiveOn(ports_.uplink_port), 2u);
   EXPECT_EQ(LiveOn(ports_.vm_ports[1]), 1u);
   const std::string testpmd = nic_rules_->Testpmd();
@@ -377,18 +539,18 @@ TEST_F(AgentNicFlowsTest, UdpIsOfferedOnceTheRemoteAnswers) {
   FromVm(0, Ipv4{.src = kDip, .dst = kInternet} / Udp{.sport = 5353, .dport = 53});
   FromVm(0, Ipv4{.src = kDip, .dst = kInternet} / Udp{.sport = 5353, .dport = 53});
   Tick();
-  EXPECT_TRUE(api_.live.empty());
+  EXPECT_TRUE(Live() == 0);
   FromUnderlay(kMuxPa, kHostPa,
                Ipv4{.src = kInternet, .dst = kVip} / Udp{.sport = 53, .dport = 20000});
   Drain();
   Tick();
-  ASSERT_EQ(api_.live.size(), 2u);
+  ASSERT_EQ(Live(), 2u);
   EXPECT_NE(nic_rules_->Testpmd().find("age timeout 10"), std::string::npos);  // udp_timeout_s
   // The UDP idle timeout in software does not apply while the NIC serves it.
   now_ns_ += 30 * kSecond;
   Tick();
   Tick();
-  EXPECT_EQ(api_.live.size(), 2u);
+  EXPECT_EQ(Live(), 2u);
   EXPECT_EQ(agent_->counters().flows_withdrawn.Get(), 0u);
   EXPECT_EQ(agent_->snat_ports().InUse(0, 17), 1u);
 }
@@ -397,7 +559,7 @@ TEST_F(AgentNicFlowsTest, AFastpathRedirectMovesTheFlowsRulesOntoTheEncapsulatio
   BecomeReady();
   ASSERT_EQ(EstablishSnat(40000, kVip2, 80), 20000);
   Tick();
-  ASSERT_EQ(api_.live.size(), 2u);
+  ASSERT_EQ(Live(), 2u);
   EXPECT_EQ(nic_rules_->Testpmd().find("fastpath via"), std::string::npos);
   std::vector<uint8_t> frame(packet::kFastpathRedirectFrameLen);
   packet::FastpathKey key;
@@ -433,7 +595,7 @@ TEST_F(AgentNicFlowsTest, AFastpathRedirectMovesTheFlowsRulesOntoTheEncapsulatio
   Tick();
   Tick();
   EXPECT_EQ(agent_->counters().flows_offered.Get(), 2u);
-  ASSERT_EQ(api_.live.size(), 2u);
+  ASSERT_EQ(Live(), 2u);
   const std::string testpmd = nic_rules_->Testpmd();
   EXPECT_NE(testpmd.find("snat-out tcp 10.1.0.1:40000 as 10.200.0.10:20000 -> 10.200.0.20:80 "
                          "fastpath via 10.101.0.33"),
@@ -450,7 +612,7 @@ TEST_F(AgentNicFlowsTest, APortThatRefusesRulesLeavesEveryFlowToSoftwareCountedP
   ASSERT_EQ(EstablishSnat(40000), 20000);
   ASSERT_EQ(EstablishSnat(40001), 20001);
   Tick();
-  EXPECT_TRUE(api_.live.empty());
+  EXPECT_TRUE(Live() == 0);
   EXPECT_EQ(nic_rules_->flow_placement().software.Get(), 4u);
   EXPECT_EQ(nic_rules_->flow_placement().reasons().begin()->second, 4u);
   // Software still translates, and ages them with its own timer.

@@ -62,8 +62,35 @@ size_t AgentNicRules::SyncFlows(size_t max) {
   return done;
 }
 
+void AgentNicRules::InstallCloseRules() {
+  close_rules_tried_ = true;
+  // Per-flow rules match plain TCP on the VMs' ports and IPIP on the uplink; the static
+  // inbound rules also take GUE there.
+  std::vector<flow::Rule> rules;
+  for (uint16_t port : ports_.vm_ports) {
+    for (flow::Rule& r : nic::CloseToSoftwareRules(port, {flow::Tunnel::kNone},
+                                                   kCloseRuleIdBase + rules.size())) {
+      rules.push_back(std::move(r));
+    }
+  }
+  for (flow::Rule& r : nic::CloseToSoftwareRules(
+           ports_.uplink_port, {flow::Tunnel::kIpip, flow::Tunnel::kGue},
+           kCloseRuleIdBase + rules.size())) {
+    rules.push_back(std::move(r));
+  }
+  for (const flow::Rule& rule : rules) {
+    std::string why = nic::PlaceNicOnlyRule(*nic_, rule);
+    if (why.empty()) {
+      close_rules_.push_back(rule);
+    } else {
+      close_rules_error_ = why;
+    }
+  }
+}
+
 void AgentNicRules::Place(const FlowOffer& offer) {
   offers.Add();
+  if (!close_rules_tried_) InstallCloseRules();
   const NatFlowRef ref = NatFlowRef::Of(offer.flow);
   auto it = flows_.find(ref);
   if (it != flows_.end()) RemoveFlow(it);  // a replacement (new next hop) or a reused tuple
@@ -98,6 +125,60 @@ void AgentNicRules::Place(const FlowOffer& offer) {
                            .nic_rules = static_cast<uint8_t>(entry.in_nic),
                            .ref = ref});
   if (!entry.rules.empty()) flows_.emplace(ref, std::move(entry));
+}
+
+size_t AgentNicRules::QueryCounters(size_t max) {
+  std::lock_guard<std::mutex> lock(nic_mu_);
+  std::vector<NatFlowRef> active;
+  const size_t read = nic_->QueryCounters(max, [&](const nic::CountChange& c) {
+    if (c.id >= kCloseRuleIdBase && c.id < kFlowRuleIdBase) {
+      closes_to_software.Add(c.delta.packets);
+      return;
+    }
+    auto owner = owner_.find(c.id);
+    if (owner == owner_.end()) return;
+    auto it = flows_.find(owner->second);
+    if (it == flows_.end()) return;
+    it->second.counts.packets += c.delta.packets;
+    it->second.counts.bytes += c.delta.bytes;
+    if (c.delta.packets > 0) active.push_back(it->second.ref);
+  });
+  // One answer per flow, however many of its rules moved.
+  std::sort(active.begin(), active.end(), [](const NatFlowRef& a, const NatFlowRef& b) {
+    return NatFlowTupleHash()(a) < NatFlowTupleHash()(b);
+  });
+  active.erase(std::unique(active.begin(), active.end()), active.end());
+  for (const NatFlowRef& ref : active) {
+    auto it = flows_.find(ref);
+    flows_active.Add();
+    Notify(FlowOffloadNotice{.kind = FlowOffloadNotice::Kind::kActive,
+                             .generation = it->second.generation,
+                             .ref = ref});
+  }
+  return read;
+}
+
+bool AgentNicRules::FlowReading(const NatFlowRef& ref, NicFlowReading* out) const {
+  std::lock_guard<std::mutex> lock(nic_mu_);
+  auto it = flows_.find(ref);
+  if (it == flows_.end() || !(it->second.ref == ref)) return false;
+  *out = NicFlowReading{.rules_nic = it->second.in_nic,
+                        .rules_partial = static_cast<uint32_t>(it->second.rules.size()) -
+                                         std::min<uint32_t>(it->second.in_nic,
+                                                            it->second.rules.size()),
+                        .packets = it->second.counts.packets,
+                        .bytes = it->second.counts.bytes};
+  return true;
+}
+
+uint64_t AgentNicRules::offloaded_packets() const {
+  std::lock_guard<std::mutex> lock(nic_mu_);
+  return nic_->totals().nic_packets;
+}
+
+uint64_t AgentNicRules::offloaded_bytes() const {
+  std::lock_guard<std::mutex> lock(nic_mu_);
+  return nic_->totals().nic_bytes;
 }
 
 void AgentNicRules::RemoveFlow(FlowMap::iterator it) {
@@ -149,6 +230,13 @@ std::string AgentNicRules::Testpmd() const {
     out += "\n";
     out += nic::TestpmdRules({rule}, options);
   }
+  for (const flow::Rule& rule : close_rules_) {
+    out += "# placement: nic, closes to software\n";
+    out += nic::TestpmdRules({rule}, options);
+  }
+  if (!close_rules_error_.empty()) {
+    out += "# close rules refused by the NIC: " + close_rules_error_ + "\n";
+  }
   // Per-flow rules in rule-id order (the order flows were placed).
   std::vector<const flow::Rule*> flow_rules;
   for (const auto& [ref, entry] : flows_) {
@@ -185,6 +273,12 @@ void AgentNicRules::WriteStats(JsonWriter& j) const {
   j.Key("fallback_reasons").BeginObject();
   for (const auto& [reason, count] : nic_->FallbackReasons()) j.Field(reason, count);
   j.EndObject();
+  j.Key("count_query_errors_by_reason").BeginObject();
+  for (const auto& [reason, count] : nic_->CountQueryErrors()) j.Field(reason, count);
+  j.EndObject();
+  j.Field("close_rules", static_cast<uint64_t>(close_rules_.size()))
+      .Field("close_rules_refused", close_rules_error_)
+      .Field("closes_to_software", closes_to_software.Get());
   uint64_t flow_rules = 0;
   for (const auto& [ref, entry] : flows_) flow_rules += entry.rules.size();
   j.Key("flows")
@@ -197,6 +291,7 @@ void AgentNicRules::WriteStats(JsonWriter& j) const {
       .Field("rules_partial", tally_.partial.Get())
       .Field("rules_software", tally_.software.Get())
       .Field("aged_flows", flows_aged.Get())
+      .Field("active_answers", flows_active.Get())
       .Field("offer_queue_full", channel_.offers.full.Get())
       .Field("answers_waiting", static_cast<uint64_t>(notice_backlog_.size()));
   j.Key("software_reasons").BeginObject();

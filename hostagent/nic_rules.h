@@ -31,6 +31,9 @@
 
 namespace sluice::agent {
 
+/// Close rules (nic::CloseToSoftwareRules) take ids from here, below the per-flow ids.
+inline constexpr uint64_t kCloseRuleIdBase = kFlowRuleIdBase - 1024;
+
 class AgentNicRules {
  public:
   /// `nic` must outlive this. Per-flow rules are built from `config`'s VMs, addresses and NAT
@@ -54,6 +57,17 @@ class AgentNicRules {
   /// Control thread: handles up to `max` offers/withdrawals, sweeps the NIC's aged rules and
   /// answers the data path. Returns how many offers/withdrawals it handled.
   size_t SyncFlows(size_t max = FlowOffloadChannel::kRingSize);
+  /// Control thread, at a modest interval: reads the COUNT of up to `max` NIC rules
+  /// (continuing where the previous call stopped), adds what moved to the flows' readings and
+  /// the totals, and tells the data path which flows the NIC carried packets for (they are
+  /// not idle). Returns how many rules it read.
+  size_t QueryCounters(size_t max = 4096);
+  /// The NIC's reading of the flow with `ref`'s tuple; false if none of its rules is in the
+  /// NIC. Any thread.
+  bool FlowReading(const NatFlowRef& ref, NicFlowReading* out) const;
+  /// Packets and bytes the NIC's COUNTs read (every rule, static and per flow; since start).
+  uint64_t offloaded_packets() const;
+  uint64_t offloaded_bytes() const;
 
   /// The static rule set, then the per-flow rules the NIC holds, as dpdk-testpmd commands
   /// (what `sluicectl get nic-rules --testpmd` prints), each preceded by its placement; a
@@ -69,6 +83,8 @@ class AgentNicRules {
   Counter flows_aged;   ///< Flows whose NIC rules all aged (answered kAged).
   Counter withdrawals;  ///< Withdrawals handled.
   Counter offers;       ///< Offers handled.
+  Counter flows_active;  ///< kActive answers: flows whose NIC rules counted packets.
+  Counter closes_to_software;  ///< FIN/RST packets the close rules sent to software.
 
  private:
   struct OffloadedFlow {
@@ -76,6 +92,7 @@ class AgentNicRules {
     NatFlowRef ref;
     std::vector<flow::Rule> rules;  ///< Those in the executor (NIC or partial), by id.
     uint32_t in_nic = 0;            ///< Of them fully offloaded and not aged.
+    nic::FlowCounts counts;         ///< COUNT deltas of its rules, summed.
   };
   using FlowMap =
       std::unordered_map<NatFlowRef, OffloadedFlow, NatFlowTupleHash, NatFlowTupleEqual>;
@@ -84,6 +101,8 @@ class AgentNicRules {
   void RemoveFlow(FlowMap::iterator it);
   void OnAged(uint64_t rule_id);
   void Notify(const FlowOffloadNotice& notice);
+  // Puts the FIN/RST-to-software rules on every port per-flow rules match on (once).
+  void InstallCloseRules();
 
   nic::NicExecutor* nic_;
   AgentConfig config_;  ///< Its VMs guarded by nic_mu_ (SetVms).
@@ -104,6 +123,9 @@ class AgentNicRules {
   std::deque<FlowOffloadNotice> notice_backlog_;    ///< Waits for room in the ring.
   uint64_t next_rule_id_ = kFlowRuleIdBase;
   nic::PerFlowTally tally_;
+  bool close_rules_tried_ = false;      ///< Guarded by nic_mu_.
+  std::vector<flow::Rule> close_rules_;  ///< Close rules in the NIC. Guarded by nic_mu_.
+  std::string close_rules_error_;       ///< Why one was refused. Guarded by nic_mu_.
 };
 
 }  // namespace sluice::agent

@@ -3,6 +3,7 @@
 //   sluicectl apply -f cloud.yaml [--dry-run] [-o json]
 //   sluicectl get vips|backends|snat-ranges --socket MUX [-o json]
 //   sluicectl get endpoints|leases|flows|vms --socket AGENT [--dip IP] [--limit N] [-o json]
+//   sluicectl get flows --socket MUX [--limit N] [-o json]   (the flows offloaded to the NIC)
 //   sluicectl get stats --socket MUX_OR_AGENT [-o json]
 //   sluicectl get snat-chunks --socket SNATD [--host NAME] [-o json]   (the SNAT allocator)
 //   sluicectl health (--socket S | -f cloud.yaml) [-o json]
@@ -56,6 +57,7 @@ int Usage() {
           "       sluicectl get vips|backends|snat-ranges --socket MUX [-o json]\n"
           "       sluicectl get endpoints|leases|flows|vms --socket AGENT [--dip IP] [--limit N]"
           " [-o json]\n"
+          "       sluicectl get flows --socket MUX [--limit N] [-o json]\n"
           "       sluicectl get stats --socket MUX_OR_AGENT [-o json]\n"
           "       sluicectl get snat-chunks --socket SNATD [--host NAME] [-o json]\n"
           "       sluicectl health (--socket S | -f cloud.yaml) [-o json]\n"
@@ -490,9 +492,13 @@ int GetAgent(const Options& o, const std::string& what) {
       rows.push_back({f.kind() == v1::Flow::KIND_SNAT ? "snat" : "inbound", Proto(f.protocol()),
                       StrCat(f.dip(), ":", f.dip_port()), StrCat(f.vip(), ":", f.vip_port()),
                       StrCat(f.remote(), ":", f.remote_port()), f.state(),
-                      f.fastpath_pa().empty() ? "-" : f.fastpath_pa(), StrCat(f.idle_ms())});
+                      f.fastpath_pa().empty() ? "-" : f.fastpath_pa(), StrCat(f.idle_ms()),
+                      f.nic().empty() ? "-" : f.nic(), StrCat(f.nic_packets()),
+                      StrCat(f.nic_bytes())});
     }
-    PrintTable({"KIND", "PROTO", "DIP", "VIP", "REMOTE", "STATE", "FASTPATH", "IDLE_MS"}, rows);
+    PrintTable({"KIND", "PROTO", "DIP", "VIP", "REMOTE", "STATE", "FASTPATH", "IDLE_MS", "NIC",
+                "NIC_PKTS", "NIC_BYTES"},
+               rows);
     printf("(%d of %lu flows)\n", r.flows_size(), static_cast<unsigned long>(r.total()));
   }
   return kOk;
@@ -506,6 +512,28 @@ void PrintCounters(const google::protobuf::RepeatedPtrField<v1::Counter>& counte
     rows.push_back({c.name(), StrCat(c.value())});
   }
   for (const auto& row : rows) printf("  %-28s %s\n", row[0].c_str(), row[1].c_str());
+}
+
+// A mux's offloaded flows (the software flow cache's are not listed).
+int GetMuxFlows(const Options& o) {
+  v1::GetMuxFlowsRequest request;
+  request.set_limit(o.limit);
+  v1::GetMuxFlowsResponse r;
+  grpc::ClientContext context;
+  SetDeadline(&context);
+  grpc::Status s = v1::Mux::NewStub(Dial(o, o.socket))->GetFlows(&context, request, &r);
+  if (!s.ok()) return Fail(o.socket, s);
+  if (o.output == "json") return printf("%s\n", ToJson(r).c_str()), kOk;
+  std::vector<std::vector<std::string>> rows;
+  for (const v1::MuxFlow& f : r.flows()) {
+    rows.push_back({Proto(f.protocol()), StrCat(f.client(), ":", f.client_port()),
+                    StrCat(f.vip(), ":", f.vip_port()), f.host_pa(), f.nic(),
+                    StrCat(f.nic_packets()), StrCat(f.nic_bytes())});
+  }
+  PrintTable({"PROTO", "CLIENT", "VIP", "HOST_PA", "NIC", "NIC_PKTS", "NIC_BYTES"}, rows);
+  printf("(%d of %lu flows offloaded to the NIC; the flow cache's are not listed)\n",
+         r.flows_size(), static_cast<unsigned long>(r.total()));
+  return kOk;
 }
 
 int GetStats(const Options& o) {
@@ -1093,6 +1121,13 @@ int Main(int argc, char** argv) {
   if (command == "get" && o.args.size() == 1 && !o.socket.empty()) {
     const std::string& what = o.args[0];
     if (what == "vips" || what == "backends" || what == "snat-ranges") return GetMux(o, what);
+    if (what == "flows") {
+      v1::HealthResponse health;
+      bool is_mux = false;
+      grpc::Status s = Identify(o, o.socket, &health, &is_mux);
+      if (!s.ok()) return Fail(o.socket, s);
+      if (is_mux) return GetMuxFlows(o);
+    }
     if (what == "endpoints" || what == "leases" || what == "flows" || what == "vms") {
       return GetAgent(o, what);
     }

@@ -18,7 +18,9 @@ NicFlowOffloader::NicFlowOffloader(nic::NicExecutor* nic, uint16_t port, uint32_
   const nic::PortCapabilities& caps = nic_->Probe(port_);
   port_accepts_rules_ = caps.validate_ok;
   if (!port_accepts_rules_) probe_error_ = caps.validate_error;
-  for (size_t i = 0; i < std::max<size_t>(workers, 1); ++i) rings_.push_back(std::make_unique<Ring>());
+  for (size_t i = 0; i < std::max<size_t>(workers, 1); ++i) {
+    rings_.push_back(std::make_unique<Ring>(static_cast<uint8_t>(i)));
+  }
 }
 
 uint64_t NicFlowOffloader::offered() const {
@@ -53,13 +55,89 @@ flow::Rule NicFlowOffloader::RuleFor(const OffloadRequest& r, uint64_t id) const
               " -> " + flow::FormatIpv4(r.key.dst) + ":" + std::to_string(r.key.dst_port)};
 }
 
+void NicFlowOffloader::InstallCloseRules() {
+  close_rules_tried_ = true;
+  size_t placed = 0;
+  std::string error;
+  for (const flow::Rule& rule :
+       nic::CloseToSoftwareRules(port_, {flow::Tunnel::kNone}, kCloseRuleIdBase)) {
+    std::string why = nic::PlaceNicOnlyRule(*nic_, rule);
+    if (why.empty()) {
+      ++placed;
+    } else {
+      error = why;
+    }
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  close_rules_ = placed;
+  close_rules_error_ = error;
+}
+
 void NicFlowOffloader::Place(const OffloadRequest& request) {
   if (!port_accepts_rules_) {
     placement.software.Add();
     placement.Refused(probe_error_);
     return;
   }
-  nic::PlaceFlowRule(*nic_, RuleFor(request, next_id_++), placement);
+  if (!close_rules_tried_) InstallCloseRules();
+  const uint64_t id = next_id_++;
+  const nic::Placement where = nic::PlaceFlowRule(*nic_, RuleFor(request, id), placement);
+  if (where == nic::Placement::kSoftware) return;
+  std::lock_guard<std::mutex> lock(mu_);
+  flows_[id] = OffloadedFlow{.request = request, .partial = where == nic::Placement::kPartial};
+}
+
+size_t NicFlowOffloader::QueryCounters(size_t max) {
+  const uint64_t errors_before = nic_->totals().count_query_errors;
+  std::lock_guard<std::mutex> lock(mu_);
+  const size_t read = nic_->QueryCounters(max, [this](const nic::CountChange& c) {
+    if (c.id >= kCloseRuleIdBase) {
+      closes_to_software.Add(c.delta.packets);
+      return;
+    }
+    nic_packets.Add(c.delta.packets);
+    nic_bytes.Add(c.delta.bytes);
+    auto it = flows_.find(c.id);
+    if (it == flows_.end()) return;
+    it->second.packets = c.total.packets;
+    it->second.bytes = c.total.bytes;
+    if (c.delta.packets == 0) return;
+    const uint8_t worker = it->second.request.worker;
+    if (worker < rings_.size() && rings_[worker]->active.Push(it->second.request.key)) {
+      active_flows.Add();
+    } else {
+      active_queue_full.Add();
+    }
+  });
+  count_query_errors.Add(nic_->totals().count_query_errors - errors_before);
+  count_errors_ = nic_->CountQueryErrors();
+  return read;
+}
+
+std::vector<NicFlowOffloader::OffloadedFlow> NicFlowOffloader::Flows(size_t limit,
+                                                                     size_t* total) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  *total = flows_.size();
+  std::vector<OffloadedFlow> out;
+  for (auto it = flows_.begin(); it != flows_.end() && out.size() < limit; ++it) {
+    out.push_back(it->second);
+  }
+  return out;
+}
+
+size_t NicFlowOffloader::close_rules() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return close_rules_;
+}
+
+std::string NicFlowOffloader::close_rules_error() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return close_rules_error_;
+}
+
+std::map<std::string, uint64_t> NicFlowOffloader::count_errors() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return count_errors_;
 }
 
 size_t NicFlowOffloader::Drain(size_t max) {
@@ -75,7 +153,11 @@ size_t NicFlowOffloader::Drain(size_t max) {
       Place(request);
     }
   }
-  aged_out.Add(nic_->AgeSweep([](uint64_t) {}));  // the mux's flow table ages on its own
+  // The mux's flow table ages on its own; an aged rule only leaves the NIC.
+  aged_out.Add(nic_->AgeSweep([this](uint64_t id) {
+    std::lock_guard<std::mutex> lock(mu_);
+    flows_.erase(id);
+  }));
   return done;
 }
 

@@ -5,7 +5,9 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -27,6 +29,7 @@ struct OffloadRequest {
   uint32_t host_pa = 0;
   flow::Tunnel tunnel = flow::Tunnel::kIpip;
   flow::MacAddr next_hop_mac{};
+  uint8_t worker = 0;  ///< The offering worker (set by its sink): whose flow table holds it.
 };
 
 /// The seam between the data path and whatever offloads flows.
@@ -35,6 +38,9 @@ class FlowOffloadSink {
   virtual ~FlowOffloadSink() = default;
   /// Data path; must not block. False when the request could not be queued.
   virtual bool Offer(const OffloadRequest& request) = 0;
+  /// Data path: the next offloaded flow the NIC carried packets for since the previous
+  /// COUNT reading (it is not idle: refresh it in the flow table); false when none.
+  virtual bool TakeActive(FlowKey* /*key*/) { return false; }
 };
 
 /// Queues offers in single-producer/single-consumer rings (nic::OfferRing), one per worker
@@ -51,11 +57,27 @@ class NicFlowOffloader : public FlowOffloadSink {
 
   /// Worker 0's ring (the single-worker case).
   bool Offer(const OffloadRequest& request) override { return rings_[0]->Offer(request); }
+  bool TakeActive(FlowKey* key) override { return rings_[0]->TakeActive(key); }
   /// The sink worker `worker` offers through; valid for the offloader's lifetime.
   FlowOffloadSink* Sink(size_t worker) { return rings_[worker].get(); }
   /// Control thread: processes up to `max` queued offers of every worker and sweeps aged
   /// rules; returns how many offers it processed.
   size_t Drain(size_t max);
+  /// Control thread, at a modest interval: reads the COUNT of up to `max` NIC rules into the
+  /// offloaded flows' readings and the totals, and hands each flow whose reading moved back
+  /// to its worker (TakeActive), whose flow table then keeps it. Returns how many rules it
+  /// read.
+  size_t QueryCounters(size_t max = 4096);
+
+  /// A flow whose rule is in the NIC (fully or partially), with the NIC's COUNT reading.
+  struct OffloadedFlow {
+    OffloadRequest request;
+    bool partial = false;
+    uint64_t packets = 0;
+    uint64_t bytes = 0;
+  };
+  /// Up to `limit` offloaded flows, oldest first, and how many there are. Any thread.
+  std::vector<OffloadedFlow> Flows(size_t limit, size_t* total) const;
 
   /// The per-flow rule: exact 5-tuple on the mux port → encap to the host, set MACs, out.
   flow::Rule RuleFor(const OffloadRequest& request, uint64_t id) const;
@@ -67,17 +89,42 @@ class NicFlowOffloader : public FlowOffloadSink {
   /// cache) and the refusals' reasons.
   nic::PerFlowTally placement;
   Counter aged_out;
+  Counter nic_packets;           ///< COUNT readings of the per-flow rules, summed.
+  Counter nic_bytes;
+  Counter count_query_errors;    ///< Failed rte_flow_query calls (reasons: count_errors()).
+  Counter closes_to_software;    ///< FIN/RST the close rules handed to the mux's software.
+  Counter active_flows;          ///< Flows handed back as active (their COUNT moved).
+  Counter active_queue_full;     ///< ... that found the worker's ring full (not refreshed).
   std::string last_refusal() const { return placement.last_refusal(); }
+  /// Close rules in the NIC; why one was refused ("" if none was).
+  size_t close_rules() const;
+  std::string close_rules_error() const;
+  std::map<std::string, uint64_t> count_errors() const;
+
+  /// Close rules take ids from here; per-flow rules count up from 1.
+  static constexpr uint64_t kCloseRuleIdBase = uint64_t{1} << 62;
 
  private:
   class Ring : public FlowOffloadSink {
    public:
-    bool Offer(const OffloadRequest& request) override { return ring.Push(request); }
-    nic::OfferRing<OffloadRequest, kRingSize> ring;
+    explicit Ring(uint8_t worker) : worker_(worker) {}
+    bool Offer(const OffloadRequest& request) override {
+      OffloadRequest r = request;
+      r.worker = worker_;
+      return ring.Push(r);
+    }
+    bool TakeActive(FlowKey* key) override { return active.Pop(key); }
+    nic::OfferRing<OffloadRequest, kRingSize> ring;  ///< Worker → control thread.
+    nic::OfferRing<FlowKey, kRingSize> active;       ///< Control thread → worker.
+
+   private:
+    uint8_t worker_;
   };
 
   /// Turns one offer into a NIC rule, or counts why it stays in software.
   void Place(const OffloadRequest& request);
+  /// FIN/RST of the mux port's TCP to software, so the flow table sees every close.
+  void InstallCloseRules();
 
   nic::NicExecutor* nic_;
   uint16_t port_;
@@ -89,6 +136,12 @@ class NicFlowOffloader : public FlowOffloadSink {
   std::string probe_error_;
   uint64_t next_id_ = 1;
   std::vector<std::unique_ptr<Ring>> rings_;
+  mutable std::mutex mu_;  ///< Guards what the stats thread reads below.
+  std::map<uint64_t, OffloadedFlow> flows_;  ///< By rule id.
+  std::map<std::string, uint64_t> count_errors_;
+  bool close_rules_tried_ = false;
+  size_t close_rules_ = 0;
+  std::string close_rules_error_;
 };
 
 }  // namespace sluice::mux

@@ -7,6 +7,7 @@
 
 #include "offload/rte_flow/executor.h"
 #include "offload/rte_flow/fake_flow_api.h"
+#include "offload/sw/fixture_builder.h"
 
 namespace sluice::mux {
 namespace {
@@ -28,7 +29,8 @@ TEST(NicFlowOffloaderTest, AcceptingNicGetsOneRulePerEstablishedFlow) {
   for (uint16_t p = 1; p <= 3; ++p) ASSERT_TRUE(offloader.Offer(Request(p)));
   EXPECT_EQ(offloader.Drain(100), 3u);
   EXPECT_EQ(offloader.placement.nic.Get(), 3u);
-  EXPECT_EQ(api.live.size(), 3u);
+  EXPECT_EQ(api.live.size(), 3u + 2);  // and the FIN and RST rules of the port
+  EXPECT_EQ(offloader.close_rules(), 2u);
   EXPECT_EQ(flow::Validate(offloader.RuleFor(Request(1), 1)), "");
 }
 
@@ -79,7 +81,83 @@ TEST(NicFlowOffloaderTest, WorkersOfferThroughTheirOwnRings) {
   EXPECT_EQ(offloader.Drain(30), 30u);  // 10 from each ring
   EXPECT_EQ(offloader.Drain(1000), 270u);
   EXPECT_EQ(offloader.placement.nic.Get(), 300u);
-  EXPECT_EQ(api.live.size(), 300u);  // distinct rule ids across workers
+  EXPECT_EQ(api.live.size(), 300u + 2);  // distinct rule ids across workers, + close rules
+}
+
+// The client's packets as the mux port sees them.
+std::vector<uint8_t> ClientFrame(uint16_t sport, uint8_t flags) {
+  using namespace fixture;
+  return (Eth{.dst = kMuxMac, .src = kHostMac} / Ipv4{.src = 0x0a640002, .dst = 0x0ac8000a} /
+          Tcp{.sport = sport, .dport = 80, .flags = flags} / Payload{.data = "hello"})
+      .Bytes();
+}
+
+TEST(NicFlowOffloaderTest, CountsOfTheNicShowPerFlowAndInTotals) {
+  nic::FakeFlowApi api;
+  nic::NicExecutor executor(&api, {});
+  NicFlowOffloader offloader(&executor, 0, 0x0a65000b, kMuxMac, flow::kDefaultGuePort, 300);
+  ASSERT_TRUE(offloader.Offer(Request(1)));
+  ASSERT_TRUE(offloader.Offer(Request(2)));
+  offloader.Drain(100);
+  const std::vector<uint8_t> frame = ClientFrame(2, fixture::kAck);
+  for (int i = 0; i < 4; ++i) EXPECT_FALSE(api.Inject(0, frame).to_software);
+  EXPECT_EQ(offloader.QueryCounters(), 4u);  // 2 flows + 2 close rules
+  size_t total = 0;
+  std::vector<NicFlowOffloader::OffloadedFlow> flows = offloader.Flows(10, &total);
+  ASSERT_EQ(total, 2u);
+  ASSERT_EQ(flows.size(), 2u);
+  EXPECT_EQ(flows[0].packets, 0u);
+  EXPECT_EQ(flows[1].request.key.src_port, 2);
+  EXPECT_EQ(flows[1].packets, 4u);
+  EXPECT_EQ(flows[1].bytes, 4 * frame.size());
+  EXPECT_EQ(offloader.nic_packets.Get(), 4u);
+  EXPECT_EQ(offloader.nic_bytes.Get(), 4 * frame.size());
+  // A failed query is counted with its reason and changes no reading.
+  api.refuse_query = [](uint64_t) { return std::string("Operation not supported (errno 95)"); };
+  api.Inject(0, frame);
+  offloader.QueryCounters();
+  EXPECT_EQ(offloader.count_query_errors.Get(), 4u);
+  EXPECT_EQ(offloader.count_errors().begin()->first,
+            "rte_flow_query: Operation not supported (errno 95)");
+  EXPECT_EQ(offloader.Flows(10, &total)[1].packets, 4u);
+  // An aged rule's flow leaves the list.
+  api.AgeOut(api.FlowOf(2));
+  offloader.Drain(1);
+  EXPECT_EQ(offloader.Flows(10, &total).size(), 1u);
+}
+
+// The mux's flow table must see a client's FIN or RST even when the NIC encapsulates the
+// flow's other packets: the close rules hand them to software.
+TEST(NicFlowOffloaderTest, FinAndRstOfAnOffloadedFlowReachTheMux) {
+  nic::FakeFlowApi api;
+  nic::NicExecutor executor(&api, {});
+  NicFlowOffloader offloader(&executor, 0, 0x0a65000b, kMuxMac, flow::kDefaultGuePort, 300);
+  ASSERT_TRUE(offloader.Offer(Request(7)));
+  offloader.Drain(100);
+  nic::FakeFlowApi::Hit hit = api.Inject(0, ClientFrame(7, fixture::kAck));
+  EXPECT_EQ(hit.rule_id, 1u);
+  EXPECT_FALSE(hit.to_software);
+  hit = api.Inject(0, ClientFrame(7, fixture::kFin | fixture::kAck));
+  EXPECT_GE(hit.rule_id, NicFlowOffloader::kCloseRuleIdBase);
+  EXPECT_TRUE(hit.to_software);
+  EXPECT_TRUE(api.Inject(0, ClientFrame(7, fixture::kRst)).to_software);
+  offloader.QueryCounters();
+  EXPECT_EQ(offloader.closes_to_software.Get(), 2u);
+  EXPECT_EQ(offloader.nic_packets.Get(), 1u);  // the flow's own rule saw only the data
+}
+
+TEST(NicFlowOffloaderTest, APortThatRefusesTheCloseRulesSaysWhy) {
+  nic::FakeFlowApi api;
+  api.refuse = [](const nic::FlowSpec& spec) {
+    return spec.HasAction(RTE_FLOW_ACTION_TYPE_QUEUE) ? std::string("QUEUE not supported") : "";
+  };
+  nic::NicExecutor executor(&api, {.allow_partial = false});
+  NicFlowOffloader offloader(&executor, 0, 0x0a65000b, kMuxMac, flow::kDefaultGuePort, 300);
+  ASSERT_TRUE(offloader.Offer(Request(7)));
+  offloader.Drain(100);
+  EXPECT_EQ(offloader.close_rules(), 0u);
+  EXPECT_EQ(offloader.close_rules_error(), "rte_flow_create: QUEUE not supported");
+  EXPECT_EQ(api.live.size(), 1u);  // the flow's rule; nothing of the close rules stays
 }
 
 }  // namespace

@@ -563,6 +563,31 @@ grpc::Status MuxService::GetSnatRanges(grpc::ServerContext*, const v1::GetSnatRa
   return grpc::Status::OK;
 }
 
+grpc::Status MuxService::GetFlows(grpc::ServerContext*, const v1::GetMuxFlowsRequest* request,
+                                  v1::GetMuxFlowsResponse* response) {
+  constexpr size_t kDefaultLimit = 1000, kMaxLimit = 100000;
+  const size_t limit = request->limit() == 0 ? kDefaultLimit : request->limit();
+  if (limit > kMaxLimit) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        StrCat("limit: ", limit, " is above ", kMaxLimit));
+  }
+  size_t total = 0;
+  for (const OffloadedFlowStatus& f : runtime_->OffloadedFlows(limit, &total)) {
+    v1::MuxFlow* out = response->add_flows();
+    out->set_protocol(ProtocolToProto(f.key.proto));
+    out->set_client(Ipv4ToString(f.key.src));
+    out->set_client_port(f.key.src_port);
+    out->set_vip(Ipv4ToString(f.key.dst));
+    out->set_vip_port(f.key.dst_port);
+    out->set_host_pa(Ipv4ToString(f.host_pa));
+    out->set_nic(f.partial ? "partial" : "nic");
+    out->set_nic_packets(f.packets);
+    out->set_nic_bytes(f.bytes);
+  }
+  response->set_total(total);
+  return grpc::Status::OK;
+}
+
 grpc::Status MuxService::GetStats(grpc::ServerContext*, const v1::GetStatsRequest*,
                                   v1::MuxStats* response) {
   MuxRuntimeStatus status = runtime_->Status();

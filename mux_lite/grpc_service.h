@@ -31,6 +31,15 @@ void SnatRangeToProto(const SnatRangeConfig& range, v1::SnatRange* out);
 /// or SNAT host that is the mux itself.
 absl::Status CheckAgainstMux(const MuxConfig& candidate, const MuxConfig& running);
 
+/// One flow the NIC executor holds (GetFlows).
+struct OffloadedFlowStatus {
+  FlowKey key;
+  uint32_t host_pa = 0;
+  bool partial = false;
+  uint64_t packets = 0;
+  uint64_t bytes = 0;
+};
+
 /// What the daemon reports about itself (besides the VIP tables).
 struct MuxRuntimeStatus {
   bool ready = false;  ///< Next hops resolved.
@@ -55,6 +64,11 @@ class MuxRuntime {
   virtual void ReadTable(const std::function<void(const VipTable&)>& read) const = 0;
   virtual void SetDraining(bool draining) = 0;
   virtual MuxRuntimeStatus Status() const = 0;
+  /// Up to `limit` flows offloaded to the NIC, and how many there are (none by default).
+  virtual std::vector<OffloadedFlowStatus> OffloadedFlows(size_t /*limit*/, size_t* total) const {
+    *total = 0;
+    return {};
+  }
 };
 
 class MuxService final : public v1::Mux::Service {
@@ -91,6 +105,8 @@ class MuxService final : public v1::Mux::Service {
                        v1::GetVipsResponse*) override;
   grpc::Status GetSnatRanges(grpc::ServerContext*, const v1::GetSnatRangesRequest*,
                              v1::GetSnatRangesResponse*) override;
+  grpc::Status GetFlows(grpc::ServerContext*, const v1::GetMuxFlowsRequest*,
+                        v1::GetMuxFlowsResponse*) override;
   grpc::Status GetStats(grpc::ServerContext*, const v1::GetStatsRequest*, v1::MuxStats*) override;
   grpc::Status Drain(grpc::ServerContext*, const v1::DrainRequest*, v1::DrainResponse*) override;
   grpc::Status Resume(grpc::ServerContext*, const v1::ResumeRequest*, v1::DrainResponse*) override;

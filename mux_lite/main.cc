@@ -93,6 +93,17 @@ class WorkersRuntime : public MuxRuntime {
     }
   }
   void SetDraining(bool draining) override { control_->draining.store(draining); }
+  std::vector<OffloadedFlowStatus> OffloadedFlows(size_t limit, size_t* total) const override {
+    std::vector<OffloadedFlowStatus> out;
+    for (const NicFlowOffloader::OffloadedFlow& f : offload_->Flows(limit, total)) {
+      out.push_back({.key = f.request.key,
+                     .host_pa = f.request.host_pa,
+                     .partial = f.partial,
+                     .packets = f.packets,
+                     .bytes = f.bytes});
+    }
+    return out;
+  }
   MuxRuntimeStatus Status() const override {
     MuxRuntimeStatus s{.ready = control_->ready.load(),
                        .draining = control_->draining.load(),
@@ -118,6 +129,8 @@ class WorkersRuntime : public MuxRuntime {
                   {"flow_table_live", totals.flow_table_live},
                   {"flow_table_evictions", totals.flow_table_evictions},
                   {"flows_offered_to_nic", offload_->offered()},
+                  {"nic_offloaded_packets", offload_->nic_packets.Get()},
+                  {"nic_offloaded_bytes", offload_->nic_bytes.Get()},
                   {"reloads", control_->reloads.load()},
                   {"bgp_announced_vips", control_->bgp_announced.load()},
                   {"workers", mux_->size()}};
@@ -179,6 +192,7 @@ std::string StatsJson(const MuxWorkers& mux, ControlState& control,
       .Field("cached_flow_packets", c.cached_flow_packets.Get())
       .Field("closing_flows", c.closing_flows.Get())
       .Field("reopened_flows", c.reopened_flows.Get())
+      .Field("nic_refreshed_flows", c.nic_refreshed_flows.Get())
       .Field("snat_return_packets", c.snat_return_packets.Get())
       .Field("fastpath_redirects_sent", c.fastpath_redirects_sent.Get())
       .Field("local_packets", c.local_packets.Get())
@@ -215,7 +229,18 @@ std::string StatsJson(const MuxWorkers& mux, ControlState& control,
         .Field("queue_full", offload.queue_full())
         .Field("aged_out", offload.aged_out.Get())
         .Field("last_refusal", offload.last_refusal())
-        .EndObject();
+        .Field("nic_packets", offload.nic_packets.Get())
+        .Field("nic_bytes", offload.nic_bytes.Get())
+        .Field("count_query_errors", offload.count_query_errors.Get())
+        .Field("close_rules", static_cast<uint64_t>(offload.close_rules()))
+        .Field("close_rules_refused", offload.close_rules_error())
+        .Field("closes_to_software", offload.closes_to_software.Get())
+        .Field("active_flows", offload.active_flows.Get())
+        .Field("active_queue_full", offload.active_queue_full.Get());
+    j.Key("count_query_errors_by_reason").BeginObject();
+    for (const auto& [reason, count] : offload.count_errors()) j.Field(reason, count);
+    j.EndObject();
+    j.EndObject();
     j.Key("reload").BeginObject()
         .Field("reloads", control.reloads.load())
         .Field("errors", control.reload_errors.load())
@@ -344,6 +369,7 @@ void ControlLoop(ControlState& control, MuxWorkers& mux, MuxService& service,
     }
     mux.ReclaimRetired();
     offload.Drain(NicFlowOffloader::kRingSize);
+    if (ticks % 5 == 0) offload.QueryCounters();  // COUNT readings about once a second
     bool terminating = g_terminate != 0;
     bool serve = control.ready.load() && polling && !control.draining.load() && !terminating;
     if (announcer) {

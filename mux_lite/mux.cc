@@ -515,6 +515,23 @@ void MuxDataPath::SendFastpathRedirects(const VipTable& table, const FlowEntry& 
   }
 }
 
+uint32_t MuxDataPath::TakeOffloadActivity(uint64_t now_ns, uint32_t max) {
+  if (offload_ == nullptr) return 0;
+  const uint32_t now_s = static_cast<uint32_t>(now_ns / 1'000'000'000) + 1;  // as Process
+  FlowKey key;
+  uint32_t n = 0;
+  while (n < max && offload_->TakeActive(&key)) {
+    ++n;
+    // Find pushes the entry's expiry out; a flow already gone (evicted, closed) stays gone.
+    if (flows_.Find(key, packet::FlowHash(key.src, key.dst, key.proto, key.src_port,
+                                          key.dst_port),
+                    now_s) != nullptr) {
+      counters_.nic_refreshed_flows.Add();
+    }
+  }
+  return n;
+}
+
 uint16_t MuxDataPath::TakeControlPackets(rte_mbuf** out, uint16_t max) {
   uint16_t n = std::min(max, control_tx_count_);
   std::copy_n(control_tx_, n, out);

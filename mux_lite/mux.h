@@ -59,6 +59,7 @@ struct MuxCounters {
   Counter cached_flow_packets;  ///< Packets of established flows (flow-table hits).
   Counter closing_flows;        ///< Flows that saw FIN or RST.
   Counter reopened_flows;       ///< New SYNs on the 4-tuple of a closed or taken-out flow.
+  Counter nic_refreshed_flows;  ///< Flow-table entries kept alive by the NIC's COUNT.
   Counter snat_return_packets;  ///< Replies to a SNAT port range, sent to the lessee host.
   Counter fastpath_redirects_sent;
   Counter local_packets;        ///< Addressed to the mux PA itself (BGP etc.), left to the kernel.
@@ -120,6 +121,10 @@ class MuxDataPath {
 
   /// Established flows (handshake done) are offered to `sink` once each (nullptr: none).
   void SetOffloadSink(FlowOffloadSink* sink) { offload_ = sink; }
+  /// Refreshes, in the flow table, up to `max` offloaded flows the NIC carried packets for
+  /// (the sink's COUNT readings), so a flow the NIC serves does not idle out here. Call
+  /// between bursts, now and then; returns how many it took.
+  uint32_t TakeOffloadActivity(uint64_t now_ns, uint32_t max = 256);
 
   /// Control packets Process originated (Fastpath redirects) waiting to be sent; moves up
   /// to `max` of them to `out`.

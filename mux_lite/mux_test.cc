@@ -342,8 +342,44 @@ class RecordingSink : public FlowOffloadSink {
     offers.push_back(r);
     return true;
   }
+  bool TakeActive(FlowKey* key) override {
+    if (active.empty()) return false;
+    *key = active.back();
+    active.pop_back();
+    return true;
+  }
   std::vector<OffloadRequest> offers;
+  std::vector<FlowKey> active;  ///< What the NIC's COUNT says is still carried.
 };
+
+// A flow the NIC carries sends nothing through the mux's CPU; its COUNT readings keep its
+// flow-table entry (and so its backend) alive past the idle timeout.
+TEST_F(MuxDataPathTest, FlowsTheNicCarriesDoNotIdleOutOfTheFlowTable) {
+  ResolveHosts();
+  RecordingSink sink;
+  mux_->SetOffloadSink(&sink);
+  fixture::Packet ack = ClientSyn(8100);
+  std::get<Tcp>(ack.layers[2]).flags = fixture::kAck;
+  fixture::Packet other = ClientSyn(8101);
+  std::get<Tcp>(other.layers[2]).flags = fixture::kAck;
+  ASSERT_EQ(Run(ClientSyn(8100)), MuxDataPath::Outcome::kTransmit);
+  ASSERT_EQ(Run(ClientSyn(8101)), MuxDataPath::Outcome::kTransmit);
+  ASSERT_EQ(Run(ack), MuxDataPath::Outcome::kTransmit);
+  ASSERT_EQ(Run(other), MuxDataPath::Outcome::kTransmit);
+  ASSERT_EQ(sink.offers.size(), 2u);
+  const uint64_t new_flows = mux_->counters().new_flows.Get();
+  const uint64_t idle_ns = uint64_t{mux_->config().flow_timeouts.tcp_idle_s} * 1'000'000'000;
+  for (int step = 0; step < 4; ++step) {  // twice the idle timeout, in halves
+    now_ns_ += idle_ns / 2;
+    sink.active.push_back(sink.offers[0].key);  // only 8100's rule counted packets
+    EXPECT_EQ(mux_->TakeOffloadActivity(now_ns_), 1u);
+  }
+  EXPECT_EQ(mux_->counters().nic_refreshed_flows.Get(), 4u);
+  ASSERT_EQ(Run(ack), MuxDataPath::Outcome::kTransmit);
+  EXPECT_EQ(mux_->counters().new_flows.Get(), new_flows) << "8100 kept its entry";
+  ASSERT_EQ(Run(other), MuxDataPath::Outcome::kTransmit);
+  EXPECT_EQ(mux_->counters().new_flows.Get(), new_flows + 1) << "8101 idled out";
+}
 
 TEST_F(MuxDataPathTest, EstablishedFlowsAreOfferedForOffloadOnce) {
   ResolveHosts();

@@ -32,6 +32,7 @@ void MuxWorkers::Run(size_t i, const std::atomic<bool>& stop, std::atomic<bool>*
   rte_mbuf* pkts[kBurst];
   port::IdleBackoff backoff;
   uint64_t next_housekeeping = 0;
+  uint64_t next_offload_activity = 0;
   while (!stop.load(std::memory_order_relaxed)) {
     w.heartbeat.fetch_add(1, std::memory_order_relaxed);
     const uint64_t now = now_ns();
@@ -44,6 +45,10 @@ void MuxWorkers::Run(size_t i, const std::atomic<bool>& stop, std::atomic<bool>*
         fprintf(stderr, "sluice-mux %s: next hops resolved, ready\n", mux.config().name.c_str());
       }
       next_housekeeping = now + 100'000'000;
+    }
+    if (now >= next_offload_activity) {
+      mux.TakeOffloadActivity(now);  // flows the NIC carries: not idle in this table
+      next_offload_activity = now + 100'000'000;
     }
     const uint16_t n = rte_eth_rx_burst(port_id, queue, pkts, kBurst);
     MuxDataPath::Outcome outcomes[kBurst];
@@ -97,6 +102,7 @@ void MuxWorkers::Totals(uint64_t now_ns, MuxTotals* totals) const {
     add(s.cached_flow_packets, c.cached_flow_packets);
     add(s.closing_flows, c.closing_flows);
     add(s.reopened_flows, c.reopened_flows);
+    add(s.nic_refreshed_flows, c.nic_refreshed_flows);
     add(s.snat_return_packets, c.snat_return_packets);
     add(s.fastpath_redirects_sent, c.fastpath_redirects_sent);
     add(s.local_packets, c.local_packets);

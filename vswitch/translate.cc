@@ -144,6 +144,12 @@ class RuleTranslator {
       if (m.src_port.mask != 0) Add("tp_src=" + PortText(m.src_port));
       if (m.dst_port.mask != 0) Add("tp_dst=" + PortText(m.dst_port));
     }
+    if (m.tcp_flags_mask != 0) {
+      if (m.proto != flow::kProtoTcp) {
+        return Refuse(absl::StatusCode::kInvalidArgument, "matches TCP flags without proto tcp");
+      }
+      Add("tcp_flags=" + flow::FormatTcpFlags(m.tcp_flags, m.tcp_flags_mask));
+    }
     // The software executor drops fragments (no L4 ports to match on); so does a miss here.
     Add("nw_frag=no");
     return absl::OkStatus();

@@ -106,6 +106,15 @@ TEST(TranslateTest, DsrReturnRewritesSource) {
             "set_field:02:00:00:00:01:01->eth_src,set_field:02:00:00:00:00:01->eth_dst,output:1");
 }
 
+TEST(TranslateTest, TcpFlagsAsOvsWritesThem) {
+  Rule fin = DsrReturn();
+  fin.match.tcp_flags = flow::kTcpFlagFin;
+  fin.match.tcp_flags_mask = flow::kTcpFlagFin | flow::kTcpFlagSyn;
+  absl::StatusOr<OvsFlow> flow = Translate(fin, Ports());
+  ASSERT_TRUE(flow.ok()) << flow.status();
+  EXPECT_EQ(flow->match, "tcp,in_port=2,nw_src=10.1.0.1,tp_src=8080,tcp_flags=+fin-syn,nw_frag=no");
+}
+
 TEST(TranslateTest, MasksUdpAgeDropSlowPathAndHairpin) {
   Rule udp{.id = 7,
            .priority = 5,

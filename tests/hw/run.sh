@@ -24,6 +24,18 @@
 #                  `flow list 0` shows the rules. This script does step 4 for every file.
 #   5. In production the agent (sluice-agent, NIC executor = rte_flow) creates the same
 #      rules itself; `sluicectl get nic-rules --testpmd` prints what it installed.
+#   6. COUNT and the close rules (what the fake NIC in the unit tests stands in for; by hand,
+#      after `load .../close_to_software.txt` and `load .../snat.txt`, `start`, and traffic
+#      through the VF and the uplink):
+#      - `flow query 0 <rule#> count` must show hits/bytes growing for the per-flow rules of
+#        a busy flow: sluice-agent reads the same counters (rte_flow_query, ~1/s) into
+#        `sluicectl get flows` (NIC_PKTS/NIC_BYTES) and `nic.nic_packets`; a PMD that cannot
+#        query a counter shows in `nic.count_query_errors_by_reason`.
+#      - a TCP FIN or RST of an offloaded connection must match the close rule (priority 5,
+#        `tcp flags spec 0x1 flags mask 0x1`), not the flow's own rule: its `flow query`
+#        count grows, and with the agent running the packet reaches it (port_representor of
+#        the ethdev it came in on), `nic.closes_to_software` grows and the flow's rules leave
+#        `flow list 0` (`sluicectl get nic-rules --testpmd`) at the close, not at its AGE.
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
