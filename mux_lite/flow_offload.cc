@@ -79,12 +79,27 @@ void NicFlowOffloader::Place(const OffloadRequest& request) {
     placement.Refused(probe_error_);
     return;
   }
+  if (request.withdraw) {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = ids_.find(request.key);
+    if (it == ids_.end()) return;  // refused, aged, or never placed
+    nic_->Remove(it->second);
+    flows_.erase(it->second);
+    ids_.erase(it);
+    withdrawn.Add();
+    return;
+  }
   if (!close_rules_tried_) InstallCloseRules();
   const uint64_t id = next_id_++;
   const nic::Placement where = nic::PlaceFlowRule(*nic_, RuleFor(request, id), placement);
   if (where == nic::Placement::kSoftware) return;
   std::lock_guard<std::mutex> lock(mu_);
+  if (auto old = ids_.find(request.key); old != ids_.end()) {  // offered again: replace
+    nic_->Remove(old->second);
+    flows_.erase(old->second);
+  }
   flows_[id] = OffloadedFlow{.request = request, .partial = where == nic::Placement::kPartial};
+  ids_[request.key] = id;
 }
 
 size_t NicFlowOffloader::QueryCounters(size_t max) {
@@ -156,7 +171,10 @@ size_t NicFlowOffloader::Drain(size_t max) {
   // The mux's flow table ages on its own; an aged rule only leaves the NIC.
   aged_out.Add(nic_->AgeSweep([this](uint64_t id) {
     std::lock_guard<std::mutex> lock(mu_);
-    flows_.erase(id);
+    auto it = flows_.find(id);
+    if (it == flows_.end()) return;
+    ids_.erase(it->second.request.key);
+    flows_.erase(it);
   }));
   return done;
 }

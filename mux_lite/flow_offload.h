@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -30,6 +31,7 @@ struct OffloadRequest {
   flow::Tunnel tunnel = flow::Tunnel::kIpip;
   flow::MacAddr next_hop_mac{};
   uint8_t worker = 0;  ///< The offering worker (set by its sink): whose flow table holds it.
+  bool withdraw = false;  ///< Remove the flow's rule (it closed): only `key` matters.
 };
 
 /// The seam between the data path and whatever offloads flows.
@@ -95,6 +97,7 @@ class NicFlowOffloader : public FlowOffloadSink {
   Counter closes_to_software;    ///< FIN/RST the close rules handed to the mux's software.
   Counter active_flows;          ///< Flows handed back as active (their COUNT moved).
   Counter active_queue_full;     ///< ... that found the worker's ring full (not refreshed).
+  Counter withdrawn;             ///< Rules removed because their flow closed.
   std::string last_refusal() const { return placement.last_refusal(); }
   /// Close rules in the NIC; why one was refused ("" if none was).
   size_t close_rules() const;
@@ -138,6 +141,12 @@ class NicFlowOffloader : public FlowOffloadSink {
   std::vector<std::unique_ptr<Ring>> rings_;
   mutable std::mutex mu_;  ///< Guards what the stats thread reads below.
   std::map<uint64_t, OffloadedFlow> flows_;  ///< By rule id.
+  struct KeyLess {
+    bool operator()(const FlowKey& a, const FlowKey& b) const {
+      return memcmp(&a, &b, sizeof(FlowKey)) < 0;
+    }
+  };
+  std::map<FlowKey, uint64_t, KeyLess> ids_;  ///< Rule id of each flow in flows_.
   std::map<std::string, uint64_t> count_errors_;
   bool close_rules_tried_ = false;
   size_t close_rules_ = 0;

@@ -144,6 +144,31 @@ TEST(NicFlowOffloaderTest, FinAndRstOfAnOffloadedFlowReachTheMux) {
   offloader.QueryCounters();
   EXPECT_EQ(offloader.closes_to_software.Get(), 2u);
   EXPECT_EQ(offloader.nic_packets.Get(), 1u);  // the flow's own rule saw only the data
+  // Software saw the close and withdraws the flow's rule; the close rules stay.
+  ASSERT_TRUE(offloader.Offer({.key = Request(7).key, .withdraw = true}));
+  offloader.Drain(100);
+  EXPECT_EQ(offloader.withdrawn.Get(), 1u);
+  EXPECT_EQ(api.live.size(), 2u);
+  EXPECT_EQ(api.Inject(0, ClientFrame(7, fixture::kAck)).flow, nullptr);  // to the mux again
+}
+
+TEST(NicFlowOffloaderTest, OfferCloseCyclesLeaveNoRuleBehind) {
+  nic::FakeFlowApi api;
+  nic::NicExecutor executor(&api, {});
+  NicFlowOffloader offloader(&executor, 0, 0x0a65000b, kMuxMac, flow::kDefaultGuePort, 300);
+  for (int cycle = 0; cycle < 50; ++cycle) {
+    for (uint16_t p = 0; p < 20; ++p) ASSERT_TRUE(offloader.Offer(Request(1000 + p)));
+    offloader.Drain(100);
+    ASSERT_EQ(api.live.size(), 20u + 2) << "cycle " << cycle;
+    for (uint16_t p = 0; p < 20; ++p) {
+      ASSERT_TRUE(offloader.Offer({.key = Request(1000 + p).key, .withdraw = true}));
+    }
+    offloader.Drain(100);
+    ASSERT_EQ(api.live.size(), 2u) << "cycle " << cycle;
+  }
+  size_t total = 0;
+  EXPECT_TRUE(offloader.Flows(10, &total).empty());
+  EXPECT_EQ(offloader.withdrawn.Get(), 1000u);
 }
 
 TEST(NicFlowOffloaderTest, APortThatRefusesTheCloseRulesSaysWhy) {

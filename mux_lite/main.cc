@@ -236,7 +236,8 @@ std::string StatsJson(const MuxWorkers& mux, ControlState& control,
         .Field("close_rules_refused", offload.close_rules_error())
         .Field("closes_to_software", offload.closes_to_software.Get())
         .Field("active_flows", offload.active_flows.Get())
-        .Field("active_queue_full", offload.active_queue_full.Get());
+        .Field("active_queue_full", offload.active_queue_full.Get())
+        .Field("withdrawn", offload.withdrawn.Get());
     j.Key("count_query_errors_by_reason").BeginObject();
     for (const auto& [reason, count] : offload.count_errors()) j.Field(reason, count);
     j.EndObject();

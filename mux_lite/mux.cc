@@ -276,6 +276,12 @@ MuxDataPath::Outcome MuxDataPath::Process(rte_mbuf* m, uint64_t now_ns) {
   if (pkt.proto == flow::kProtoTcp && (pkt.tcp_flags & (kTcpFin | kTcpRst))) {
     if (!(flow->flags & FlowEntry::kClosing)) counters_.closing_flows.Add();
     flows_.MarkClosing(flow, now_s);
+    // The NIC's close rule handed us this segment: the flow's own NIC rule goes now, so a
+    // new connection on the same 4-tuple reaches the scheduler again.
+    if (offload_ != nullptr && (flow->flags & FlowEntry::kOffloadOffered)) {
+      flow->flags &= static_cast<uint8_t>(~FlowEntry::kOffloadOffered);
+      offload_->Offer({.key = flow->key, .withdraw = true});
+    }
   }
   if (indices_valid) vip.backend_packets[flow->backend_index].Add();
   if (!Encapsulate(m, &pkt, static_cast<flow::Tunnel>(flow->tunnel), flow->host_pa, &reason)) {

@@ -379,6 +379,13 @@ TEST_F(MuxDataPathTest, FlowsTheNicCarriesDoNotIdleOutOfTheFlowTable) {
   EXPECT_EQ(mux_->counters().new_flows.Get(), new_flows) << "8100 kept its entry";
   ASSERT_EQ(Run(other), MuxDataPath::Outcome::kTransmit);
   EXPECT_EQ(mux_->counters().new_flows.Get(), new_flows + 1) << "8101 idled out";
+  // The client's FIN (handed to the mux by the NIC's close rule) withdraws the flow's rule.
+  fixture::Packet fin = ack;
+  std::get<Tcp>(fin.layers[2]).flags = fixture::kFin | fixture::kAck;
+  ASSERT_EQ(Run(fin), MuxDataPath::Outcome::kTransmit);
+  ASSERT_FALSE(sink.offers.empty());
+  EXPECT_TRUE(sink.offers.back().withdraw);
+  EXPECT_EQ(sink.offers.back().key.src_port, 8100);
 }
 
 TEST_F(MuxDataPathTest, EstablishedFlowsAreOfferedForOffloadOnce) {
