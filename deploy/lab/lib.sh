@@ -706,8 +706,8 @@ for f in src.glob("*.yaml"):
         text, m = re.subn(r'port: "net_af_packet\d+,iface=(\w+)"', r"port: \1", text)
         if n != 1 or m == 0:
             sys.exit(f"{f}: uplink or VM ports not in the expected form")
-        # The vswitch agent does not lease from sluice-snatd yet (vm4's static lease is in
-        # cloud.yaml instead).
+        # sluice-snatd tells the muxes its chunks without an encapsulation (they would send
+        # IPIP, which OVS cannot decap): vm4's static lease is in cloud.yaml instead.
         text = re.sub(r"snat_allocator:\n(?:[ #].*\n|\n)*", "", text)
         text += (f"vswitch:\n  bridge: br-sl\n  run_dir: {ovs_run}\n"
                  "  slow_path_port: sl-slowpath\n")
