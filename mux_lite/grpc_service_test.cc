@@ -509,39 +509,5 @@ TEST_F(MuxServiceTest, FileReloadWithoutVipsKeepsWhatTheControllerPushed) {
   EXPECT_EQ(desired.snat_ranges.size(), 1u);
 }
 
-// Hosts behind Open vSwitch decap GRE: backends and SNAT ranges carry it over gRPC.
-TEST_F(MuxServiceTest, GreEncapForBackendsAndSnatRanges) {
-  v1::SetVipsRequest vips;
-  *vips.add_vips() = LabVip();
-  vips.mutable_vips(0)->mutable_backends(1)->set_encap(v1::ENCAP_GRE);
-  v1::ChangeSummary changes;
-  ASSERT_TRUE(service_.SetVips(nullptr, &vips, &changes).ok());
-  v1::SetSnatRangesRequest ranges;
-  v1::SnatRange* r = ranges.add_ranges();
-  r->set_vip("10.200.0.10");
-  r->set_port_start(20128);
-  r->set_port_count(64);
-  r->set_host("10.101.0.22");
-  r->set_encap(v1::ENCAP_GRE);
-  ASSERT_TRUE(service_.SetSnatRanges(nullptr, &ranges, &changes).ok());
-  const MuxConfig& applied = runtime_.reloaded.back();
-  EXPECT_EQ(applied.vips[0].backends[0].encap, flow::Tunnel::kIpip);
-  EXPECT_EQ(applied.vips[0].backends[1].encap, flow::Tunnel::kGre);
-  ASSERT_EQ(applied.snat_ranges.size(), 1u);
-  EXPECT_EQ(applied.snat_ranges[0].encap, flow::Tunnel::kGre);
-
-  v1::GetVipsResponse got;
-  ASSERT_TRUE(service_.GetVips(nullptr, nullptr, &got).ok());
-  EXPECT_EQ(got.vips(0).backends(1).backend().encap(), v1::ENCAP_GRE);
-  v1::GetSnatRangesResponse got_ranges;
-  ASSERT_TRUE(service_.GetSnatRanges(nullptr, nullptr, &got_ranges).ok());
-  EXPECT_EQ(got_ranges.ranges(0).encap(), v1::ENCAP_GRE);
-
-  r->set_encap(static_cast<v1::Encap>(9));
-  grpc::Status s = service_.SetSnatRanges(nullptr, &ranges, &changes);
-  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
-  EXPECT_EQ(s.error_message(), "ranges[0].encap: 9 is not an encapsulation");
-}
-
 }  // namespace
 }  // namespace sluice::mux
