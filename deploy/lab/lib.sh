@@ -580,11 +580,12 @@ lab_dump_diagnostics() {
   } >&2
 }
 
-# lab_mux_failover N : N slow downloads through the VIP from sl-client; once all N are
+# lab_mux_failover N : N slow downloads (20 s each, so connections that start late still
+# overlap) through the VIP from sl-client; once all N are
 # established, kill -9 mux1, wait for BGP to withdraw it, wait for every download to end,
 # and print a report. Returns 0 when none was lost, 1 otherwise (or when a step failed).
 lab_mux_failover() {
-  local n=$1 bytes=160000 rate=20000 results=$LAB_RUN/failover_results.txt load_pid killed_ms
+  local n=$1 bytes=400000 rate=20000 results=$LAB_RUN/failover_results.txt load_pid killed_ms
   : >"$results"
   # shellcheck disable=SC2016  # expanded by the inner bash
   seq "$n" | lab_ns sl-client xargs -P "$n" -I{} bash -c '
