@@ -65,7 +65,7 @@ absl::StatusOr<MuxConfig> ReadMuxConfig(ConfigNode& root) {
   mux.AllowOnly({"name", "port", "address", "gateway", "flow_table_size", "workers",
                  "tcp_idle_timeout_s",
                  "udp_idle_timeout_s", "closing_timeout_s", "maglev_size", "gue_port",
-                 "fastpath_key"});
+                 "fastpath_key", "cloud_state_file"});
   config.name = mux.String("name");
   config.port = mux.String("port");
   config.address = mux.Prefix("address");
@@ -86,6 +86,11 @@ absl::StatusOr<MuxConfig> ReadMuxConfig(ConfigNode& root) {
     config.fastpath = packet::ParseFastpathKey(mux.String("fastpath_key").c_str(),
                                                &config.fastpath_key);
     if (!config.fastpath) mux.Fail("fastpath_key", "must be 64 hex digits (a 256-bit key)");
+  }
+  config.cloud_state_file = mux.OptionalString("cloud_state_file", "");
+  if (mux.status().ok() && !config.cloud_state_file.empty() &&
+      config.cloud_state_file[0] != '/') {
+    mux.Fail("cloud_state_file", "must be an absolute path");
   }
   config.maglev_size = static_cast<uint32_t>(
       mux.OptionalUint("maglev_size", config.maglev_size, 3, 1u << 24));

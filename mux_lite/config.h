@@ -88,6 +88,9 @@ struct MuxConfig {
   /// was pushed. With one (even `vips: []`) the file owns them and a reload replaces them.
   bool file_sets_vips = true;
   bool file_sets_snat_ranges = true;
+  /// Where the VIPs and SNAT ranges pushed over gRPC are kept across restarts (absolute
+  /// path; empty: not kept). See mux_lite/cloud_state.h.
+  std::string cloud_state_file;
 };
 
 /// The VIP addresses a mux announces by BGP: those with at least one backend of non-zero

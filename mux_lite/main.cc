@@ -35,6 +35,7 @@
 #include "common/net_text.h"
 #include "common/stats_server.h"
 #include "mux_lite/bgp.h"
+#include "mux_lite/cloud_state.h"
 #include "mux_lite/config.h"
 #include "mux_lite/flow_offload.h"
 #include "mux_lite/grpc_service.h"
@@ -391,6 +392,28 @@ void ControlLoop(ControlState& control, MuxWorkers& mux, MuxService& service,
   }
 }
 
+// mux.cloud_state_file: the VIPs and SNAT ranges last pushed over gRPC are served (and the
+// VIPs announced) from the start, not only after the controller's next apply.
+void AdoptMuxCloudState(MuxConfig* config) {
+  if (config->cloud_state_file.empty()) return;
+  absl::StatusOr<AdoptedMuxState> adopted = LoadMuxCloudState(config->cloud_state_file, config);
+  if (adopted.ok()) {
+    fprintf(stderr,
+            "sluice-mux %s: cloud state %s: %zu VIP(s), %zu SNAT range(s) as last pushed\n",
+            config->name.c_str(), config->cloud_state_file.c_str(), adopted->vips,
+            adopted->snat_ranges);
+  } else if (absl::IsNotFound(adopted.status())) {
+    fprintf(stderr, "sluice-mux %s: no cloud state yet (%s): serving the file's %zu VIP(s)\n",
+            config->name.c_str(), config->cloud_state_file.c_str(), config->vips.size());
+  } else {
+    fprintf(stderr,
+            "sluice-mux %s: warning: cloud state ignored, serving the file's %zu VIP(s) until "
+            "the controller pushes them: %s\n",
+            config->name.c_str(), config->vips.size(),
+            std::string(adopted.status().message()).c_str());
+  }
+}
+
 int Run(int argc, char** argv) {
   DaemonOptions opt;
   if (!ParseDaemonArgs(argc, argv, &opt)) return 2;
@@ -410,6 +433,7 @@ int Run(int argc, char** argv) {
     printf("sluice-mux: %s: configuration OK\n", opt.config.c_str());
     return 0;
   }
+  AdoptMuxCloudState(&*config);
 
   std::string error;
   if (port::InitEal(opt.eal_argc, argv, &error) < 0) {
@@ -460,7 +484,17 @@ int Run(int argc, char** argv) {
   auto now_ns = [hz] { return static_cast<uint64_t>(rte_get_tsc_cycles() * (1e9 / hz)); };
 
   WorkersRuntime runtime(mux.get(), &control, &offload, now_ns);
-  MuxService service(&runtime, *config, [&control](const MuxConfig& applied) {
+  const std::string state_file = config->cloud_state_file;
+  MuxService service(&runtime, *config, [&control, &runtime, state_file](const MuxConfig& applied) {
+    // Every accepted change is kept for a restart (a failed write is logged: the change
+    // stands, only a restart would not know it).
+    if (!state_file.empty()) {
+      absl::Status saved = SaveMuxCloudState(state_file, applied, runtime.generation());
+      if (!saved.ok()) {
+        fprintf(stderr, "sluice-mux %s: warning: cloud state not saved: %s\n",
+                applied.name.c_str(), std::string(saved.message()).c_str());
+      }
+    }
     std::lock_guard<std::mutex> lock(control.mu);
     control.changed_vips = AnnouncedVipAddresses(applied);
   });

@@ -511,8 +511,8 @@ lab_start_daemons() {
 # lab_apply_cloud : the cloud controller's part. The daemons boot with their own facts only;
 # `sluicectl apply -f cloud.yaml` gives every mux its VIPs, backends and SNAT ranges and
 # every agent its endpoints (with health checks) and SNAT leases. Idempotent: run it again
-# after a mux restarts (it comes back with no VIPs and announces none until then) or after
-# editing cloud.yaml. What changed goes to $LAB_RUN/apply.log; on a refusal, to stderr too.
+# after editing cloud.yaml. A restarted daemon needs no new apply: muxes and agents keep
+# what was pushed (mux.cloud_state_file, agent.cloud_state_file). What changed goes to $LAB_RUN/apply.log; on a refusal, to stderr too.
 lab_apply_cloud() {
   local cloud=$LAB_CONFIG_DIR/cloud.yaml out rc
   out=$("$LAB_BUILD/bin/sluicectl" apply -f "$cloud" 2>&1)
@@ -761,7 +761,7 @@ lab_up() {
   fi
   # The agents' NAT flow state files (deploy/lab/config/host*.yaml) and the SNAT allocator's
   # lease table (config/snatd.yaml): a new lab starts empty.
-  # and the agents' cloud state (what sluicectl applied; agent.cloud_state_file).
+  # and the daemons' cloud state (what sluicectl applied; {mux,agent}.cloud_state_file).
   rm -f /dev/shm/sluice-lab-*.flows "$LAB_RUN/snatd.state" "$LAB_RUN"/*.cloud-state.json \
     "$LAB_RUN/apply.log"
   lab_log "creating namespaces and links"

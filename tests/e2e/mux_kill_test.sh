@@ -7,7 +7,10 @@
 #  4. assert BGP withdraws it: its gobgpd dies with it, BIRD in the router drops that next
 #     hop within WITHDRAW_TIMEOUT_S;
 #  5. assert the download resumes and completes with the right byte count, served by the
-#     same VM throughout (the survivor's Maglev table is the same, so it picks the same DIP).
+#     same VM throughout (the survivor's Maglev table is the same, so it picks the same DIP);
+#  6. restart the killed mux WITHOUT a new `sluicectl apply`: it serves the VIPs and SNAT
+#     ranges last pushed (mux.cloud_state_file), announces the VIP again and the router takes
+#     it back within RETURN_TIMEOUT_S.
 #
 # Needs root; exit 77 (skip) otherwise.
 set -uo pipefail
@@ -18,6 +21,7 @@ BYTES=3000000
 RATE=300000
 WITHDRAW_TIMEOUT_S=5   # the session drops with the mux: the route must follow quickly
 RESUME_TIMEOUT_S=60
+RETURN_TIMEOUT_S=30    # the mux's start (EAL, port) and a new BGP session with BIRD
 
 file_size() { stat -c %s "$DOWNLOAD" 2>/dev/null || echo 0; }
 now_ms() { lab_now_ms; }
@@ -125,4 +129,23 @@ echo "======================="
 [[ "$http_code" == 200 ]] || lab_fail "HTTP status '$http_code'"
 ((final_size == BYTES)) || lab_fail "downloaded $final_size bytes, expected $BYTES"
 [[ "$vms_in_body" != *,* ]] || lab_fail "the body came from more than one VM: $vms_in_body"
+
+# 6. The killed mux comes back with what the controller pushed, without a new apply.
+pushed_vips() {
+  "$LAB_BUILD/bin/sluicectl" get vips --socket "$(lab_grpc_socket "$1")" -o json |
+    "$LAB_PYTHON" -c 'import json, sys; v = json.load(sys.stdin).get("vips", []); print(len(v), sum(len(x.get("backends", [])) for x in v))'
+}
+want_vips=$(pushed_vips "$survivor") || lab_fail "cannot read $survivor's VIPs"
+restart_ms=$(now_ms)
+{ lab_start_daemon "$victim" && lab_wait_ready "$victim"; } || lab_fail "$victim did not start again"
+got_vips=$(pushed_vips "$victim") || lab_fail "cannot read the restarted $victim's VIPs"
+grep -q "cloud state .*$victim.cloud-state.json: [1-9][0-9]* VIP(s)" "$LAB_RUN/$victim.log" ||
+  lab_fail "$victim did not start with its cloud state file: $(grep 'cloud state' "$LAB_RUN/$victim.log" | tail -1)"
+[[ "$got_vips" == "$want_vips" ]] ||
+  lab_fail "the restarted $victim serves '$got_vips' (VIPs backends), $survivor '$want_vips'"
+lab_poll "$RETURN_TIMEOUT_S" 0.1 lab_vip_routed_via "${LAB_MUXES[@]}" ||
+  lab_fail "the router did not take $victim back within ${RETURN_TIMEOUT_S}s (next hops: $(lab_vip_nexthops | tr '\n' ' '))"
+returned_s=$(secs_since "$restart_ms")
+lab_vip_answers || lab_fail "the VIP does not answer after $victim came back"
+echo "restarted $victim: $got_vips (VIPs backends) from its cloud state file, no apply; routed again after ${returned_s} s"
 echo "PASS: the download survived the mux kill (BGP withdrew the dead mux)"
