@@ -47,7 +47,7 @@ TEST(MuxConfigTest, ErrorsNameLineAndField) {
   EXPECT_EQ(ErrorOf(Replace(kGood, "  gateway:", "  gatewy:")),
             "mux.yaml:6:3: mux.gatewy: unknown field (expected one of: name, port, address, "
             "gateway, flow_table_size, workers, tcp_idle_timeout_s, udp_idle_timeout_s, "
-            "closing_timeout_s, maglev_size, gue_port, fastpath_key)");
+            "closing_timeout_s, maglev_size, gue_port, fastpath_key, cloud_state_file)");
   EXPECT_EQ(ErrorOf(Replace(kGood, "weight: 2", "weight: -2")),
             "mux.yaml:12:53: vips[0].backends[0].weight: '-2' is not a whole number");
   EXPECT_EQ(ErrorOf(Replace(kGood, "protocol: tcp", "protocol: sctp")),
