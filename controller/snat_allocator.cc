@@ -69,9 +69,15 @@ absl::StatusOr<SnatAllocatorConfig> ReadConfig(ConfigNode& root) {
   return config;
 }
 
-using RangeKey = std::tuple<std::string, int, uint32_t, uint32_t, std::string, bool>;
+static_assert(static_cast<int>(HostEncap::kIpip) == v1::ENCAP_IPIP &&
+              static_cast<int>(HostEncap::kGue) == v1::ENCAP_GUE &&
+              static_cast<int>(HostEncap::kGre) == v1::ENCAP_GRE);
+
+using RangeKey = std::tuple<std::string, int, uint32_t, uint32_t, std::string, bool, int>;
 RangeKey KeyOf(const v1::SnatRange& r) {
-  return {r.vip(), r.protocol(), r.port_start(), r.port_count(), r.host(), r.dynamic()};
+  // A mux lists IPIP for a range it was given without an encapsulation: the same range.
+  const int encap = r.encap() == v1::ENCAP_UNSPECIFIED ? v1::ENCAP_IPIP : r.encap();
+  return {r.vip(), r.protocol(), r.port_start(), r.port_count(), r.host(), r.dynamic(), encap};
 }
 
 class GrpcMuxRangeClient final : public MuxRangeClient {
@@ -151,6 +157,23 @@ std::unique_ptr<MuxRangeClient> MakeGrpcMuxRangeClient(const std::string& addres
   return std::make_unique<GrpcMuxRangeClient>(address, timeout_ms, dial);
 }
 
+v1::Encap HostEncapToProto(HostEncap encap) { return static_cast<v1::Encap>(encap); }
+
+absl::StatusOr<HostEncap> HostEncapField(int value, const std::string& field) {
+  switch (value) {
+    case v1::ENCAP_UNSPECIFIED:
+    case v1::ENCAP_IPIP:
+      return HostEncap::kIpip;
+    case v1::ENCAP_GUE:
+      return HostEncap::kGue;
+    case v1::ENCAP_GRE:
+      return HostEncap::kGre;
+    default:
+      return FieldError(field, StrCat(value, " is not an encapsulation (ENCAP_IPIP, ENCAP_GUE "
+                                             "or ENCAP_GRE)"));
+  }
+}
+
 absl::StatusOr<std::vector<v1::SnatRange>> MergeSnatRanges(
     const google::protobuf::RepeatedPtrField<v1::SnatRange>& current,
     const std::vector<SnatPoolConfig>& pools, const std::vector<SnatChunkLease>& leases,
@@ -188,6 +211,7 @@ absl::StatusOr<std::vector<v1::SnatRange>> MergeSnatRanges(
     r.set_port_count(l.port_count);
     r.set_host(Ipv4ToString(l.host_pa));
     r.set_dynamic(true);
+    r.set_encap(HostEncapToProto(l.encap));
     out.push_back(std::move(r));
   }
   std::set<RangeKey> before, after;
@@ -242,10 +266,11 @@ void SnatAllocator::Refuse(const absl::Status& why) {
 
 absl::StatusOr<SnatChunkLease> SnatAllocator::RequestChunk(const std::string& host,
                                                            uint32_t host_pa, uint32_t dip,
-                                                           uint32_t vip, uint8_t proto) {
+                                                           uint32_t vip, uint8_t proto,
+                                                           HostEncap encap) {
   std::lock_guard<std::mutex> lock(mu_);
   ++counters_.chunks_requested;
-  absl::StatusOr<SnatChunkLease> lease = table_.Lease(host, host_pa, dip, vip, proto);
+  absl::StatusOr<SnatChunkLease> lease = table_.Lease(host, host_pa, dip, vip, proto, encap);
   if (!lease.ok()) {
     Refuse(lease.status());
     return lease.status();

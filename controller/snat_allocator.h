@@ -52,7 +52,12 @@ std::unique_ptr<MuxRangeClient> MakeGrpcMuxRangeClient(const std::string& addres
                                                        uint32_t timeout_ms,
                                                        const DialOptions& dial = {});
 
-/// A mux's ranges with those inside `pools` replaced by `leases`. A mux range that overlaps a
+/// The wire value of `encap` (sluice.v1.Encap) and back (UNSPECIFIED is IPIP; INVALID_ARGUMENT
+/// "<field>: ..." for a value outside the enum).
+v1::Encap HostEncapToProto(HostEncap encap);
+absl::StatusOr<HostEncap> HostEncapField(int value, const std::string& field);
+
+/// A mux's ranges with those inside `pools` replaced by `leases` (each with its encap). A mux range that overlaps a
 /// pool without lying inside it is a conflict between the mux's config and the allocator's
 /// (FAILED_PRECONDITION naming both). `*changed` says whether the result differs from
 /// `current` (as a set).
@@ -86,8 +91,10 @@ class SnatAllocator {
   absl::Status LoadState();
 
   /// See SnatAllocator.RequestChunk in proto/sluice/v1/snat_allocator.proto.
+  /// `encap` is how the muxes reach host_pa: kept with the chunk, pushed with its range.
   absl::StatusOr<SnatChunkLease> RequestChunk(const std::string& host, uint32_t host_pa,
-                                              uint32_t dip, uint32_t vip, uint8_t proto);
+                                              uint32_t dip, uint32_t vip, uint8_t proto,
+                                              HostEncap encap = HostEncap::kIpip);
   absl::Status ReturnChunk(const std::string& host, uint32_t dip, uint32_t vip, uint8_t proto,
                            uint16_t port_start);
 

@@ -26,6 +26,7 @@ void ChunkToProto(const SnatChunkLease& l, v1::SnatChunk* out) {
   out->set_host(l.host);
   out->set_host_pa(Ipv4ToString(l.host_pa));
   out->set_dip(Ipv4ToString(l.dip));
+  out->set_encap(HostEncapToProto(l.encap));
 }
 
 namespace {
@@ -50,8 +51,10 @@ grpc::Status SnatAllocatorService::RequestChunk(grpc::ServerContext*,
   if (!vip.ok()) return ToGrpcStatus(vip.status());
   absl::StatusOr<uint8_t> proto = ProtocolField(request->protocol(), "protocol");
   if (!proto.ok()) return ToGrpcStatus(proto.status());
+  absl::StatusOr<HostEncap> encap = HostEncapField(request->encap(), "encap");
+  if (!encap.ok()) return ToGrpcStatus(encap.status());
   absl::StatusOr<SnatChunkLease> lease =
-      allocator_->RequestChunk(request->host(), *host_pa, *dip, *vip, *proto);
+      allocator_->RequestChunk(request->host(), *host_pa, *dip, *vip, *proto, *encap);
   if (!lease.ok()) {
     fprintf(stderr, "sluice-snatd: chunk of %s:%s for %s dip %s refused: %s\n",
             request->vip().c_str(), L4ProtocolName(*proto).c_str(), request->host().c_str(),

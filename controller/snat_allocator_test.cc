@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include "common/net_text.h"
+#include "controller/snat_allocator_service.h"
 
 namespace sluice::snatd {
 namespace {
@@ -46,6 +47,14 @@ class FakeMux : public MuxRangeClient {
     std::set<std::string> out;
     for (const v1::SnatRange& r : ranges) {
       out.insert(std::to_string(r.port_start()) + ":" + r.host());
+    }
+    return out;
+  }
+  /// Ranges → "port_start:host:encap".
+  std::set<std::string> TableWithEncap() const {
+    std::set<std::string> out;
+    for (const v1::SnatRange& r : ranges) {
+      out.insert(std::to_string(r.port_start()) + ":" + r.host() + ":" + v1::Encap_Name(r.encap()));
     }
     return out;
   }
@@ -162,6 +171,36 @@ TEST_F(SnatAllocatorTest, ReturnTakesTheRangeOffTheMuxesAndDoubleReturnIsNotFoun
   EXPECT_TRUE(restarted->List("").chunks.empty());
 }
 
+TEST_F(SnatAllocatorTest, EveryPushCarriesTheEncapsulationTheHostAskedFor) {
+  std::string gre_entry, ipip_entry;
+  {
+    auto allocator = Start();
+    absl::StatusOr<SnatChunkLease> gre =
+        allocator->RequestChunk("host2", kPa2, kDip1, kVip, 6, HostEncap::kGre);
+    ASSERT_TRUE(gre.ok()) << gre.status();
+    EXPECT_EQ(gre->encap, HostEncap::kGre);
+    absl::StatusOr<SnatChunkLease> ipip = allocator->RequestChunk("host1", kPa1, kDip1, kVip, 6);
+    ASSERT_TRUE(ipip.ok()) << ipip.status();
+    gre_entry = std::to_string(gre->port_start) + ":10.101.0.22:ENCAP_GRE";
+    ipip_entry = std::to_string(ipip->port_start) + ":10.101.0.21:ENCAP_IPIP";
+    EXPECT_EQ(mux2_->TableWithEncap(), (std::set<std::string>{gre_entry, ipip_entry}));
+    // The static range keeps its own (none given: unspecified).
+    EXPECT_EQ(mux1_->TableWithEncap(),
+              (std::set<std::string>{"20000:10.101.0.21:ENCAP_UNSPECIFIED", gre_entry, ipip_entry}));
+  }
+  // A restarted allocator reads the encapsulations back and pushes them to restarted muxes.
+  auto allocator = Start();
+  std::vector<SnatChunkLease> chunks = allocator->List("host2").chunks;
+  ASSERT_EQ(chunks.size(), 1u);
+  EXPECT_EQ(chunks[0].encap, HostEncap::kGre);
+  allocator->Resync();
+  EXPECT_EQ(mux2_->TableWithEncap(), (std::set<std::string>{gre_entry, ipip_entry}));
+  // A mux that lost the encapsulation (an older pusher) is repaired by the next resync.
+  for (v1::SnatRange& r : mux2_->ranges) r.clear_encap();
+  allocator->Resync();
+  EXPECT_EQ(mux2_->TableWithEncap(), (std::set<std::string>{gre_entry, ipip_entry}));
+}
+
 TEST_F(SnatAllocatorTest, ResyncRepairsAMuxWhoseRangesWereReplaced) {
   auto allocator = Start();
   ASSERT_TRUE(allocator->RequestChunk("host1", kPa1, kDip1, kVip, 6).ok());
@@ -201,6 +240,71 @@ TEST(MergeSnatRangesTest, KeepsRangesOutsideThePoolsAndRefusesOverlaps) {
       MergeSnatRanges(again, pools, leases, &changed);
   EXPECT_EQ(conflict.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_NE(conflict.status().message().find("10.200.0.10 tcp 21000-21999"), std::string::npos);
+}
+
+TEST(MergeSnatRangesTest, AnIpipRangeListedWithoutAnEncapsulationIsUnchanged) {
+  const std::vector<SnatPoolConfig> pools = {
+      {.vip = kVip, .proto = 6, .port_start = 21000, .port_count = 128, .chunk_ports = 64}};
+  const std::vector<SnatChunkLease> leases = {{.vip = kVip, .proto = 6, .port_start = 21000,
+                                               .port_count = 64, .host = "host1",
+                                               .host_pa = kPa1, .dip = kDip1}};
+  google::protobuf::RepeatedPtrField<v1::SnatRange> current;
+  *current.Add() = Range("10.200.0.10", 6, 21000, 64, "10.101.0.21");
+  current[0].set_dynamic(true);  // encap unspecified: IPIP, as the lease
+  bool changed = true;
+  ASSERT_TRUE(MergeSnatRanges(current, pools, leases, &changed).ok());
+  EXPECT_FALSE(changed);
+  // The same range to a host that takes GRE is a change.
+  std::vector<SnatChunkLease> gre = leases;
+  gre[0].encap = HostEncap::kGre;
+  absl::StatusOr<std::vector<v1::SnatRange>> merged =
+      MergeSnatRanges(current, pools, gre, &changed);
+  ASSERT_TRUE(merged.ok());
+  EXPECT_TRUE(changed);
+  ASSERT_EQ(merged->size(), 1u);
+  EXPECT_EQ((*merged)[0].encap(), v1::ENCAP_GRE);
+}
+
+TEST_F(SnatAllocatorTest, TheServiceChecksTheEncapsulationAndKeepsItWithTheChunk) {
+  auto allocator = Start();
+  SnatAllocatorService service(allocator.get());
+  v1::RequestChunkRequest request;
+  request.set_host("host2");
+  request.set_host_pa("10.101.0.22");
+  request.set_dip("10.1.0.1");
+  request.set_vip("10.200.0.10");
+  request.set_protocol(v1::L4_PROTOCOL_TCP);
+  request.set_encap(static_cast<v1::Encap>(9));
+  v1::RequestChunkResponse response;
+  grpc::Status s = service.RequestChunk(nullptr, &request, &response);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(s.error_message(),
+            "encap: 9 is not an encapsulation (ENCAP_IPIP, ENCAP_GUE or ENCAP_GRE)");
+  EXPECT_TRUE(allocator->List("").chunks.empty());
+  EXPECT_EQ(mux2_->syncs, 0);
+
+  request.set_encap(v1::ENCAP_GRE);
+  s = service.RequestChunk(nullptr, &request, &response);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(response.chunk().encap(), v1::ENCAP_GRE);
+  ASSERT_EQ(mux2_->ranges.size(), 1);
+  EXPECT_EQ(mux2_->ranges[0].encap(), v1::ENCAP_GRE);
+  EXPECT_EQ(mux2_->ranges[0].host(), "10.101.0.22");
+
+  // Not said: IPIP (what every agent before the field meant).
+  request.set_host("host1");
+  request.set_host_pa("10.101.0.21");
+  request.clear_encap();
+  s = service.RequestChunk(nullptr, &request, &response);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(response.chunk().encap(), v1::ENCAP_IPIP);
+
+  v1::ListLeasesRequest list;
+  list.set_host("host2");
+  v1::ListLeasesResponse listed;
+  ASSERT_TRUE(service.ListLeases(nullptr, &list, &listed).ok());
+  ASSERT_EQ(listed.chunks_size(), 1);
+  EXPECT_EQ(listed.chunks(0).encap(), v1::ENCAP_GRE);
 }
 
 TEST(SnatAllocatorConfigTest, ReadsAndChecksTheYaml) {

@@ -16,11 +16,25 @@
 namespace sluice::snatd {
 namespace {
 
-constexpr const char* kStateHeader = "sluice-snatd-state 1";
+constexpr const char* kStateHeader = "sluice-snatd-state 2";
+// Chunk lines without the encapsulation word: every chunk's host took IPIP.
+constexpr const char* kStateHeaderV1 = "sluice-snatd-state 1";
 
 uint32_t PoolLast(const SnatPoolConfig& p) { return uint32_t{p.port_start} + p.port_count - 1; }
 
 }  // namespace
+
+const char* HostEncapName(HostEncap encap) {
+  switch (encap) {
+    case HostEncap::kGue:
+      return "gue";
+    case HostEncap::kGre:
+      return "gre";
+    case HostEncap::kIpip:
+      break;
+  }
+  return "ipip";
+}
 
 std::string PoolText(const SnatPoolConfig& pool) {
   return StrCat(Ipv4ToString(pool.vip), " ", L4ProtocolName(pool.proto), " ", pool.port_start,
@@ -29,7 +43,8 @@ std::string PoolText(const SnatPoolConfig& pool) {
 
 std::string ChunkText(const SnatChunkLease& l) {
   return StrCat(Ipv4ToString(l.vip), ":", l.port_start, "+", l.port_count, "/",
-                L4ProtocolName(l.proto), " -> ", l.host, " (", Ipv4ToString(l.host_pa), ") dip ",
+                L4ProtocolName(l.proto), " -> ", l.host, " (", Ipv4ToString(l.host_pa),
+                l.encap == HostEncap::kIpip ? "" : StrCat(", ", HostEncapName(l.encap)), ") dip ",
                 Ipv4ToString(l.dip));
 }
 
@@ -95,7 +110,8 @@ SnatLeaseTable::Chunk* SnatLeaseTable::FindChunk(std::vector<Pool>& pools, uint3
 }
 
 absl::StatusOr<SnatChunkLease> SnatLeaseTable::Lease(const std::string& host, uint32_t host_pa,
-                                                     uint32_t dip, uint32_t vip, uint8_t proto) {
+                                                     uint32_t dip, uint32_t vip, uint8_t proto,
+                                                     HostEncap encap) {
   Chunk* best = nullptr;
   std::vector<std::string> serving;
   for (Pool& pool : pools_) {
@@ -120,7 +136,8 @@ absl::StatusOr<SnatChunkLease> SnatLeaseTable::Lease(const std::string& host, ui
                                .port_count = best->port_count,
                                .host = host,
                                .host_pa = host_pa,
-                               .dip = dip};
+                               .dip = dip,
+                               .encap = encap};
   ++generation_;
   return *best->lease;
 }
@@ -173,7 +190,7 @@ std::string SnatLeaseTable::Serialize() const {
   for (const SnatChunkLease& l : Leases()) {
     out += StrCat("chunk ", Ipv4ToString(l.vip), " ", L4ProtocolName(l.proto), " ", l.port_start,
                   " ", l.port_count, " ", l.host, " ", Ipv4ToString(l.host_pa), " ",
-                  Ipv4ToString(l.dip), "\n");
+                  Ipv4ToString(l.dip), " ", HostEncapName(l.encap), "\n");
   }
   return out;
 }
@@ -185,6 +202,7 @@ absl::Status SnatLeaseTable::Restore(const std::string& text, const std::string&
   std::string line;
   size_t number = 0;
   bool header = false;
+  size_t chunk_words = 9;  // version 1: 8, no encapsulation
   auto fail = [&](const std::string& why) {
     return absl::FailedPreconditionError(StrCat(origin, ":", number, ": ", why));
   };
@@ -195,8 +213,12 @@ absl::Status SnatLeaseTable::Restore(const std::string& text, const std::string&
     std::istringstream split(line);
     for (std::string w; split >> w;) words.push_back(w);
     if (!header) {
-      if (line != kStateHeader) return fail(StrCat("not a sluice-snatd state file (want '",
-                                                   kStateHeader, "')"));
+      if (line == kStateHeaderV1) {
+        chunk_words = 8;
+      } else if (line != kStateHeader) {
+        return fail(StrCat("not a sluice-snatd state file (want '", kStateHeader, "' or '",
+                           kStateHeaderV1, "')"));
+      }
       header = true;
       continue;
     }
@@ -204,8 +226,10 @@ absl::Status SnatLeaseTable::Restore(const std::string& text, const std::string&
       if (!ParseUint(words[1], &generation)) return fail("bad generation");
       continue;
     }
-    if (words.size() != 8 || words[0] != "chunk") {
-      return fail("want 'chunk VIP PROTOCOL PORT_START PORT_COUNT HOST HOST_PA DIP'");
+    if (words.size() != chunk_words || words[0] != "chunk") {
+      return fail(chunk_words == 8
+                      ? "want 'chunk VIP PROTOCOL PORT_START PORT_COUNT HOST HOST_PA DIP'"
+                      : "want 'chunk VIP PROTOCOL PORT_START PORT_COUNT HOST HOST_PA DIP ENCAP'");
     }
     SnatChunkLease l;
     absl::StatusOr<uint32_t> vip = ParseIpv4(words[1]);
@@ -224,6 +248,19 @@ absl::Status SnatLeaseTable::Restore(const std::string& text, const std::string&
     l.host = words[5];
     l.host_pa = *host_pa;
     l.dip = *dip;
+    if (chunk_words == 9) {
+      const std::string& encap = words[8];
+      if (encap == "ipip") {
+        l.encap = HostEncap::kIpip;
+      } else if (encap == "gue") {
+        l.encap = HostEncap::kGue;
+      } else if (encap == "gre") {
+        l.encap = HostEncap::kGre;
+      } else {
+        return fail(StrCat("encapsulation '", encap, "' of line '", line,
+                           "' is not ipip, gue or gre"));
+      }
+    }
     Chunk* chunk = FindChunk(pools, l.vip, l.proto, l.port_start);
     if (chunk == nullptr || chunk->port_count != l.port_count) {
       return fail(StrCat("chunk ", ChunkText(l),

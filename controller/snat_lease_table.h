@@ -23,6 +23,12 @@ struct SnatPoolConfig {
   uint32_t chunk_ports = 64;
 };
 
+/// How the muxes encapsulate replies to a host: what its data path decaps (the values of
+/// sluice.v1.Encap). IPIP for the DPDK agent, GRE for a host on Open vSwitch.
+enum class HostEncap : uint8_t { kIpip = 1, kGue = 2, kGre = 3 };
+/// "ipip", "gue", "gre" (the state file's and the logs' words).
+const char* HostEncapName(HostEncap encap);
+
 /// One leased chunk.
 struct SnatChunkLease {
   uint32_t vip = 0;
@@ -32,6 +38,7 @@ struct SnatChunkLease {
   std::string host;      ///< The agent's name.
   uint32_t host_pa = 0;  ///< Where the muxes encapsulate replies.
   uint32_t dip = 0;      ///< The VM using the ports.
+  HostEncap encap = HostEncap::kIpip;  ///< How replies reach host_pa.
   bool operator==(const SnatChunkLease&) const = default;
 };
 
@@ -44,7 +51,8 @@ struct SnatPoolStatus {
 
 /// "10.200.0.10 tcp 20000-29999" (for errors and logs).
 std::string PoolText(const SnatPoolConfig& pool);
-/// "10.200.0.10:20064+64/tcp -> host2 (10.101.0.22) dip 10.1.0.4".
+/// "10.200.0.10:20064+64/tcp -> host2 (10.101.0.22) dip 10.1.0.4" (", gre" after the PA when
+/// the host takes GRE).
 std::string ChunkText(const SnatChunkLease& lease);
 
 class SnatLeaseTable {
@@ -58,8 +66,10 @@ class SnatLeaseTable {
 
   /// Leases the chunk of vip/proto's pools that has been free longest. NOT_FOUND "vip: ..."
   /// when no pool serves vip/proto; RESOURCE_EXHAUSTED naming the pools when all are leased.
+  /// `encap` is kept with the chunk (how the muxes reach host_pa).
   absl::StatusOr<SnatChunkLease> Lease(const std::string& host, uint32_t host_pa, uint32_t dip,
-                                       uint32_t vip, uint8_t proto);
+                                       uint32_t vip, uint8_t proto,
+                                       HostEncap encap = HostEncap::kIpip);
   /// Takes back the chunk starting at port_start. NOT_FOUND when no chunk starts there or it
   /// is not leased; FAILED_PRECONDITION when it is leased to another host or DIP.
   absl::Status Release(const std::string& host, uint32_t dip, uint32_t vip, uint8_t proto,
@@ -72,11 +82,13 @@ class SnatLeaseTable {
   /// Bumped by every Lease and Release (and restored from the state file).
   uint64_t generation() const { return generation_; }
 
-  /// The state file's text: a version line, the generation, one line per leased chunk.
+  /// The state file's text: a version line ("sluice-snatd-state 2"), the generation, one line
+  /// per leased chunk (its host's encapsulation last).
   std::string Serialize() const;
   /// Replaces the leases with those of `text` (from Serialize). Every chunk must be a chunk
   /// of the configured pools (same start and size) and leased once; on any error nothing
-  /// changes and the message names `origin` and the line.
+  /// changes and the message names `origin` and the line. Version 1 files (written before
+  /// chunks carried an encapsulation) load with every chunk IPIP.
   absl::Status Restore(const std::string& text, const std::string& origin);
 
  private:

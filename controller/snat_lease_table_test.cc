@@ -94,13 +94,18 @@ TEST(SnatLeaseTableTest, StateRoundTripKeepsEveryLeaseAndNeverGrantsOneTwice) {
   const std::vector<SnatPoolConfig> pools = {Pool(20000, 256, 64), Pool(40000, 64, 32, 17)};
   SnatLeaseTable table(pools);
   ASSERT_TRUE(table.Lease("host1", kPa1, kDip1, kVip, 6).ok());
-  ASSERT_TRUE(table.Lease("host2", kPa2, kDip2, kVip, 6).ok());
-  ASSERT_TRUE(table.Lease("host2", kPa2, kDip2, kVip, 17).ok());
+  ASSERT_TRUE(table.Lease("host2", kPa2, kDip2, kVip, 6, HostEncap::kGre).ok());
+  ASSERT_TRUE(table.Lease("host2", kPa2, kDip2, kVip, 17, HostEncap::kGre).ok());
   const std::string text = table.Serialize();
+  EXPECT_EQ(text.rfind("sluice-snatd-state 2\n", 0), 0u) << text;
+  EXPECT_NE(text.find(" 10.101.0.22 10.1.0.2 gre\n"), std::string::npos) << text;
 
   SnatLeaseTable restored(pools);
   ASSERT_TRUE(restored.Restore(text, "state").ok()) << text;
-  EXPECT_EQ(restored.Leases(), table.Leases());
+  EXPECT_EQ(restored.Leases(), table.Leases());  // encapsulations included
+  int gre = 0;
+  for (const SnatChunkLease& l : restored.Leases()) gre += l.encap == HostEncap::kGre ? 1 : 0;
+  EXPECT_EQ(gre, 2);
   EXPECT_EQ(restored.generation(), table.generation());
   // The two free TCP chunks are the only ones left.
   std::set<uint16_t> taken;
@@ -130,6 +135,53 @@ TEST(SnatLeaseTableTest, RestoreRefusesChunksThePoolsDoNotHaveAndChangesNothing)
   EXPECT_EQ(same.Restore("garbage\n", "s").code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(same.Restore("", "s").code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_TRUE(same.Leases().empty());
+}
+
+TEST(SnatLeaseTableTest, AVersionOneStateFileLoadsWithEveryChunkIpip) {
+  // Written by a sluice-snatd from before chunks carried their host's encapsulation.
+  const std::string v1 =
+      "sluice-snatd-state 1\n"
+      "generation 7\n"
+      "chunk 10.200.0.10 tcp 20064 64 host2 10.101.0.22 10.1.0.2\n";
+  SnatLeaseTable table({Pool(20000, 256, 64)});
+  ASSERT_TRUE(table.Restore(v1, "snatd.state").ok());
+  ASSERT_EQ(table.Leases().size(), 1u);
+  EXPECT_EQ(table.Leases()[0].encap, HostEncap::kIpip);
+  EXPECT_EQ(table.Leases()[0].host, "host2");
+  EXPECT_EQ(table.generation(), 7u);
+  // The next write is version 2, and reads back the same.
+  const std::string v2 = table.Serialize();
+  EXPECT_EQ(v2,
+            "sluice-snatd-state 2\ngeneration 7\n"
+            "chunk 10.200.0.10 tcp 20064 64 host2 10.101.0.22 10.1.0.2 ipip\n");
+  SnatLeaseTable again({Pool(20000, 256, 64)});
+  ASSERT_TRUE(again.Restore(v2, "snatd.state").ok());
+  EXPECT_EQ(again.Leases(), table.Leases());
+}
+
+TEST(SnatLeaseTableTest, RestoreRefusesChunkLinesOfTheWrongVersionOrEncapsulation) {
+  SnatLeaseTable table({Pool(20000, 256, 64)});
+  // Version 1 has no encapsulation word, version 2 needs it.
+  absl::Status s = table.Restore(
+      "sluice-snatd-state 1\nchunk 10.200.0.10 tcp 20064 64 host2 10.101.0.22 10.1.0.2 gre\n",
+      "snatd.state");
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(s.message().find("snatd.state:2: want 'chunk VIP PROTOCOL PORT_START PORT_COUNT "
+                             "HOST HOST_PA DIP'"),
+            std::string::npos)
+      << s;
+  s = table.Restore(
+      "sluice-snatd-state 2\nchunk 10.200.0.10 tcp 20064 64 host2 10.101.0.22 10.1.0.2\n",
+      "snatd.state");
+  EXPECT_NE(s.message().find("HOST_PA DIP ENCAP'"), std::string::npos) << s;
+  s = table.Restore(
+      "sluice-snatd-state 2\nchunk 10.200.0.10 tcp 20064 64 host2 10.101.0.22 10.1.0.2 vxlan\n",
+      "snatd.state");
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(s.message().find("snatd.state:2: encapsulation 'vxlan'"), std::string::npos) << s;
+  EXPECT_NE(table.Restore("sluice-snatd-state 3\n", "s").message().find("not a sluice-snatd"),
+            std::string::npos);
+  EXPECT_TRUE(table.Leases().empty());
 }
 
 TEST(SnatLeaseTableTest, CheckPoolsNamesTheBadPool) {

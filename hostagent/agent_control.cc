@@ -49,9 +49,12 @@ AgentRuntimeStatus HealthCheckedRuntime::Status() const {
 std::unique_ptr<GrpcSnatAllocator> ConnectSnatAllocator(AgentConfig* config) {
   if (!config->snat_allocator) return nullptr;
   const SnatAllocatorClientConfig& a = *config->snat_allocator;
+  // The muxes send the replies to its chunks the way this host's data path decaps: Open
+  // vSwitch's userspace datapath has no IPIP, so a vswitch-mode host takes GRE.
+  const v1::Encap encap = config->datapath == Datapath::kVswitch ? v1::ENCAP_GRE : v1::ENCAP_IPIP;
   auto allocator = std::make_unique<GrpcSnatAllocator>(
-      a.address, config->name, config->address.addr, std::chrono::milliseconds(a.timeout_ms),
-      a.dial);
+      a.address, config->name, config->address.addr, encap,
+      std::chrono::milliseconds(a.timeout_ms), a.dial);
   absl::StatusOr<std::vector<SnatLeaseConfig>> held = allocator->ListChunks();
   if (!held.ok()) {
     fprintf(stderr, "sluice-agent %s: SNAT allocator %s: %s (its chunks are adopted later)\n",

@@ -49,7 +49,9 @@ class HealthCheckedRuntime : public AgentRuntime {
   AgentConfig published_;  ///< Only PublishConfig touches it (the service serialises calls).
 };
 
-/// The SNAT allocator of `config->snat_allocator` (null without one). The chunks it already
+/// The SNAT allocator of `config->snat_allocator` (null without one), asked for chunks whose
+/// replies the muxes encapsulate as this host's data path decaps them (IPIP for the DPDK
+/// agent, GRE in vswitch mode). The chunks it already
 /// leases to this host (an agent restart, a lost reply) that the config asks for and that
 /// overlap no static lease join `config->snat_leases`, so their connections are kept; an
 /// allocator that does not answer now is only logged (the lease client adopts them later).

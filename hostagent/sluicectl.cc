@@ -417,9 +417,9 @@ int GetSnatChunks(const Options& o) {
   for (const v1::SnatChunk& c : r.chunks()) {
     rows.push_back({c.vip(), Proto(c.protocol()),
                     StrCat(c.port_start(), "-", c.port_start() + c.port_count() - 1), c.host(),
-                    c.host_pa(), c.dip()});
+                    c.host_pa(), EncapName(c.encap()), c.dip()});
   }
-  PrintTable({"VIP", "PROTOCOL", "PORTS", "HOST", "HOST_PA", "DIP"}, rows);
+  PrintTable({"VIP", "PROTOCOL", "PORTS", "HOST", "HOST_PA", "ENCAP", "DIP"}, rows);
   rows.clear();
   for (const v1::SnatPool& p : r.pools()) {
     rows.push_back({p.vip(), Proto(p.protocol()),

@@ -27,11 +27,12 @@ absl::StatusOr<SnatLeaseConfig> FromChunk(const v1::SnatChunk& c) {
 }  // namespace
 
 GrpcSnatAllocator::GrpcSnatAllocator(const std::string& address, std::string host,
-                                     uint32_t host_pa, std::chrono::milliseconds timeout,
-                                     const DialOptions& dial)
+                                     uint32_t host_pa, v1::Encap encap,
+                                     std::chrono::milliseconds timeout, const DialOptions& dial)
     : address_(address),
       host_(std::move(host)),
       host_pa_(host_pa),
+      encap_(encap),
       timeout_(timeout),
       stub_(v1::SnatAllocator::NewStub(DialSluice(address, dial))) {}
 
@@ -43,6 +44,7 @@ absl::StatusOr<SnatLeaseConfig> GrpcSnatAllocator::RequestChunk(uint32_t dip, ui
   request.set_dip(Ipv4ToString(dip));
   request.set_vip(Ipv4ToString(vip));
   request.set_protocol(ProtocolToProto(proto));
+  request.set_encap(encap_);
   v1::RequestChunkResponse response;
   grpc::ClientContext context;
   context.set_deadline(std::chrono::system_clock::now() + timeout_);

@@ -14,11 +14,13 @@
 namespace sluice::agent {
 
 /// sluice-snatd at `address` (TLS per `dial` on TCP), for the host named `host` with PA
-/// `host_pa`.
+/// `host_pa` whose data path decaps `encap` (asked for with every chunk, so the muxes send
+/// the replies to its ports that way).
 class GrpcSnatAllocator : public SnatAllocatorApi {
  public:
   GrpcSnatAllocator(const std::string& address, std::string host, uint32_t host_pa,
-                    std::chrono::milliseconds timeout, const DialOptions& dial = {});
+                    v1::Encap encap, std::chrono::milliseconds timeout,
+                    const DialOptions& dial = {});
   absl::StatusOr<SnatLeaseConfig> RequestChunk(uint32_t dip, uint32_t vip, uint8_t proto) override;
   absl::Status ReturnChunk(const SnatLeaseConfig& chunk) override;
   absl::StatusOr<std::vector<SnatLeaseConfig>> ListChunks() override;
@@ -27,6 +29,7 @@ class GrpcSnatAllocator : public SnatAllocatorApi {
   std::string address_;
   std::string host_;
   uint32_t host_pa_;
+  v1::Encap encap_;
   std::chrono::milliseconds timeout_;
   std::unique_ptr<v1::SnatAllocator::Stub> stub_;
 };

@@ -678,7 +678,8 @@ lab_check_tools() {
 # default ones into $LAB_RUN/config-ovs (LAB_CONFIG_DIR then points there): host2.yaml gets
 # agent.datapath: vswitch, kernel interface names for its ports and a vswitch: section;
 # cloud.yaml names host2 with encap: gre (OVS decaps GRE, not IPIP), so the muxes send GRE
-# to its VMs and for replies to its SNAT ports. The same `sluicectl apply` pushes it.
+# to its VMs and for replies to its static SNAT ports. The same `sluicectl apply` pushes it.
+# vm4's chunks from sluice-snatd come with GRE too: the vswitch agent asks for them so.
 lab_generate_ovs_configs() {
   local src=$LAB_CONFIG_DIR dst=$LAB_RUN/config-ovs
   mkdir -p "$dst" || return 1
@@ -691,15 +692,6 @@ for f in src.glob("*.yaml"):
         text, n = re.subn(r"(\{ name: host2, [^}\n]*?)\s*\}", r"\1, encap: gre }", text)
         if n != 1:
             sys.exit(f"{f}: no agent host2 to switch to GRE")
-        # The vswitch agent does not lease from sluice-snatd yet: vm4 gets a static lease
-        # next to vm3's instead.
-        if "dip: 10.1.0.4, vip: 10.200.0.10, protocol: tcp, port_start" not in text:
-            text, n = re.subn(r"(\n  - \{ dip: 10\.1\.0\.3, vip: 10\.200\.0\.10, protocol: tcp, "
-                              r"port_start: 20128, .*\n)",
-                              r"\1  - { dip: 10.1.0.4, vip: 10.200.0.10, protocol: tcp, "
-                              r"port_start: 20192, port_count: 64 }   # vm4\n", text)
-            if n != 1:
-                sys.exit(f"{f}: no SNAT lease of vm3 to put vm4's next to")
     if f.name == "host2.yaml":
         text, n = re.subn(r'uplink: "net_af_packet\d+,iface=(\w+)".*',
                           r"datapath: vswitch   # the rules run in Open vSwitch (vswitch: below)\n"
@@ -707,9 +699,6 @@ for f in src.glob("*.yaml"):
         text, m = re.subn(r'port: "net_af_packet\d+,iface=(\w+)"', r"port: \1", text)
         if n != 1 or m == 0:
             sys.exit(f"{f}: uplink or VM ports not in the expected form")
-        # sluice-snatd tells the muxes its chunks without an encapsulation (they would send
-        # IPIP, which OVS cannot decap): vm4's static lease is in cloud.yaml instead.
-        text = re.sub(r"snat_allocator:\n(?:[ #].*\n|\n)*", "", text)
         text += (f"vswitch:\n  bridge: br-sl\n  run_dir: {ovs_run}\n"
                  "  slow_path_port: sl-slowpath\n")
     (dst / f.name).write_text(text)

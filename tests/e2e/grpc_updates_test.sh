@@ -37,7 +37,7 @@ trap 'exit 130' INT TERM
 # cloud.yaml for the lab. $1: the weight of vm2 and vm4 in VIP 10.200.0.10:80 (vm1 and vm3
 # get 3 - $1); $2: "extra" adds the VIP port 8081 served by vm1:8081.
 # SLUICE_LAB_HOST2=ovs: host2 decapsulates GRE (encap: gre, for its backends and its SNAT
-# ranges) and vm4 has a static lease (the vswitch agent does not lease from sluice-snatd).
+# ranges; its vswitch agent asks sluice-snatd for vm4's chunks with GRE too).
 write_cloud() {
   local weight=$1 extra=${2:-} other=$((3 - $1)) host2_encap=""
   [[ $LAB_HOST2 == ovs ]] && host2_encap=", encap: gre"
@@ -79,9 +79,6 @@ snat:
   - { dip: 10.1.0.2, vip: 10.200.0.10, protocol: tcp, port_start: 20064, port_count: 64 }
   - { dip: 10.1.0.3, vip: 10.200.0.10, protocol: tcp, port_start: 20128, port_count: 64 }
 EOF
-  if [[ $LAB_HOST2 == ovs ]]; then
-    echo "  - { dip: 10.1.0.4, vip: 10.200.0.10, protocol: tcp, port_start: 20192, port_count: 64 }"
-  fi
   # vm4 has no static lease: host2 leases its ports from sluice-snatd (the lab's host2.yaml).
   # A static one here would make its dynamic chunk surplus, and the agent would return it
   # (a SNAT range change on the muxes in the middle of the generation count below).

@@ -75,10 +75,24 @@ done
 
 # Walk 3 (SNAT) through OVS conntrack: vm3 and vm4 connect out to the internet server, which
 # must see VIP1 and a port of the VM's lease; its replies reach host2 through a mux in GRE.
-declare -A lease_first=([vm3]=20128 [vm4]=20192)
+# vm3's lease is static (cloud.yaml); vm4's first chunk comes from sluice-snatd, which tells
+# the muxes to send its replies as GRE because host2's vswitch agent asked for it so.
+declare -A vm_dip=([vm3]=10.1.0.3 [vm4]=10.1.0.4)
+# vm_lease VM : "first last" of the VM's first lease on host2 (static or leased from snatd).
+vm_lease() {
+  "$LAB_BUILD/bin/sluicectl" get leases --socket "$(lab_grpc_socket host2)" -o json |
+    "$LAB_PYTHON" -c '
+import json, sys
+for l in json.load(sys.stdin).get("leases", []):
+    if l["dip"] == sys.argv[1]:
+        print(l["port_start"], l["port_start"] + l["port_count"] - 1)
+        break' "${vm_dip[$1]}"
+}
+has_lease() { [[ -n "$(vm_lease "$1")" ]]; }
 for vm in vm3 vm4; do
-  first=${lease_first[$vm]}
-  last=$((first + 63))
+  lab_poll 10 0.2 has_lease "$vm" || errors+=("$vm has no SNAT lease on host2")
+  read -r first last <<<"$(vm_lease "$vm")"
+  first=${first:-0} last=${last:-0}
   snat_ok=0
   for _ in $(seq 10); do
     out=$(lab_ns "sl-$vm" curl -s --connect-timeout 3 --max-time 5 \

@@ -7,8 +7,10 @@
 # the connections close (this test's host2.yaml: return_idle_s 3, reuse delay 2 s, closed
 # timeout 1 s, low_water 16) the extra chunks go back: the agent keeps one, the allocator
 # lists one, the muxes route one. Last, host2 is killed with -9 during a download from vm4
-# and restarted: it adopts its chunk and the download completes. Needs root; exit 77 (skip)
-# otherwise.
+# and restarted: it adopts its chunk and the download completes. With SLUICE_LAB_HOST2=ovs
+# (e2e_snat_dynamic_ovs_test) host2's agent runs in vswitch mode: it asks for its chunks with
+# GRE, so the muxes send the replies to them as GRE, which OVS decaps. Needs root; exit 77
+# (skip) otherwise.
 set -uo pipefail
 # shellcheck source=deploy/lab/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../../deploy/lab/lib.sh"
@@ -60,13 +62,18 @@ import json, sys
 for c in json.load(sys.stdin).get("chunks", []):
     print(c["port_start"], c["port_count"])'
 }
-# mux_chunks MUX : the mux's SNAT ranges to host2's PA inside the allocator's pool.
+# mux_chunks MUX : the mux's SNAT ranges to host2's PA inside the allocator's pool, with the
+# encapsulation host2 decaps (GRE on Open vSwitch, IPIP for the DPDK agent).
+ENCAP=ENCAP_IPIP
+[[ $LAB_HOST2 == ovs ]] && ENCAP=ENCAP_GRE
 mux_chunks() {
   "$CTL" get snat-ranges --socket "$(lab_grpc_socket "$1")" -o json | "$LAB_PYTHON" -c '
 import json, sys
 for r in json.load(sys.stdin).get("ranges", []):
+    encap = r.get("encap", "ENCAP_UNSPECIFIED").replace("UNSPECIFIED", "IPIP")
     if r["host"] == "10.101.0.22" and 21000 <= r["port_start"] < 22024:
-        print(r["port_start"], r["port_count"])' | sort -n
+        print(r["port_start"], r["port_count"], "" if encap == sys.argv[1] else encap)' "$ENCAP" |
+    sed "s/ *$//" | sort -n
 }
 count_lines() { grep -c . || true; }
 chunks_at_least() { (($(dynamic_chunks | count_lines) >= $1)); }
@@ -134,7 +141,14 @@ echo "  allocator: $("$CTL" stats --socket "$(lab_socket snatd)" -o json | lab_j
 lab_ns sl-vm4 curl -s --max-time 60 -o /dev/null -w "%{http_code} %{size_download}\n" \
   "http://$LAB_INTERNET:$LAB_INTERNET_PORT/stream?bytes=80000&rate=10000" >"$WORK/restart.txt" 2>&1 &
 load_pid=$!
-flow_on_vm4() { (($(lab_stat host2 flows.active) > 0)); }
+# An established SNAT flow of vm4 in host2's table (DPDK agent) or conntrack (vswitch mode).
+flow_on_vm4() {
+  "$CTL" get flows --socket "$HOST2" --dip "$DIP" -o json | "$LAB_PYTHON" -c '
+import json, sys
+flows = json.load(sys.stdin).get("flows", [])
+sys.exit(0 if any(f.get("kind") == "KIND_SNAT" and f.get("state") == "established"
+                  for f in flows) else 1)'
+}
 lab_poll 5 0.1 flow_on_vm4 || errors+=("no flow on host2 for vm4's download")
 lab_kill_daemon host2 KILL || lab_fail "could not kill host2"
 { lab_start_daemon host2 && lab_wait_ready host2; } || lab_fail "host2 did not come back"
