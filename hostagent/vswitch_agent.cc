@@ -281,6 +281,19 @@ std::vector<SnatRange> SnatRangesOf(const AgentConfig& config, uint32_t dip, uin
   std::sort(ranges.begin(), ranges.end(), [](const SnatRange& a, const SnatRange& b) {
     return std::tie(a.vip, a.first) < std::tie(b.vip, b.first);
   });
+  // Adjacent chunks (the allocator hands out neighbours while a VM grows) become one range:
+  // conntrack then looks for a free port in all of it, where a hash pick of one full chunk
+  // would refuse a connection that its neighbour has room for.
+  std::vector<SnatRange> merged;
+  for (const SnatRange& r : ranges) {
+    if (!merged.empty() && merged.back().vip == r.vip &&
+        uint32_t{merged.back().last} + 1 == r.first) {
+      merged.back().last = r.last;
+    } else {
+      merged.push_back(r);
+    }
+  }
+  ranges = std::move(merged);
   if (ranges.empty()) return ranges;
   uint32_t unit = 0;
   for (const SnatRange& r : ranges) unit = std::gcd(unit, uint32_t{r.last} - r.first + 1);

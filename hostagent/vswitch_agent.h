@@ -116,7 +116,8 @@ struct SnatRange {
   uint32_t weight = 1;  ///< Hash links: its size over the greatest common divisor of sizes.
   bool operator==(const SnatRange&) const = default;
 };
-/// The leases of `dip` and `proto` (static and dynamic) in VIP and port order.
+/// The leases of `dip` and `proto` (static and dynamic) in VIP and port order, adjacent ones
+/// (same VIP, one ending where the next starts) joined into one range.
 std::vector<SnatRange> SnatRangesOf(const AgentConfig& config, uint32_t dip, uint8_t proto);
 
 /// SNAT of the VMs' outbound connections through OVS conntrack, from `config.snat_leases`:

@@ -299,14 +299,14 @@ namespace {
 TEST(VswitchAgentTest, SeveralSnatChunksArePickedByHashWeightedBySize) {
   AgentConfig config = Host2();
   config.snat_leases.push_back({.dip = 0x0a010004, .vip = 0x0ac8000a, .proto = 6,
-                                .port_start = 21032, .port_count = 32, .dynamic = true});
+                                .port_start = 21064, .port_count = 32, .dynamic = true});
   config.snat_leases.push_back({.dip = 0x0a010004, .vip = 0x0ac8000a, .proto = 6,
                                 .port_start = 21000, .port_count = 32, .dynamic = true});
   const std::vector<SnatRange> ranges = SnatRangesOf(config, 0x0a010004, 6);
   ASSERT_EQ(ranges.size(), 3u);
   EXPECT_EQ(ranges[0], (SnatRange{.vip = 0x0ac8000a, .first = 20192, .last = 20255, .weight = 2}));
   EXPECT_EQ(ranges[1], (SnatRange{.vip = 0x0ac8000a, .first = 21000, .last = 21031, .weight = 1}));
-  EXPECT_EQ(ranges[2], (SnatRange{.vip = 0x0ac8000a, .first = 21032, .last = 21063, .weight = 1}));
+  EXPECT_EQ(ranges[2], (SnatRange{.vip = 0x0ac8000a, .first = 21064, .last = 21095, .weight = 1}));
   EXPECT_TRUE(SnatRangesOf(config, 0x0a010004, 17).empty());
 
   const VswitchPlan plan = PlanVswitch(config, kBridgeMac, kVmPortMacs);
@@ -322,7 +322,7 @@ TEST(VswitchAgentTest, SeveralSnatChunksArePickedByHashWeightedBySize) {
       << text;
   const std::string router = "table=4)\n";
   for (const auto& [link, range] : std::vector<std::pair<int, std::string>>{
-           {0, "20192-20255"}, {1, "20192-20255"}, {2, "21000-21031"}, {3, "21032-21063"}}) {
+           {0, "20192-20255"}, {1, "20192-20255"}, {2, "21000-21031"}, {3, "21064-21095"}}) {
     EXPECT_NE(text.find(StrCat(",tcp,in_port=3,nw_src=10.1.0.4,nw_frag=no,reg1=", link,
                                " actions=ct(commit,zone=2,nat(src=10.200.0.10:", range, "),",
                                router)),
@@ -339,6 +339,39 @@ TEST(VswitchAgentTest, SeveralSnatChunksArePickedByHashWeightedBySize) {
   EXPECT_EQ(Lines(after), 11u) << after;
   EXPECT_NE(after.find("hrw,3,0"), std::string::npos) << after;
   EXPECT_EQ(after.find("21000-21031"), std::string::npos) << after;
+}
+
+// Chunks a growing VM got one after the other sit side by side: one range, so conntrack finds
+// a free port anywhere in it (a hash pick of one full chunk would refuse the connection).
+TEST(VswitchAgentTest, AdjacentSnatChunksBecomeOneRange) {
+  AgentConfig config = Host2();
+  for (uint16_t start : {21032, 21000, 21064, 21128}) {
+    config.snat_leases.push_back({.dip = 0x0a010004, .vip = 0x0ac8000a, .proto = 6,
+                                  .port_start = start, .port_count = 32, .dynamic = true});
+  }
+  const std::vector<SnatRange> ranges = SnatRangesOf(config, 0x0a010004, 6);
+  ASSERT_EQ(ranges.size(), 3u);
+  EXPECT_EQ(ranges[0], (SnatRange{.vip = 0x0ac8000a, .first = 20192, .last = 20255, .weight = 2}));
+  EXPECT_EQ(ranges[1], (SnatRange{.vip = 0x0ac8000a, .first = 21000, .last = 21095, .weight = 3}));
+  EXPECT_EQ(ranges[2], (SnatRange{.vip = 0x0ac8000a, .first = 21128, .last = 21159, .weight = 1}));
+  // Only the dynamic chunks, all adjacent: one ct nat flow, no hash.
+  AgentConfig dynamic_only = Host2();
+  for (uint16_t start : {21032, 21000}) {
+    dynamic_only.snat_leases.push_back({.dip = 0x0a010003, .vip = 0x0ac8000a, .proto = 6,
+                                        .port_start = start, .port_count = 32, .dynamic = true});
+  }
+  std::erase_if(dynamic_only.snat_leases, [](const SnatLeaseConfig& l) {
+    return l.dip == 0x0a010003 && !l.dynamic;
+  });
+  const VswitchPlan plan = PlanVswitch(dynamic_only, kBridgeMac, kVmPortMacs);
+  std::string text;
+  for (const vswitch::OvsFlow& f : SnatFlows(dynamic_only, plan, kRouterMac)) {
+    text += f.Text() + "\n";
+  }
+  EXPECT_NE(text.find("nw_src=10.1.0.3,nw_frag=no actions=ct(commit,zone=2,nat(src=10.200.0.10:"
+                      "21000-21063),table=4)"),
+            std::string::npos)
+      << text;
 }
 
 // A VIP the allocator leases from keeps its GRE reply entry with no chunk held: connections
