@@ -64,8 +64,8 @@ size_t AgentNicRules::SyncFlows(size_t max) {
 
 void AgentNicRules::InstallCloseRules() {
   close_rules_tried_ = true;
-  // Per-flow rules match plain TCP on the VMs' ports and IPIP on the uplink; the static
-  // inbound rules also take GUE there.
+  // Per-flow rules match plain TCP on the VMs' ports and IPIP on the uplink (GRE from Open
+  // vSwitch peers); the static inbound rules take every encapsulation the agent accepts.
   std::vector<flow::Rule> rules;
   for (uint16_t port : ports_.vm_ports) {
     for (flow::Rule& r : nic::CloseToSoftwareRules(port, {flow::Tunnel::kNone},
@@ -73,9 +73,8 @@ void AgentNicRules::InstallCloseRules() {
       rules.push_back(std::move(r));
     }
   }
-  for (flow::Rule& r : nic::CloseToSoftwareRules(
-           ports_.uplink_port, {flow::Tunnel::kIpip, flow::Tunnel::kGue},
-           kCloseRuleIdBase + rules.size())) {
+  for (flow::Rule& r : nic::CloseToSoftwareRules(ports_.uplink_port, ports_.inbound_tunnels,
+                                                 kCloseRuleIdBase + rules.size())) {
     rules.push_back(std::move(r));
   }
   for (const flow::Rule& rule : rules) {

@@ -46,6 +46,7 @@ std::vector<flow::Rule> CloseToSoftwareRules(uint16_t in_port,
     for (uint8_t flag : {flow::kTcpFlagFin, flow::kTcpFlagRst}) {
       const char* tunnel_name = tunnel == flow::Tunnel::kIpip  ? " in ipip"
                                 : tunnel == flow::Tunnel::kGue ? " in gue"
+                                : tunnel == flow::Tunnel::kGre ? " in gre"
                                                                : "";
       rules.push_back(flow::Rule{
           .id = first_id + rules.size(),

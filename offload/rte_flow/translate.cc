@@ -2,6 +2,7 @@
 
 #include <rte_byteorder.h>
 #include <rte_ether.h>
+#include <rte_gre.h>
 #include <rte_ip.h>
 #include <rte_tcp.h>
 #include <rte_udp.h>
@@ -93,6 +94,12 @@ namespace {
 constexpr size_t kEthLen = sizeof(rte_ether_hdr);
 constexpr size_t kIpv4Len = sizeof(rte_ipv4_hdr);
 constexpr size_t kUdpLen = sizeof(rte_udp_hdr);
+constexpr size_t kGreLen = sizeof(rte_gre_hdr);  // RFC 2784 base header: no options
+constexpr uint16_t kEtherTypeIpv4 = 0x0800;
+// GRE c_rsvd0_ver bits a Sluice GRE packet has clear: checksum, key and sequence present
+// (0xb000) and the version (0x0007). A packet with any of them set is not ours to decap in
+// the NIC (the software parser refuses it too), so the match requires them clear.
+constexpr uint16_t kGreFlagsVersionMask = 0xb007;
 constexpr uint16_t kIpv4DontFragment = 0x4000;
 
 // Size of the ItemConf member that belongs to `type` (for shape keys).
@@ -106,6 +113,8 @@ size_t ItemConfSize(rte_flow_item_type type) {
       return sizeof(rte_flow_item_tcp);
     case RTE_FLOW_ITEM_TYPE_UDP:
       return sizeof(rte_flow_item_udp);
+    case RTE_FLOW_ITEM_TYPE_GRE:
+      return sizeof(rte_flow_item_gre);
     case RTE_FLOW_ITEM_TYPE_REPRESENTED_PORT:
       return sizeof(rte_flow_item_ethdev);
     default:
@@ -151,6 +160,24 @@ void WriteUdp(uint8_t* p, uint16_t src_port, uint16_t dst_port) {
   auto* udp = reinterpret_cast<rte_udp_hdr*>(p);
   udp->src_port = rte_cpu_to_be_16(src_port);
   udp->dst_port = rte_cpu_to_be_16(dst_port);
+}
+
+// The 4-byte GRE header Sluice sends and decaps: no flags, version 0, carrying IPv4.
+void WriteGre(uint8_t* p) {
+  memset(p, 0, kGreLen);
+  reinterpret_cast<rte_gre_hdr*>(p)->proto = rte_cpu_to_be_16(kEtherTypeIpv4);
+}
+
+// The outer IP protocol of each tunnel (kNone has none).
+uint8_t OuterProto(Tunnel tunnel) {
+  switch (tunnel) {
+    case Tunnel::kGue:
+      return flow::kProtoUdp;
+    case Tunnel::kGre:
+      return flow::kProtoGre;
+    default:
+      return flow::kProtoIpip;
+  }
 }
 
 class RuleTranslator {
@@ -216,8 +243,9 @@ class RuleTranslator {
         AddL4(flow::kProtoUdp, flow::PortMatch{}, flow::PortMatch::Exact(options_.gue_port));
         break;
       case Tunnel::kGre:
-        return "matches a GRE tunnel; GRE (the vSwitch encapsulation) is not translated to "
-               "rte_flow";
+        AddIpv4(m.outer_src, m.outer_dst, flow::kProtoGre);
+        AddGre();
+        break;
     }
     AddIpv4(m.src, m.dst, m.proto);
     if (m.tcp_flags_mask != 0 && m.proto != flow::kProtoTcp) {
@@ -241,6 +269,17 @@ class RuleTranslator {
       spec->ipv4.hdr.next_proto_id = proto;
       mask->ipv4.hdr.next_proto_id = 0xff;
     }
+  }
+
+  // GRE carrying IPv4, with no checksum, key or sequence number and version 0.
+  void AddGre() {
+    SpecBuilder::ItemConf* spec;
+    SpecBuilder::ItemConf* mask;
+    if (!b_.AddItem(RTE_FLOW_ITEM_TYPE_GRE, &spec, &mask)) return;
+    spec->gre.c_rsvd0_ver = 0;
+    mask->gre.c_rsvd0_ver = rte_cpu_to_be_16(kGreFlagsVersionMask);
+    spec->gre.protocol = rte_cpu_to_be_16(kEtherTypeIpv4);
+    mask->gre.protocol = 0xffff;
   }
 
   void AddL4(uint8_t proto, const flow::PortMatch& src, const flow::PortMatch& dst,
@@ -323,15 +362,16 @@ class RuleTranslator {
           SpecBuilder::RawHeader* decap = b_.AddRaw();
           SpecBuilder::RawHeader* encap = b_.AddRaw();
           if (decap == nullptr || encap == nullptr) break;
-          const bool gue = m.tunnel == Tunnel::kGue;
           WriteEth(decap->bytes.data(), flow::MacAddr{}, flow::MacAddr{});
-          WriteIpv4(decap->bytes.data() + kEthLen, 0, 0, gue ? flow::kProtoUdp : flow::kProtoIpip,
-                    0);
+          WriteIpv4(decap->bytes.data() + kEthLen, 0, 0, OuterProto(m.tunnel), 0);
           reinterpret_cast<rte_ipv4_hdr*>(decap->bytes.data() + kEthLen)->fragment_offset = 0;
           decap->size = kEthLen + kIpv4Len;
-          if (gue) {
+          if (m.tunnel == Tunnel::kGue) {
             WriteUdp(decap->bytes.data() + decap->size, 0, options_.gue_port);
             decap->size += kUdpLen;
+          } else if (m.tunnel == Tunnel::kGre) {
+            WriteGre(decap->bytes.data() + decap->size);
+            decap->size += kGreLen;
           }
           WriteEth(encap->bytes.data(), last_mac->mac_src, last_mac->mac_dst);
           encap->size = kEthLen;
@@ -341,9 +381,7 @@ class RuleTranslator {
         }
         case ActionType::kEncap: {
           const flow::EncapParams& p = a.encap;
-          if (p.type != Tunnel::kIpip && p.type != Tunnel::kGue) {
-            return Where(i) + " has no tunnel type";
-          }
+          if (p.type == Tunnel::kNone) return Where(i) + " has no tunnel type";
           const bool gue = p.type == Tunnel::kGue;
           uint16_t sport = p.gue_src_port;
           if (gue && sport == 0) {
@@ -362,12 +400,15 @@ class RuleTranslator {
           WriteEth(decap->bytes.data(), flow::MacAddr{}, flow::MacAddr{});
           decap->size = kEthLen;
           WriteEth(encap->bytes.data(), last_mac->mac_src, last_mac->mac_dst);
-          WriteIpv4(encap->bytes.data() + kEthLen, p.outer_src, p.outer_dst,
-                    gue ? flow::kProtoUdp : flow::kProtoIpip, p.ttl);
+          WriteIpv4(encap->bytes.data() + kEthLen, p.outer_src, p.outer_dst, OuterProto(p.type),
+                    p.ttl);
           encap->size = kEthLen + kIpv4Len;
           if (gue) {
             WriteUdp(encap->bytes.data() + encap->size, sport, p.gue_dst_port);
             encap->size += kUdpLen;
+          } else if (p.type == Tunnel::kGre) {
+            WriteGre(encap->bytes.data() + encap->size);
+            encap->size += kGreLen;
           }
           AddRawActions(*decap, *encap);
           tunnelled = true;
@@ -564,6 +605,17 @@ std::string ItemText(const rte_flow_item& item) {
       }
       return s;
     }
+    case RTE_FLOW_ITEM_TYPE_GRE: {
+      s = "gre";
+      if (item.mask == nullptr) return s;
+      const auto* sp = static_cast<const rte_flow_item_gre*>(item.spec);
+      const auto* mk = static_cast<const rte_flow_item_gre*>(item.mask);
+      Field(&s, "c_rsvd0_ver", rte_be_to_cpu_16(sp->c_rsvd0_ver),
+            rte_be_to_cpu_16(mk->c_rsvd0_ver), 0xffff, Hex, Hex);
+      Field(&s, "protocol", rte_be_to_cpu_16(sp->protocol), rte_be_to_cpu_16(mk->protocol),
+            0xffff, Hex, Hex);
+      return s;
+    }
     case RTE_FLOW_ITEM_TYPE_REPRESENTED_PORT: {
       s = "represented_port";
       if (item.mask == nullptr) return s;
@@ -575,7 +627,7 @@ std::string ItemText(const rte_flow_item& item) {
   }
 }
 
-// A raw header (eth [/ ipv4 [/ udp]]) as testpmd `set raw_*` items.
+// A raw header (eth [/ ipv4 [/ udp|gre]]) as testpmd `set raw_*` items.
 std::string RawText(const uint8_t* data, size_t size) {
   std::string s;
   if (size < kEthLen) return "end_set";
@@ -599,7 +651,10 @@ std::string RawText(const uint8_t* data, size_t size) {
     if (ip->fragment_offset != 0) {
       s += " fragment_offset is " + Hex(rte_be_to_cpu_16(ip->fragment_offset));
     }
-    if (size >= kEthLen + kIpv4Len + kUdpLen) {
+    if (ip->next_proto_id == flow::kProtoGre && size >= kEthLen + kIpv4Len + kGreLen) {
+      const auto* gre = reinterpret_cast<const rte_gre_hdr*>(data + kEthLen + kIpv4Len);
+      s += " / gre protocol is " + Hex(rte_be_to_cpu_16(gre->proto));
+    } else if (size >= kEthLen + kIpv4Len + kUdpLen) {
       const auto* udp = reinterpret_cast<const rte_udp_hdr*>(data + kEthLen + kIpv4Len);
       s += " / udp";
       if (udp->src_port != 0) s += " src is " + std::to_string(rte_be_to_cpu_16(udp->src_port));

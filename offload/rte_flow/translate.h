@@ -93,6 +93,7 @@ class FlowSpec {
     rte_flow_item_ipv4 ipv4;
     rte_flow_item_tcp tcp;
     rte_flow_item_udp udp;
+    rte_flow_item_gre gre;
     rte_flow_item_ethdev ethdev;
   };
   union ActionConf {

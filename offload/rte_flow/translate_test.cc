@@ -42,7 +42,10 @@ const uint32_t kVip2 = fixture::Ip("10.200.0.20");
 const flow::MacAddr kPeerHostMac = fixture::Mac("02:00:00:00:01:02");
 
 // One VM behind one VIP endpoint; ports as on an e-switch: uplink 0, the VM's representor 2.
-std::vector<Rule> AgentRules() {
+std::vector<Rule> AgentRules(agent::PortMap ports = {.uplink_port = kUplinkPort,
+                                                      .uplink_mac = kHostMac,
+                                                      .vm_ports = {kVmPort},
+                                                      .vm_port_macs = {kVmPortMac}}) {
   agent::AgentConfig config;
   config.name = "host1";
   config.address = {.addr = kHostPa, .length = 24};
@@ -55,10 +58,6 @@ std::vector<Rule> AgentRules() {
                                        .gateway = fixture::Ip("10.1.0.254")});
   config.endpoints.push_back(agent::EndpointConfig{
       .vip = kVip, .port = 80, .proto = flow::kProtoTcp, .dip = kDip, .dip_port = 8080});
-  agent::PortMap ports{.uplink_port = kUplinkPort,
-                       .uplink_mac = kHostMac,
-                       .vm_ports = {kVmPort},
-                       .vm_port_macs = {kVmPortMac}};
   return agent::BuildAgentRules(config, ports, kRouterMac);
 }
 
@@ -81,7 +80,9 @@ Rule MuxFlowRule(Tunnel tunnel, bool aging) {
                       .dst_port = PortMatch::Exact(80)},
             .actions = {Action::Encap({.type = tunnel, .outer_src = kMuxPa, .outer_dst = kHostPa}),
                         Action::SetMac(kMuxMac, kHostMac)},
-            .name = std::string("mux-flow ") + (tunnel == Tunnel::kIpip ? "ipip" : "gue")};
+            .name = std::string("mux-flow ") + (tunnel == Tunnel::kIpip  ? "ipip"
+                                                : tunnel == Tunnel::kGue ? "gue"
+                                                                         : "gre")};
   if (aging) {
     rule.actions.push_back(Action::Count());
     rule.actions.push_back(Action::Age(30));
@@ -480,6 +481,32 @@ TEST(TestpmdGoldenTest, AgentInboundGue) {
           TestpmdRules({AgentRule(AgentRules(), agent::RuleKind::kInboundGue)}, Transfer()));
 }
 
+// GRE is what an Open vSwitch host sends (its userspace datapath has no IPIP): a DPDK agent
+// with OVS peers accepts it inbound, and a mux sends it to the OVS hosts' backends.
+TEST(TestpmdGoldenTest, AgentInboundGre) {
+  agent::PortMap ports{.uplink_port = kUplinkPort,
+                       .uplink_mac = kHostMac,
+                       .vm_ports = {kVmPort},
+                       .vm_port_macs = {kVmPortMac},
+                       .inbound_tunnels = {Tunnel::kGre}};
+  std::vector<Rule> rules;
+  for (const Rule& r : AgentRules(ports)) {
+    if (agent::KindOf(r) == agent::RuleKind::kInboundGre) rules.push_back(r);
+  }
+  ASSERT_EQ(rules.size(), 1u);
+  ExpectGolden("agent_inbound_gre.txt",
+               Header("Host agent, inbound GRE (from an Open vSwitch peer): decap (outer IPv4 + "
+                      "4-byte GRE, no checksum/key/sequence) + NAT, to the VM.") +
+                   TestpmdRules(rules, Transfer()));
+}
+
+TEST(TestpmdGoldenTest, MuxEncapGre) {
+  ExpectGolden("mux_encap_gre.txt",
+               Header("Mux per-flow rule, GRE encap to a backend on an Open vSwitch host.") +
+                   TestpmdRules({MuxFlowRule(Tunnel::kGre, false), MuxFlowRule(Tunnel::kGre, true)},
+                                Transfer()));
+}
+
 TEST(TestpmdGoldenTest, AgentDsrReturn) {
   ExpectGolden(
       "agent_dsr_return.txt",
@@ -539,13 +566,14 @@ TEST(TestpmdGoldenTest, SharedEndpointReturn) {
 
 TEST(TestpmdGoldenTest, ClosesToSoftware) {
   std::vector<Rule> rules = CloseToSoftwareRules(kVmPort, {Tunnel::kNone}, 50);
-  for (Rule& r : CloseToSoftwareRules(kUplinkPort, {Tunnel::kIpip, Tunnel::kGue}, 52)) {
+  for (Rule& r :
+       CloseToSoftwareRules(kUplinkPort, {Tunnel::kIpip, Tunnel::kGue, Tunnel::kGre}, 52)) {
     rules.push_back(std::move(r));
   }
   ExpectGolden("close_to_software.txt",
                Header("TCP FIN and RST to software, above every per-flow rule, so the agent and "
                       "the mux see each close of a connection the NIC serves (VM port: plain; "
-                      "uplink: inside IPIP and GUE).") +
+                      "uplink: inside IPIP, GUE and GRE).") +
                    TestpmdRules(rules, Transfer()) + "# The same without the e-switch.\n" +
                    TestpmdRules(rules, TranslateOptions{}));
 }

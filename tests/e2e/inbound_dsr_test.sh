@@ -69,7 +69,7 @@ echo "  VIP2 ($LAB_VIP2, shares vm3/vm4's DIP:port with VIP1): $vip2_ok of 20 an
 
 # The agent's rules as rte_flow sees them: af_packet ports refuse rte_flow, so every rule
 # stays in software with the PMD's reason, and each has a replayable testpmd form or says why
-# it has none (the GRE inbound rules for Open vSwitch peers: GRE is not translated to rte_flow).
+# it has none.
 nic_rules=$("$LAB_BUILD/bin/sluicectl" get nic-rules --stats-socket "$(lab_socket host1)" --testpmd)
 placed=$(grep -c '^# placement: software' <<<"$nic_rules")
 creates=$(grep -c '^flow create ' <<<"$nic_rules")
