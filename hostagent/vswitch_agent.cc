@@ -38,7 +38,6 @@ constexpr uint64_t kSnatDeliverCookie = vswitch::kBaseCookie | 0x40000;
 constexpr uint64_t kSnatPickCookie = vswitch::kBaseCookie | 0x50000;
 constexpr uint64_t kSnatExhaustedCookie = vswitch::kBaseCookie | 0x60000;  // | ofport << 1 | udp
 constexpr uint64_t kSnatRouteCookie = vswitch::kBaseCookie | 0x70000;
-constexpr uint64_t kFastpathCookie = vswitch::kBaseCookie | 0x80000;
 // A redirect's timestamp may be this far off the host's clock (as the DPDK agent's).
 constexpr uint64_t kRedirectMaxAgeS = 60;
 constexpr uint64_t kCookieKindMask = ~uint64_t{0xffff};
@@ -229,6 +228,10 @@ VswitchPlan PlanVswitch(const AgentConfig& config, const flow::MacAddr& bridge_m
   plan.ports.uplink_mac = bridge_mac;
   plan.ports.inbound_tunnels = {flow::Tunnel::kGre};
   plan.ports.shared_return_rules = true;
+  // The per-connection Fastpath flows are the agent's own (HandleRedirect, and adopted or
+  // removed at start): the executor's reconcile leaves them be.
+  ex.unmanaged_cookie = kFastpathCookie;
+  ex.unmanaged_cookie_mask = kFastpathCookieMask;
   // Cookies by OpenFlow port, so adding or removing a VM leaves the other VMs' flows alone.
   auto port_cookie = [](uint32_t ofport, uint64_t which) {
     return kExtraCookie | (uint64_t{ofport} << 4) | which;
@@ -484,6 +487,55 @@ std::vector<NatFlow> ConntrackFlows(std::string_view dump, const AgentConfig& co
   return flows;
 }
 
+void AnnotateFastpath(const AgentConfig& config, const std::vector<FastpathConnection>& fastpath,
+                      std::vector<NatFlow>* flows) {
+  // (SNAT or inbound, VIP, VIP port, remote, remote port, protocol) → Fastpath peer PA.
+  using Key = std::tuple<uint8_t, uint32_t, uint16_t, uint32_t, uint16_t, uint8_t>;
+  std::map<Key, const FastpathConnection*> by_connection;
+  for (const FastpathConnection& c : fastpath) {
+    const packet::FastpathRedirect& r = c.redirect;
+    by_connection[c.source ? Key{uint8_t(NatFlowKind::kSnat), r.flow_src, r.flow_src_port,
+                                 r.flow_dst, r.flow_dst_port, r.proto}
+                           : Key{uint8_t(NatFlowKind::kInbound), r.flow_dst, r.flow_dst_port,
+                                 r.flow_src, r.flow_src_port, r.proto}] = &c;
+  }
+  for (NatFlow& f : *flows) {
+    auto it = by_connection.find(Key{f.kind, f.vip, f.vip_port, f.remote, f.remote_port, f.proto});
+    if (it == by_connection.end()) continue;
+    f.fastpath_pa = it->second->peer_pa;
+    by_connection.erase(it);
+  }
+  // A stateless endpoint's connections have no conntrack entry: its Fastpath flows are the
+  // only state of them.
+  for (const auto& [key, c] : by_connection) {
+    if (c->source || c->flow.table != 0) continue;
+    size_t v = 0;
+    while (v < config.vms.size() && config.vms[v].dip != c->redirect.dip) ++v;
+    if (v == config.vms.size()) continue;
+    const packet::FastpathRedirect& r = c->redirect;
+    uint16_t dip_port = 0;
+    for (const EndpointConfig& ep : config.endpoints) {
+      if (ep.dip == r.dip && ep.vip == r.flow_dst && ep.port == r.flow_dst_port &&
+          ep.proto == r.proto) {
+        dip_port = ep.dip_port;
+      }
+    }
+    flows->push_back(NatFlow{
+        .dip = r.dip,
+        .remote = r.flow_src,
+        .vip = r.flow_dst,
+        .fastpath_pa = c->peer_pa,
+        .dip_port = dip_port,
+        .remote_port = r.flow_src_port,
+        .vip_port = r.flow_dst_port,
+        .proto = r.proto,
+        .kind = static_cast<uint8_t>(NatFlowKind::kInbound),
+        .vm_index = static_cast<uint8_t>(v),
+        .state = static_cast<uint8_t>(r.proto == flow::kProtoUdp ? NatFlowState::kUdp
+                                                                 : NatFlowState::kTcpEstablished)});
+  }
+}
+
 RedirectOutcome FastpathFlows(const AgentConfig& config, const std::vector<uint32_t>& vm_ofports,
                               const packet::FastpathRedirect& r, uint64_t cookie,
                               std::vector<OvsFlow>* flows) {
@@ -648,16 +700,31 @@ absl::Status VswitchAgent::Setup() {
   Stage(config_, plan_);
   size_t refused = 0;
   for (const vswitch::OvsRuleStatus& st : executor_->Statuses()) refused += !st.error.empty();
-  absl::StatusOr<vswitch::ReconcileReport> report = executor_->Reconcile();
-  if (!report.ok()) return report.status();
-  start_report_ = *report;
+  // The previous agent's Fastpath flows: the ones this config still installs are adopted as
+  // they are (counters, OVS's idle timer), the others removed and counted by reason.
+  absl::StatusOr<StartReconcile> start =
+      ReconcileAtStart(channel_.get(), executor_.get(), config_, plan_.vm_ofports);
+  if (!start.ok()) return start.status();
+  start_report_ = start->flows;
+  FastpathAdoption& adoption = start->fastpath;
+  for (size_t r = 0; r < kNumFastpathStale; ++r) fastpath_stale_[r] = adoption.stale_by_reason[r];
+  fastpath_adopted_ = adoption.adopted.size();
+  fastpath_cookie_seq_ = adoption.next_sequence;
+  for (FastpathConnection& c : adoption.adopted) {
+    fastpath_.emplace(c.flow.Identity(), std::move(c));
+  }
+  const vswitch::ReconcileReport& report = start_report_;
   fprintf(stderr,
           "sluice-agent %s: bridge %s reconciled: %zu flows wanted, %zu kept, %zu written, %zu "
-          "removed; %zu rule(s) refused by OVS\n",
-          config_.name.c_str(), vs.bridge.c_str(), report->desired, report->kept, report->added,
-          report->removed, refused);
+          "removed; %zu rule(s) refused by OVS; Fastpath flows: %zu adopted, %zu removed\n",
+          config_.name.c_str(), vs.bridge.c_str(), report.desired, report.kept, report.added,
+          report.removed, refused, adoption.adopted.size(), adoption.stale.size());
   for (const vswitch::OvsRuleStatus& st : executor_->Statuses()) {
     if (!st.error.empty()) fprintf(stderr, "  refused: %s\n", st.error.c_str());
+  }
+  for (const DumpedFlow& f : adoption.stale) {
+    fprintf(stderr, "  Fastpath flow removed: table=%u,priority=%u,%s\n", f.table, f.priority,
+            f.match.c_str());
   }
   if (absl::Status s = OpenSlowPath(); !s.ok()) return s;
   slow_path_thread_ = std::jthread([this](std::stop_token stop) { ReadSlowPath(stop); });
@@ -819,6 +886,12 @@ void VswitchAgent::HandleRedirect(const uint8_t* frame, size_t len) {
             std::string(s.message()).c_str());
     return;
   }
+  FastpathConnection connection;
+  for (const OvsFlow& f : flows) {
+    if (!CheckFastpathFlow(FromOvsFlow(f), config_, plan_.vm_ofports, &connection)) {
+      fastpath_.insert_or_assign(connection.flow.Identity(), connection);
+    }
+  }
   outcome(applied);
 }
 
@@ -893,8 +966,31 @@ bool VswitchAgent::PublishConfig(const AgentConfig& next, std::string* error) {
   plan_ = std::move(change.plan);
   vm_macs_ = std::move(change.macs);
   config_ = next;
+  RemoveStaleFastpathFlows();
   ++generation_;
   return true;
+}
+
+void VswitchAgent::RemoveStaleFastpathFlows() {
+  std::vector<DumpedFlow> stale;
+  std::vector<std::string> gone;
+  for (const auto& [identity, c] : fastpath_) {
+    FastpathConnection again;
+    if (std::optional<FastpathStale> why =
+            CheckFastpathFlow(c.flow, config_, plan_.vm_ofports, &again)) {
+      ++fastpath_stale_[static_cast<size_t>(*why)];
+      stale.push_back(c.flow);
+      gone.push_back(identity);
+    }
+  }
+  if (stale.empty()) return;
+  // A flow OVS has idled out meanwhile is simply not found by its delete.
+  if (absl::Status s = channel_->Bundle(DeleteStrictLines(stale)); !s.ok()) {
+    fprintf(stderr, "sluice-agent %s: removing %zu stale Fastpath flow(s): %s\n",
+            config_.name.c_str(), stale.size(), std::string(s.message()).c_str());
+    return;
+  }
+  for (const std::string& identity : gone) fastpath_.erase(identity);
 }
 
 absl::Status VswitchAgent::PlanVmChange(const AgentConfig& next, VmChange* change) const {
@@ -998,11 +1094,15 @@ bool VswitchAgent::CopyFlows(size_t limit, uint32_t dip, std::vector<NatFlow>* f
   absl::StatusOr<std::string> dump = ovs_->Appctl({"dpctl/dump-conntrack"});
   if (!dump.ok()) return false;
   AgentConfig config;
+  std::vector<FastpathConnection> fastpath;
   {
     std::lock_guard<std::mutex> lock(mu_);
     config = config_;
+    for (const auto& [identity, c] : fastpath_) fastpath.push_back(c);
   }
-  for (const NatFlow& f : ConntrackFlows(*dump, config)) {
+  std::vector<NatFlow> all = ConntrackFlows(*dump, config);
+  AnnotateFastpath(config, fastpath, &all);
+  for (const NatFlow& f : all) {
     if (dip != 0 && f.dip != dip) continue;
     ++*total;
     if (flows->size() < limit) flows->push_back(f);
@@ -1033,15 +1133,18 @@ void VswitchAgent::Refresh() const {
     refreshed_.snat_out = refreshed_.snat_in = refreshed_.fastpath = 0;
     refreshed_.fastpath_flows = 0;
     refreshed_.snat_exhausted.assign(config_.vms.size(), 0);
+    std::set<std::string> fastpath_present;
     for (std::string_view line : SplitString(*dump, '\n')) {
       const uint64_t cookie = DumpField(line, "cookie");
       const uint64_t kind = cookie & kCookieKindMask;
       const uint64_t packets = DumpField(line, "n_packets");
       if (kind == kSnatOutCookie) refreshed_.snat_out += packets;
       if (kind == kSnatDeliverCookie) refreshed_.snat_in += packets;
-      if (kind == kFastpathCookie) {
+      if (IsFastpathCookie(cookie)) {
         refreshed_.fastpath += packets;
         ++refreshed_.fastpath_flows;
+        DumpedFlow f;
+        if (ParseDumpedFlow(line, &f)) fastpath_present.insert(f.Identity());
       }
       if (kind == kSnatExhaustedCookie) {
         const uint64_t ofport = (cookie & 0xffff) >> 1;
@@ -1050,6 +1153,9 @@ void VswitchAgent::Refresh() const {
         }
       }
     }
+    // Flows OVS idled out are no longer the agent's.
+    std::erase_if(fastpath_,
+                  [&](const auto& entry) { return !fastpath_present.contains(entry.first); });
   }
   absl::StatusOr<vswitch::DatapathStats> dp = vswitch::ReadDatapathStats(*ovs_);
   if (dp.ok()) {
@@ -1090,6 +1196,7 @@ AgentRuntimeStatus VswitchAgent::Status() const {
       {"fastpath_redirects_source", Redirects(RedirectOutcome::kAppliedSource)},
       {"fastpath_redirects_destination", Redirects(RedirectOutcome::kAppliedDestination)},
       {"fastpath_flows", refreshed_.fastpath_flows},
+      {"fastpath_flows_adopted_at_start", fastpath_adopted_.load()},
       {"rules_installed", on_bridge},
       {"slow_path_packets", slow_path_packets_.load()},
       {"ovs_datapath_flows", refreshed_.datapath.flows},
@@ -1107,6 +1214,10 @@ AgentRuntimeStatus VswitchAgent::Status() const {
   s.drops.emplace_back("fastpath_redirect_bad_auth", Redirects(RedirectOutcome::kBadAuth));
   s.drops.emplace_back("fastpath_redirect_stale", Redirects(RedirectOutcome::kStale));
   s.drops.emplace_back("fastpath_redirect_not_ours", Redirects(RedirectOutcome::kNotOurs));
+  for (size_t r = 0; r < kNumFastpathStale; ++r) {
+    s.counters.emplace_back(StrCat("fastpath_flows_removed_stale_", kFastpathStaleNames[r]),
+                            fastpath_stale_[r].load());
+  }
   uint64_t exhausted = 0;
   for (uint64_t n : refreshed_.snat_exhausted) exhausted += n;
   s.drops.emplace_back("snat_ports_exhausted", exhausted);
@@ -1142,7 +1253,16 @@ std::string VswitchAgent::StatsJson(const std::function<void(JsonWriter&)>& more
       .Field("install_errors", fastpath_install_errors_.load())
       .Field("install_us_last", fastpath_install_us_last_.load())
       .Field("install_us_max", fastpath_install_us_max_.load())
-      .EndObject();
+      .Field("connections", uint64_t{fastpath_.size()})
+      .Field("adopted_at_start", fastpath_adopted_.load());
+  // Fastpath flows removed because the config no longer installs them (found at start, or
+  // after a config change), by reason.
+  j.Key("removed_stale").BeginObject();
+  for (size_t r = 0; r < kNumFastpathStale; ++r) {
+    j.Field(kFastpathStaleNames[r], fastpath_stale_[r].load());
+  }
+  j.EndObject();
+  j.EndObject();
   j.Key("ovs").BeginObject();
   j.Field("run_dir", config_.vswitch.run_dir)
       .Field("bridge", config_.vswitch.bridge)

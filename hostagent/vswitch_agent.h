@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -24,6 +25,7 @@
 #include "hostagent/grpc_service.h"
 #include "hostagent/nat_flow_table.h"
 #include "hostagent/rules.h"
+#include "hostagent/vswitch_fastpath.h"
 #include "offload/packet/fastpath_redirect.h"
 #include "vswitch/executor.h"
 #include "vswitch/ovs_instance.h"
@@ -138,6 +140,12 @@ std::vector<vswitch::OvsFlow> SnatFlows(const AgentConfig& config, const Vswitch
 /// entries of other zones, protocols or DIPs are skipped.
 std::vector<NatFlow> ConntrackFlows(std::string_view dump, const AgentConfig& config);
 
+/// Sets `fastpath_pa` of the conntrack connections (`flows`, from ConntrackFlows) that have a
+/// Fastpath flow here, and adds one inbound flow per Fastpath connection of a stateless
+/// endpoint (those have no conntrack entry).
+void AnnotateFastpath(const AgentConfig& config, const std::vector<FastpathConnection>& fastpath,
+                      std::vector<NatFlow>* flows);
+
 /// Why a redirect was not applied (the DPDK agent's drop names).
 enum class RedirectOutcome : uint8_t {
   kAppliedSource = 0,   ///< This host owns the flow's SNAT port: its VM's packets go direct.
@@ -242,6 +250,16 @@ class VswitchAgent : public AgentRuntime {
   /// microseconds.
   std::atomic<uint64_t> fastpath_install_us_last_{0}, fastpath_install_us_max_{0};
   uint64_t fastpath_cookie_seq_ = 0;  ///< Guarded by mu_.
+  /// The Fastpath flows on the bridge by DumpedFlow::Identity(): installed by this process or
+  /// adopted from the bridge at start (the same from then on). Flows OVS idled out are
+  /// forgotten at the next Refresh; a config change removes those it invalidates. Guarded by
+  /// mu_.
+  mutable std::map<std::string, FastpathConnection> fastpath_;
+  std::atomic<uint64_t> fastpath_adopted_{0};  ///< Found valid on the bridge at start.
+  /// Removed because the config no longer installs them (at start or after a change).
+  std::array<std::atomic<uint64_t>, kNumFastpathStale> fastpath_stale_{};
+  /// Removes the Fastpath flows `config_` no longer installs (after a config change).
+  void RemoveStaleFastpathFlows();
   std::jthread slow_path_thread_;
 
   mutable std::mutex mu_;  ///< Guards config_, executor_ and the refreshed values below.

@@ -48,7 +48,6 @@ class FakeChannel : public vswitch::OpenFlowChannel {
     return absl::OkStatus();
   }
   absl::StatusOr<std::string> Diff(const std::string&) override { return std::string(); }
-  absl::Status Replace(const std::string&) override { return absl::OkStatus(); }
   std::vector<std::string> bundles;
 };
 
@@ -275,6 +274,137 @@ TEST(VswitchAgentTest, FastpathDestinationSideSendsRepliesInGreToTheSourceHost) 
   EXPECT_EQ(FastpathFlows(config, kOfports, wrong_dip, 0x78, &flows), RedirectOutcome::kNotOurs);
   EXPECT_EQ(FastpathFlows(config, kOfports, Redirect(20200, 0x0a650021, 0x0a650016), 0x78, &flows),
             RedirectOutcome::kNotOurs);
+}
+
+// Fastpath flows as OVS prints them back (its field order, ct_state flags sorted).
+constexpr const char* kFastpathDump =
+    "NXST_FLOW reply (xid=0x4):\n"
+    " cookie=0xfff0000000080007, duration=2.345s, table=4, n_packets=7, n_bytes=420, "
+    "idle_timeout=300, idle_age=1, priority=200,tcp,nw_src=10.200.0.10,nw_dst=10.200.0.20,"
+    "tp_src=20200,tp_dst=80 actions=dec_ttl,set_field:10.101.0.22->tun_src,"
+    "set_field:10.101.0.31->tun_dst,output:300\n"
+    " cookie=0xfff0000000080008, duration=2.1s, table=1, n_packets=9, n_bytes=900, "
+    "idle_timeout=300, idle_age=0, priority=200,ct_state=+rpl+trk,tcp,in_port=2,"
+    "nw_src=10.200.0.20,nw_dst=10.200.0.10,tp_src=80,tp_dst=20001 actions=dec_ttl,"
+    "set_field:10.101.0.33->tun_src,set_field:10.101.0.21->tun_dst,output:300\n"
+    " cookie=0xfff0000000080009, duration=2.1s, table=0, n_packets=1, n_bytes=60, "
+    "idle_timeout=120, idle_age=0, priority=200,udp,in_port=3,nw_src=10.1.0.4,"
+    "nw_dst=10.200.0.10,tp_src=5353,tp_dst=20002,nw_frag=no actions=set_field:10.200.0.30->ip_src,"
+    "set_field:53->udp_src,dec_ttl,set_field:10.101.0.34->tun_src,"
+    "set_field:10.101.0.21->tun_dst,output:300\n"
+    " cookie=0xfff0000000010020, duration=9.1s, table=0, n_packets=0, n_bytes=0, "
+    "priority=64500,arp,in_port=2 actions=drop\n";
+
+TEST(VswitchAgentTest, FastpathFlowsOnTheBridgeAreAdoptedWhenTheConfigStillInstallsThem) {
+  AgentConfig config = Host2();
+  DumpedFlow f;
+  ASSERT_TRUE(ParseDumpedFlow(SplitString(kFastpathDump, '\n')[1], &f));
+  EXPECT_EQ(f.cookie, kFastpathCookie | 7);
+  EXPECT_EQ(f.table, 4);
+  EXPECT_EQ(f.priority, 200);
+  EXPECT_EQ(f.idle_timeout, 300);
+  EXPECT_EQ(f.packets, 7u);
+  EXPECT_EQ(f.match, "tcp,nw_src=10.200.0.10,nw_dst=10.200.0.20,tp_src=20200,tp_dst=80");
+  EXPECT_FALSE(ParseDumpedFlow("NXST_FLOW reply (xid=0x4):", &f));
+
+  FastpathAdoption a = AdoptFastpathFlows(kFastpathDump, config, kOfports);
+  ASSERT_EQ(a.adopted.size(), 3u);
+  EXPECT_TRUE(a.stale.empty());
+  EXPECT_EQ(a.next_sequence, 10);
+  // What each flow says about its connection.
+  EXPECT_TRUE(a.adopted[0].source);
+  EXPECT_EQ(a.adopted[0].redirect.flow_src_port, 20200);
+  EXPECT_EQ(a.adopted[0].peer_pa, 0x0a65001fu);
+  EXPECT_FALSE(a.adopted[1].source);
+  EXPECT_EQ(a.adopted[1].redirect.dip, 0x0a010003u);  // vm3, at OpenFlow port 2
+  EXPECT_EQ(a.adopted[1].redirect.flow_dst, 0x0ac80014u);
+  EXPECT_EQ(a.adopted[1].redirect.flow_src_port, 20001);
+  EXPECT_EQ(a.adopted[1].peer_pa, 0x0a650015u);
+  EXPECT_EQ(a.adopted[2].redirect.dip, 0x0a010004u);
+  EXPECT_EQ(a.adopted[2].redirect.flow_dst, 0x0ac8001eu);
+  EXPECT_EQ(a.adopted[2].redirect.flow_dst_port, 53);
+  // A flow as the agent wrote it and as OVS prints it is one flow.
+  std::vector<vswitch::OvsFlow> flows;
+  ASSERT_EQ(FastpathFlows(config, kOfports, Redirect(20001, 0x0a650021, 0x0a650015), 0x78, &flows),
+            RedirectOutcome::kAppliedDestination);
+  EXPECT_EQ(FromOvsFlow(flows[0]).Identity(), a.adopted[1].flow.Identity());
+  EXPECT_EQ(a.adopted[1].flow.Identity(),
+            "table=1,priority=200,ct_state=+rpl+trk,in_port=2,nw_dst=10.200.0.10,"
+            "nw_src=10.200.0.20,tcp,tp_dst=20001,tp_src=80");
+}
+
+TEST(VswitchAgentTest, FastpathFlowsTheConfigNoLongerInstallsAreRemovedByReason) {
+  auto reasons = [](const AgentConfig& config, std::string_view dump = kFastpathDump) {
+    FastpathAdoption a = AdoptFastpathFlows(dump, config, kOfports);
+    std::string out;
+    for (size_t r = 0; r < kNumFastpathStale; ++r) {
+      if (a.stale_by_reason[r] != 0) out += StrCat(kFastpathStaleNames[r], "=", a.stale_by_reason[r], " ");
+    }
+    return StrCat(out, "adopted=", a.adopted.size());
+  };
+  AgentConfig config = Host2();
+  EXPECT_EQ(reasons(config), "adopted=3");
+  // VIP 10.200.0.30 gone (vm4's UDP endpoint).
+  AgentConfig c = config;
+  std::erase_if(c.endpoints, [](const EndpointConfig& e) { return e.vip == 0x0ac8001e; });
+  EXPECT_EQ(reasons(c), "endpoint_gone=1 adopted=2");
+  // vm4's SNAT lease gone (the source-side flow's VIP:port).
+  c = config;
+  std::erase_if(c.snat_leases, [](const SnatLeaseConfig& l) { return l.dip == 0x0a010004; });
+  EXPECT_EQ(reasons(c), "snat_lease_gone=1 adopted=2");
+  // vm4's PA changed: its flow's GRE source is no address of ours.
+  c = config;
+  c.vms[1].pa = 0x0a650044;
+  EXPECT_EQ(reasons(c), "local_pa_gone=1 adopted=2");
+  // The host PA changed: the source side's GRE source.
+  c = config;
+  c.address.addr = 0x0a650017;
+  EXPECT_EQ(reasons(c), "local_pa_gone=1 adopted=2");
+  // VIP 10.200.0.10 gone from vm3: VIP2 on its 8080 is no longer shared, the reply flow
+  // would be a stateless one in table 0 now.
+  c = config;
+  std::erase_if(c.endpoints, [](const EndpointConfig& e) {
+    return e.vip == 0x0ac8000a && e.dip == 0x0a010003;
+  });
+  EXPECT_EQ(reasons(c), "changed=1 adopted=2");
+  // Not a flow FastpathFlows makes.
+  EXPECT_EQ(reasons(config, " cookie=0xfff0000000080001, table=0, priority=200,arp "
+                            "actions=drop\n"),
+            "unreadable=1 adopted=0");
+
+  FastpathAdoption a = AdoptFastpathFlows(kFastpathDump, c, kOfports);
+  ASSERT_EQ(a.stale.size(), 1u);
+  EXPECT_EQ(DeleteStrictLines(a.stale),
+            "delete_strict table=1,priority=200,cookie=0xfff0000000080008/-1,ct_state=+rpl+trk,"
+            "tcp,in_port=2,nw_src=10.200.0.20,nw_dst=10.200.0.10,tp_src=80,tp_dst=20001\n");
+}
+
+TEST(VswitchAgentTest, FastpathConnectionsShowInTheAgentsFlows) {
+  AgentConfig config = Host2();
+  FastpathAdoption a = AdoptFastpathFlows(kFastpathDump, config, kOfports);
+  // vm3's inbound connection through conntrack (shared DIP:port) and vm4's SNAT connection.
+  std::vector<NatFlow> flows = ConntrackFlows(
+      "tcp,orig=(src=10.200.0.10,dst=10.200.0.20,sport=20001,dport=80),reply=(src=10.1.0.3,"
+      "dst=10.200.0.10,sport=8080,dport=20001),zone=1,protoinfo=(state=ESTABLISHED)\n"
+      "tcp,orig=(src=10.1.0.4,dst=10.200.0.20,sport=40000,dport=80),reply=(src=10.200.0.20,"
+      "dst=10.200.0.10,sport=80,dport=20200),zone=2,protoinfo=(state=ESTABLISHED)\n"
+      "tcp,orig=(src=10.1.0.4,dst=10.200.0.20,sport=40001,dport=80),reply=(src=10.200.0.20,"
+      "dst=10.200.0.10,sport=80,dport=20201),zone=2,protoinfo=(state=ESTABLISHED)\n",
+      config);
+  ASSERT_EQ(flows.size(), 3u);
+  AnnotateFastpath(config, a.adopted, &flows);
+  ASSERT_EQ(flows.size(), 4u) << "vm4's stateless UDP endpoint: its Fastpath flow on its own";
+  EXPECT_EQ(flows[0].fastpath_pa, 0x0a650015u);
+  EXPECT_EQ(flows[1].fastpath_pa, 0x0a65001fu);
+  EXPECT_EQ(flows[2].fastpath_pa, 0u) << "no Fastpath flow: via the router";
+  EXPECT_EQ(flows[3].kind, static_cast<uint8_t>(NatFlowKind::kInbound));
+  EXPECT_EQ(flows[3].dip, 0x0a010004u);
+  EXPECT_EQ(flows[3].dip_port, 5353);
+  EXPECT_EQ(flows[3].vip, 0x0ac8001eu);
+  EXPECT_EQ(flows[3].vip_port, 53);
+  EXPECT_EQ(flows[3].remote_port, 20002);
+  EXPECT_EQ(flows[3].vm_index, 1);
+  EXPECT_EQ(flows[3].fastpath_pa, 0x0a650015u);
 }
 
 TEST(VswitchAgentTest, MissesAreClassifiedByTheirTag) {

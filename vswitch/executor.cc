@@ -14,8 +14,32 @@
 namespace sluice::vswitch {
 namespace {
 
-// "priority=100,tcp,in_port=1 cookie=0x1 actions=..." → "priority=100,tcp,in_port=1".
-std::string DiffKey(const std::string& line) { return line.substr(0, line.find(' ')); }
+// A flow of `diff-flows` output ("table=4 priority=100,tcp,in_port=1 cookie=0x1
+// idle_timeout=9 actions=...") → what identifies it for delete_strict
+// ("table=4,priority=100,tcp,in_port=1"): every field before the actions but the cookie and
+// the timeouts, which are not part of the match.
+std::string DiffKey(std::string_view line) {
+  line = line.substr(0, line.find(" actions="));
+  std::string key;
+  for (std::string_view field : SplitString(line, ' ')) {
+    if (field.empty() || field.starts_with("cookie=") || field.starts_with("idle_timeout=") ||
+        field.starts_with("hard_timeout=") || field.starts_with("importance=")) {
+      continue;
+    }
+    key += (key.empty() ? "" : ",") + std::string(field);
+  }
+  return key;
+}
+
+// The cookie of a `diff-flows` flow (0 if it has none).
+uint64_t DiffCookie(std::string_view line) {
+  const size_t at = line.find(" cookie=0x");
+  uint64_t cookie = 0;
+  if (at == std::string_view::npos) return 0;
+  std::string_view hex = line.substr(at + 10);
+  hex = hex.substr(0, hex.find_first_of(" ,"));
+  return ParseUint(hex, &cookie, 16) ? cookie : 0;
+}
 
 // Value of "name=<number>" in a dump-flows line (decimal, or hex with 0x).
 bool FieldValue(const std::string& line, const std::string& name, uint64_t* value) {
@@ -84,14 +108,6 @@ absl::StatusOr<std::string> OfctlChannel::Diff(const std::string& desired) {
     return absl::InternalError(StrCat(JoinArgv(argv), " failed (exit ", r.exit_code, "): ", r.err));
   }
   return r.out;
-}
-
-absl::Status OfctlChannel::Replace(const std::string& desired) {
-  absl::StatusOr<std::string> file = WriteScratch(desired);
-  if (!file.ok()) return file.status();
-  absl::StatusOr<std::string> r =
-      ovs_->Ofctl({"--bundle", "replace-flows", ovs_->MgmtSocket(bridge_), *file});
-  return r.ok() ? absl::OkStatus() : r.status();
 }
 
 OvsExecutor::OvsExecutor(OpenFlowChannel* channel, OvsExecutorConfig config)
@@ -189,23 +205,36 @@ absl::StatusOr<ReconcileReport> OvsExecutor::Reconcile() {
   report.desired = DesiredById().size();
   absl::StatusOr<std::string> diff = channel_->Diff(desired);
   if (!diff.ok()) return diff.status();
+  // Only desired: add (an add replaces a flow of the same match and priority). Only on the
+  // bridge and no desired flow has its match: delete_strict. Unmanaged flows: nothing.
   std::set<std::string> wanted_keys;
-  std::vector<std::string> unwanted_keys;
+  std::vector<std::string> adds, unwanted_keys;
   for (std::string_view line : SplitString(*diff, '\n')) {
-    if (line.empty()) continue;
+    if (line.size() < 2) continue;
+    const std::string_view flow = line.substr(1);
     if (line[0] == '+') {
-      ++report.added;
-      wanted_keys.insert(DiffKey(std::string(line.substr(1))));
+      adds.emplace_back(flow);
+      wanted_keys.insert(DiffKey(flow));
     } else if (line[0] == '-') {
-      unwanted_keys.push_back(DiffKey(std::string(line.substr(1))));
+      if (config_.unmanaged_cookie_mask != 0 &&
+          (DiffCookie(flow) & config_.unmanaged_cookie_mask) == config_.unmanaged_cookie) {
+        ++report.unmanaged;
+        continue;
+      }
+      unwanted_keys.push_back(DiffKey(flow));
     }
   }
+  std::string bundle;
   for (const std::string& key : unwanted_keys) {
-    if (!wanted_keys.contains(key)) ++report.removed;
+    if (wanted_keys.contains(key)) continue;
+    ++report.removed;
+    bundle += "delete_strict " + key + "\n";
   }
+  for (const std::string& flow : adds) bundle += "add " + flow + "\n";
+  report.added = adds.size();
   report.kept = report.desired - std::min(report.desired, report.added);
-  if (report.added != 0 || report.removed != 0) {
-    if (absl::Status s = channel_->Replace(desired); !s.ok()) {
+  if (!bundle.empty()) {
+    if (absl::Status s = channel_->Bundle(bundle); !s.ok()) {
       ++commit_errors_;
       return s;
     }

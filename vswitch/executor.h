@@ -2,7 +2,9 @@
 // datapath). Rules are staged with Add/Remove and reach the bridge all-or-nothing with
 // Commit (one OpenFlow bundle). Reconcile compares the bridge's flows with the desired set
 // and fixes only the differences, so an agent restart keeps flows (and their counters and
-// the connections they carry) that are already right. Control plane only, one thread.
+// the connections they carry) that are already right; flows of an unmanaged cookie class
+// (the agent's per-connection Fastpath flows) are left to their owner. Control plane only,
+// one thread.
 #pragma once
 
 #include <cstdint>
@@ -31,10 +33,9 @@ class OpenFlowChannel {
   /// Applies `lines` ("add <flow>", "delete_strict <key>") as one bundle: all or nothing.
   virtual absl::Status Bundle(const std::string& lines) = 0;
   /// `ovs-ofctl diff-flows <bridge> <desired>`: "-flow" only on the bridge, "+flow" only
-  /// desired (statistics ignored). Empty when they agree.
+  /// desired (statistics ignored), each as "[table=N ]priority=P,<match> cookie=C
+  /// [idle_timeout=T ]actions=A" (a form add-flows reads back). Empty when they agree.
   virtual absl::StatusOr<std::string> Diff(const std::string& desired) = 0;
-  /// Makes the bridge's flows exactly `desired`, changing only what differs, in one bundle.
-  virtual absl::Status Replace(const std::string& desired) = 0;
 };
 
 /// OpenFlowChannel through `ovs-ofctl -O OpenFlow15 --bundle` on the bridge's management
@@ -46,7 +47,6 @@ class OfctlChannel : public OpenFlowChannel {
   absl::StatusOr<std::string> DumpFlows() override;
   absl::Status Bundle(const std::string& lines) override;
   absl::StatusOr<std::string> Diff(const std::string& desired) override;
-  absl::Status Replace(const std::string& desired) override;
 
  private:
   absl::StatusOr<std::string> WriteScratch(const std::string& text);
@@ -64,6 +64,12 @@ struct OvsExecutorConfig {
   /// Flows wanted on the bridge besides the rules and base flows (a mirror, a monitoring
   /// flow); their cookies must not collide with rule ids or base cookies.
   std::vector<OvsFlow> extra_flows;
+  /// Flows on the bridge whose `cookie & unmanaged_cookie_mask == unmanaged_cookie` are not
+  /// the executor's (the agent installs and removes them itself: per-connection Fastpath
+  /// flows): Reconcile neither compares nor removes them, Commit never names them. Mask 0:
+  /// every flow is the executor's.
+  uint64_t unmanaged_cookie = 0;
+  uint64_t unmanaged_cookie_mask = 0;
 };
 
 struct OvsRuleStatus {
@@ -87,6 +93,7 @@ struct ReconcileReport {
   size_t kept = 0;     ///< Already on the bridge exactly as wanted: untouched.
   size_t added = 0;    ///< Missing or different on the bridge: (re)written.
   size_t removed = 0;  ///< On the bridge but not wanted (match not in the desired set).
+  size_t unmanaged = 0;  ///< Flows of the unmanaged cookie class on the bridge: untouched.
 };
 
 class OvsExecutor {
@@ -112,7 +119,8 @@ class OvsExecutor {
   /// error the bridge is unchanged and the changes stay staged.
   absl::Status Commit();
   /// Reads the bridge's flows, keeps those equal to the desired set and fixes the rest
-  /// (one bundle). For a restart: nothing that is already right is touched.
+  /// (one bundle of adds and strict deletes). For a restart: nothing that is already right
+  /// is touched, nor any flow of the unmanaged cookie class.
   absl::StatusOr<ReconcileReport> Reconcile();
   /// Reads n_packets/n_bytes of every rule's flow (by cookie) into its status.
   absl::Status QueryCounters();

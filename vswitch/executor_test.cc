@@ -22,13 +22,9 @@ class FakeChannel : public OpenFlowChannel {
     diffed.push_back(desired);
     return diff;
   }
-  absl::Status Replace(const std::string& desired) override {
-    replaced.push_back(desired);
-    return absl::OkStatus();
-  }
   std::string dump, diff;
   bool fail = false;
-  std::vector<std::string> bundles, diffed, replaced;
+  std::vector<std::string> bundles, diffed;
 };
 
 OvsExecutorConfig Config() {
@@ -112,33 +108,46 @@ TEST(OvsExecutorTest, RefusedRuleNeverReachesTheBridge) {
   EXPECT_EQ(counters[1], (std::pair<std::string, uint64_t>("rules_refused", 1)));
 }
 
-TEST(OvsExecutorTest, ReconcileCountsKeptAddedRemovedAndReplacesOnlyWhenNeeded) {
+TEST(OvsExecutorTest, ReconcileCountsKeptAddedRemovedAndFixesOnlyTheDifference) {
   FakeChannel channel;
-  OvsExecutor executor(&channel, Config());
+  OvsExecutorConfig config = Config();
+  config.unmanaged_cookie = 0xfff0000000080000;
+  config.unmanaged_cookie_mask = ~uint64_t{0xffff};
+  OvsExecutor executor(&channel, config);
   executor.Add(Forward(1, 0x0a000001, 1));
   executor.Add(Forward(2, 0x0a000002, 1));
-  // The bridge has rule 2 with another action and a stale flow; the rest is right.
+  // The bridge has rule 2 with another action, a stale flow in table 3 and a flow of the
+  // unmanaged class (a Fastpath flow); the rest is right.
   channel.diff =
       "-priority=10,ip,in_port=1,nw_dst=10.0.0.2,nw_frag=no cookie=0x2 actions=drop\n"
       "+priority=10,ip,in_port=1,nw_dst=10.0.0.2,nw_frag=no cookie=0x2 actions=output:2\n"
-      "-priority=10,ip,in_port=1,nw_dst=10.0.0.9,nw_frag=no cookie=0x9 actions=output:2\n";
+      "-table=3 priority=10,ip,in_port=1,nw_dst=10.0.0.9 cookie=0x9 idle_timeout=5 "
+      "actions=output:2\n"
+      "-table=4 priority=200,tcp,nw_src=10.200.0.10,tp_src=20130 cookie=0xfff0000000080007 "
+      "idle_timeout=300 actions=output:300\n";
   absl::StatusOr<ReconcileReport> report = executor.Reconcile();
   ASSERT_TRUE(report.ok()) << report.status();
   EXPECT_EQ(report->desired, 5u);
   EXPECT_EQ(report->kept, 4u);
   EXPECT_EQ(report->added, 1u);
   EXPECT_EQ(report->removed, 1u);
-  ASSERT_EQ(channel.replaced.size(), 1u);
-  EXPECT_EQ(channel.replaced[0], executor.DesiredFlows());
+  EXPECT_EQ(report->unmanaged, 1u);
+  ASSERT_EQ(channel.diffed.size(), 1u);
+  EXPECT_EQ(channel.diffed[0], executor.DesiredFlows());
+  ASSERT_EQ(channel.bundles.size(), 1u);
+  EXPECT_EQ(channel.bundles[0],
+            "delete_strict table=3,priority=10,ip,in_port=1,nw_dst=10.0.0.9\n"
+            "add priority=10,ip,in_port=1,nw_dst=10.0.0.2,nw_frag=no cookie=0x2 "
+            "actions=output:2\n");
 
   channel.diff = "";
   report = executor.Reconcile();
   ASSERT_TRUE(report.ok());
   EXPECT_EQ(report->kept, 5u);
-  EXPECT_EQ(channel.replaced.size(), 1u) << "nothing to fix, nothing sent";
+  EXPECT_EQ(channel.bundles.size(), 1u) << "nothing to fix, nothing sent";
   // After a reconcile the executor knows the bridge: no bundle for an unchanged set.
   ASSERT_TRUE(executor.Commit().ok());
-  EXPECT_TRUE(channel.bundles.empty());
+  EXPECT_EQ(channel.bundles.size(), 1u);
 }
 
 TEST(OvsExecutorTest, QueryCountersByCookie) {
