@@ -42,4 +42,52 @@ for _ in 1 2 3 4 5 6 7 8 9 10; do
 done
 source_applied || lab_fail "host2 applied no redirect as the source host"
 echo "  vm3 (host2) -> VIP1: host2 applied $(lab_stat host2 fastpath.redirects_applied_source) redirect(s) as source, host1 $(lab_stat host1 fastpath.redirects_applied_destination) as destination"
+
+# Reconcile, don't wipe (OVS variant): a long-lived Fastpath connection crosses a kill -9 and
+# restart of host2's agent. The new agent adopts the Fastpath flows it finds on the bridge
+# (their connections are valid in its config) without touching them, so the connection keeps
+# going host to host: it completes and the muxes see none of its packets after the restart.
+if [[ $LAB_HOST2 == ovs ]]; then
+  echo "=== host2's agent killed (-9) and restarted under a Fastpath connection ==="
+  bytes=3000000
+  rate=150000
+  result=$LAB_RUN/fastpath_restart_result.txt
+  : >"$result"
+  applied_before=$(lab_stat host2 fastpath.redirects_applied_destination)
+  lab_ns sl-vm1 curl -s --connect-timeout 3 --max-time 60 -o /dev/null \
+    -w '%{http_code} %{size_download}' \
+    "http://$LAB_VIP2:$LAB_VIP_PORT/stream?bytes=$bytes&rate=$rate" >"$result" 2>&1 &
+  load_pid=$!
+  mux_packets() {
+    echo $(($(lab_stat_sum vip_packets "${LAB_MUXES[@]}") +
+      $(lab_stat_sum snat_return_packets "${LAB_MUXES[@]}")))
+  }
+  redirected() {
+    (($(lab_stat host2 fastpath.redirects_applied_destination) > applied_before &&
+      $(lab_stat host2 fastpath.flows) > 0))
+  }
+  lab_poll 15 0.2 redirected || lab_fail "host2 applied no redirect for the long download"
+  mux_at_kill=$(mux_packets)
+  lab_kill_daemon host2 KILL || lab_fail "could not kill host2's agent"
+  lab_start_daemon host2 || lab_fail "could not restart host2's agent"
+  lab_wait_ready host2 || lab_fail "host2's agent not ready after the restart"
+  mux_after_restart=$(mux_packets)
+  fp_after_restart=$(lab_stat host2 fastpath_packets)
+  adopted=$(lab_stat host2 fastpath.adopted_at_start)
+  stale=$(lab_stat host2 fastpath.removed_stale)
+  echo "  host2 restarted: Fastpath flows adopted $adopted, removed as stale $stale;" \
+    "reconcile kept $(lab_stat host2 ovs.start_flows_kept), wrote $(lab_stat host2 ovs.start_flows_written), removed $(lab_stat host2 ovs.start_flows_removed)"
+  ((adopted > 0)) || lab_fail "host2's restarted agent adopted no Fastpath flow"
+  pid_gone() { lab_pid_gone "$load_pid"; }
+  lab_poll 60 0.5 pid_gone || lab_fail "the long download still runs 60 s after the restart"
+  mux_end=$(mux_packets)
+  fp_end=$(lab_stat host2 fastpath_packets)
+  echo "  download across the restart: HTTP/size '$(cat "$result")'; mux packets while the" \
+    "agent was down: $((mux_after_restart - mux_at_kill)), after the restart: $((mux_end - mux_after_restart));" \
+    "host2 Fastpath packets after the restart: $((fp_end - fp_after_restart))"
+  [[ "$(cat "$result")" == "200 $bytes" ]] || lab_fail "the download did not survive the agent restart"
+  ((mux_end == mux_after_restart)) ||
+    lab_fail "the muxes carried $((mux_end - mux_after_restart)) packets after host2's restart (the connection left the Fastpath)"
+  ((fp_end > fp_after_restart)) || lab_fail "host2's Fastpath flows carried nothing after the restart"
+fi
 echo "PASS: after the handshake the connection went host to host"
