@@ -534,14 +534,17 @@ class TestTlsContext {
 };
 
 /// Serves one HTTPS request on a blocking fd: TLS accept, read the head, answer `status`.
-void ServeHttps(SSL_CTX* ctx, int fd, int status, std::string* sni) {
+// `on_sni` gets the client's server name before the response goes out, so a test that saw
+// the check's verdict can rely on it having been called.
+void ServeHttps(SSL_CTX* ctx, int fd, int status,
+                const std::function<void(const std::string&)>& on_sni) {
   timeval limit = {.tv_sec = 2, .tv_usec = 0};
   setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof(limit));
   SSL* ssl = SSL_new(ctx);
   SSL_set_fd(ssl, fd);
   if (SSL_accept(ssl) == 1) {
     const char* name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
-    if (sni != nullptr && name != nullptr) *sni = name;
+    if (name != nullptr) on_sni(name);
     std::string request;
     char buf[1024];
     while (request.find("\r\n\r\n") == std::string::npos) {
@@ -563,10 +566,10 @@ TEST_F(HealthCheckerTest, Https) {
   std::mutex sni_mu;
   std::string sni;
   TestServer server([&](int fd) {
-    std::string name;
-    ServeHttps(tls.get(), fd, status.load(), &name);
-    std::lock_guard<std::mutex> lock(sni_mu);
-    if (!name.empty()) sni = name;
+    ServeHttps(tls.get(), fd, status.load(), [&](const std::string& name) {
+      std::lock_guard<std::mutex> lock(sni_mu);
+      sni = name;
+    });
   });
   HealthCheckConfig c = Fast(HealthProbeType::kHttps, server.port());
   c.http_path = "/ready";
