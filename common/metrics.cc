@@ -75,6 +75,8 @@ const Field kAgentFields[] = {
     {"hotplug.ports_pending_removal", "ports_pending_removal", kGauge,
      "Detached VM ports waiting for the data path to let go of them."},
     {"hotplug.dpdk_ports", "dpdk_ports", kGauge, "DPDK ports the agent has open."},
+    {"hotplug.mbufs_in_use", "mbufs_in_use", kGauge,
+     "Mbufs of the agent's packet pool not free (in rings, queues or being processed)."},
     {"snat_allocator.enabled", "snat_allocator_enabled", kGauge,
      "1 when the agent leases SNAT ports from sluice-snatd (snat_allocator:)."},
     {"snat_allocator.chunks_requested", "snat_chunks_requested_total", kCounter,

@@ -5,6 +5,7 @@
 #include <thread>
 
 #include <rte_ethdev.h>
+#include <rte_mempool.h>
 
 #include "common/strings.h"
 #include "hostagent/nic_rules.h"
@@ -39,7 +40,9 @@ void DataPathRuntime::WriteHotplugStats(JsonWriter& j) const {
       .Field("ports_hotplugged", s.ports_hotplugged)
       .Field("ports_unplugged", s.ports_unplugged)
       .Field("ports_pending_removal", s.ports_pending_removal)
-      .Field("dpdk_ports", uint64_t{rte_eth_dev_count_avail()});
+      .Field("dpdk_ports", uint64_t{rte_eth_dev_count_avail()})
+      .Field("mbufs_in_use",
+             uint64_t{options_.pool != nullptr ? rte_mempool_in_use_count(options_.pool) : 0});
   j.Key("failures").BeginObject();
   for (size_t r = 0; r < kNumHotplugFailures; ++r) j.Field(kHotplugFailureNames[r], s.failures[r]);
   j.EndObject().EndObject();

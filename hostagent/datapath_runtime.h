@@ -86,7 +86,8 @@ class DataPathRuntime : public AgentRuntime {
   bool PlugsVmPorts() const override { return true; }
 
   HotplugStats hotplug_stats() const;
-  /// "hotplug": {ports_hotplugged, ports_unplugged, ports_pending_removal, failures{reason}}.
+  /// "hotplug": {ports_hotplugged, ports_unplugged, ports_pending_removal, dpdk_ports,
+  /// mbufs_in_use (of the RX pool: a detached port must give all of its back), failures{reason}}.
   void WriteHotplugStats(JsonWriter& j) const;
 
  private:
