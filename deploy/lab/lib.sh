@@ -624,25 +624,26 @@ lab_mux_failover() {
   ((total == n && ok == n))
 }
 
-# lab_fastpath_download BYTES : vm1 (host1) downloads BYTES from VIP2 (served by host2's VMs)
+# lab_fastpath_download BYTES [RATE] : vm1 (host1) downloads BYTES (at RATE B/s) from VIP2 (served by host2's VMs)
 # and reports, from counter deltas, how many of the connection's packets crossed a mux (VIP
 # and SNAT-return packets) and how many went host to host (the agents' fastpath_packets).
 # Returns 0 if the download completed and the muxes carried < 1 % of the packets.
 lab_fastpath_download() {
-  local bytes=$1 out mux_before fp_before mux fastpath total pct
+  local bytes=$1 rate=${2:-} url out mux_before fp_before mux fastpath total pct
   _lab_mux_packets() {
     echo $(($(lab_stat_sum vip_packets "${LAB_MUXES[@]}") +
       $(lab_stat_sum snat_return_packets "${LAB_MUXES[@]}")))
   }
   mux_before=$(_lab_mux_packets) || return 1
   fp_before=$(lab_stat_sum fastpath_packets "${LAB_AGENTS[@]}") || return 1
-  out=$(lab_ns sl-vm1 curl -s --connect-timeout 3 --max-time 30 -o /dev/null \
-    -w '%{http_code} %{size_download}' "http://$LAB_VIP2:$LAB_VIP_PORT/stream?bytes=$bytes")
+  url="http://$LAB_VIP2:$LAB_VIP_PORT/stream?bytes=$bytes${rate:+&rate=$rate}"
+  out=$(lab_ns sl-vm1 curl -s --connect-timeout 3 --max-time 60 -o /dev/null \
+    -w '%{http_code} %{size_download}' "$url")
   mux=$(($(_lab_mux_packets) - mux_before))
   fastpath=$(($(lab_stat_sum fastpath_packets "${LAB_AGENTS[@]}") - fp_before))
   total=$((mux + fastpath))
   pct=$(awk -v m="$mux" -v t="$total" 'BEGIN { printf "%.2f", t ? 100 * m / t : 100 }')
-  echo "  vm1 (host1) -> http://$LAB_VIP2/stream, $bytes bytes: HTTP/size '$out'"
+  echo "  vm1 (host1) -> http://$LAB_VIP2/stream, $bytes bytes${rate:+ at $rate B/s}: HTTP/size '$out'"
   echo "  packets through the muxes: $mux; host to host (Fastpath): $fastpath; mux share $pct %"
   echo "  redirects: muxes sent $(lab_stat_sum fastpath_redirects_sent "${LAB_MUXES[@]}"), host1 applied $(lab_stat host1 fastpath.redirects_applied_source) as source, host2 $(lab_stat host2 fastpath.redirects_applied_destination) as destination; rejected as forged: $(lab_stat_sum drops.fastpath_redirect_bad_auth "${LAB_AGENTS[@]}")"
   [[ "$out" == "200 $bytes" ]] || {
