@@ -2,9 +2,12 @@
 
 #include <google/protobuf/util/json_util.h>
 
+#include <algorithm>
+#include <map>
 #include <vector>
 
 #include "common/files.h"
+#include "common/net_text.h"
 #include "common/strings.h"
 #include "hostagent/grpc_service.h"
 #include "sluice/v1/agent_state.pb.h"
@@ -20,6 +23,9 @@ absl::Status SaveCloudState(const std::string& path, const AgentConfig& config,
   for (const SnatLeaseConfig& lease : config.snat_leases) {
     if (!lease.dynamic) SnatLeaseToProto(lease, state.add_snat_leases());
   }
+  for (const VmConfig& vm : config.vms) {
+    if (vm.attached_at_runtime) VmToProto(vm, state.add_vms());
+  }
   std::string json;
   google::protobuf::util::JsonPrintOptions options;
   options.add_whitespace = true;
@@ -30,7 +36,7 @@ absl::Status SaveCloudState(const std::string& path, const AgentConfig& config,
   return WriteFileAtomically(path, json);
 }
 
-absl::Status LoadCloudState(const std::string& path, AgentConfig* config) {
+absl::Status LoadCloudState(const std::string& path, AgentConfig* config, CloudStateVms* vms) {
   absl::StatusOr<std::string> text = ReadWholeFile(path);
   if (!text.ok()) return text.status();
   v1::AgentCloudState state;
@@ -44,13 +50,59 @@ absl::Status LoadCloudState(const std::string& path, AgentConfig* config) {
                                                 "', this is '", config->name, "'"));
   }
   AgentConfig next = *config;
+  CloudStateVms report;
+  // Runtime-attached VMs first (the endpoints and leases below may be theirs), each on its
+  // own: one that does not fit is left out, the others are restored.
+  std::map<uint32_t, std::string> skipped_dips;  // DIP of a VM left out → its name
+  for (int i = 0; i < state.vms_size(); ++i) {
+    const v1::VmAttachment& entry = state.vms(i);
+    const std::string field = StrCat("vms[", i, "]");
+    auto skip = [&](std::string why) {
+      report.skipped.push_back(StrCat(field, " (VM '", entry.name(), "'): ", why));
+      if (absl::StatusOr<uint32_t> dip = ParseIpv4(entry.dip()); dip.ok()) {
+        skipped_dips.emplace(*dip, entry.name());
+      }
+    };
+    absl::StatusOr<VmConfig> vm = VmFromProto(entry, field);
+    if (!vm.ok()) {
+      skip(std::string(vm.status().message()));
+      continue;
+    }
+    if (std::any_of(config->vms.begin(), config->vms.end(),
+                    [&](const VmConfig& v) { return v.name == vm->name; })) {
+      skip("the agent's config has this VM now; its entry there is used");
+      continue;
+    }
+    vm->attached_at_runtime = true;
+    if (absl::Status s = CheckNewVm(next, *vm, field); !s.ok()) {
+      skip(std::string(s.message()));
+      continue;
+    }
+    next.vms.push_back(*vm);
+    report.restored.push_back(vm->name);
+  }
+  // A left-out VM's endpoints and leases go with it (unless its DIP is another VM's).
+  std::erase_if(skipped_dips, [&](const auto& entry) {
+    return std::any_of(next.vms.begin(), next.vms.end(),
+                       [&](const VmConfig& v) { return v.dip == entry.first; });
+  });
+  auto skipped_vm = [&](uint32_t dip) -> const std::string* {
+    auto it = skipped_dips.find(dip);
+    return it == skipped_dips.end() ? nullptr : &it->second;
+  };
+
   next.endpoints.clear();
   std::vector<std::string> endpoint_fields, lease_fields;
   for (int i = 0; i < state.endpoints_size(); ++i) {
-    endpoint_fields.push_back(StrCat("endpoints[", i, "]"));
-    absl::StatusOr<EndpointConfig> ep =
-        EndpointFromProto(state.endpoints(i), endpoint_fields.back());
+    const std::string field = StrCat("endpoints[", i, "]");
+    absl::StatusOr<EndpointConfig> ep = EndpointFromProto(state.endpoints(i), field);
     if (!ep.ok()) return absl::InvalidArgumentError(StrCat(path, ": ", std::string(ep.status().message())));
+    if (const std::string* vm = skipped_vm(ep->dip)) {
+      report.skipped.push_back(StrCat(field, " (", Ipv4ToString(ep->dip), ":", ep->dip_port,
+                                      "): left out with VM '", *vm, "'"));
+      continue;
+    }
+    endpoint_fields.push_back(field);
     next.endpoints.push_back(std::move(*ep));
   }
   std::erase_if(next.snat_leases, [](const SnatLeaseConfig& l) { return !l.dynamic; });
@@ -61,13 +113,32 @@ absl::Status LoadCloudState(const std::string& path, AgentConfig* config) {
     if (!lease.ok()) {
       return absl::InvalidArgumentError(StrCat(path, ": ", std::string(lease.status().message())));
     }
+    if (const std::string* vm = skipped_vm(lease->dip)) {
+      report.skipped.push_back(StrCat(field, " (", Ipv4ToString(lease->dip), " ports ",
+                                      lease->port_start, "+", lease->port_count,
+                                      "): left out with VM '", *vm, "'"));
+      continue;
+    }
     next.snat_leases.push_back(*lease);
     lease_fields.push_back(field);
   }
   absl::Status checked = CheckEndpointsAndLeases(next, endpoint_fields, lease_fields);
   if (!checked.ok()) return absl::FailedPreconditionError(StrCat(path, ": ", std::string(checked.message())));
   *config = std::move(next);
+  if (vms != nullptr) *vms = std::move(report);
   return absl::OkStatus();
+}
+
+size_t ForgetVm(AgentConfig* config, const std::string& name) {
+  auto it = std::find_if(config->vms.begin(), config->vms.end(),
+                         [&](const VmConfig& v) { return v.name == name; });
+  if (it == config->vms.end()) return 0;
+  const uint32_t dip = it->dip;
+  config->vms.erase(it);
+  size_t n = std::erase_if(config->endpoints, [&](const EndpointConfig& ep) { return ep.dip == dip; });
+  n += std::erase_if(config->snat_leases,
+                     [&](const SnatLeaseConfig& l) { return l.dip == dip && !l.dynamic; });
+  return n;
 }
 
 }  // namespace sluice::agent

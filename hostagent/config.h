@@ -24,6 +24,9 @@ struct VmConfig {
   uint32_t dip = 0;                ///< The VM's address.
   uint32_t pa = 0;                 ///< Underlay address muxes encapsulate to for this VM.
   uint32_t gateway = 0;            ///< The VM's default gateway; the agent answers ARP for it.
+  /// Not in the YAML: added by AttachVm while running (or restored from the cloud state file
+  /// at start); its port was opened for it and goes with it, and the cloud state keeps it.
+  bool attached_at_runtime = false;
 
   bool operator==(const VmConfig&) const = default;
 };
@@ -120,8 +123,9 @@ struct AgentConfig {
   std::vector<EndpointConfig> endpoints;
   std::vector<SnatLeaseConfig> snat_leases;
   std::optional<SnatAllocatorClientConfig> snat_allocator;
-  /// `agent.cloud_state_file`: where the endpoints and static SNAT leases the controller set
-  /// over gRPC are kept, so a restarted agent serves them at once (hostagent/cloud_state.h).
+  /// `agent.cloud_state_file`: where the endpoints, static SNAT leases and runtime-attached VMs
+  /// the controller set over gRPC are kept, so a restarted agent serves them at once
+  /// (hostagent/cloud_state.h).
   /// Empty: not kept (a restarted agent serves the YAML's until the controller calls).
   std::string cloud_state_file;
   NatConfig nat;

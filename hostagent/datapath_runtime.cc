@@ -16,8 +16,10 @@ namespace sluice::agent {
 DataPathRuntime::DataPathRuntime(AgentDataPath* agent, const AgentConfig& boot,
                                  DataPathRuntimeOptions options)
     : agent_(agent), options_(std::move(options)), published_(boot), ports_(options_.boot_ports) {
+  // VMs of the cloud state (attached at runtime before a restart) count as hot-plugged.
   for (size_t v = 0; v < boot.vms.size() && v < ports_.vm_ports.size(); ++v) {
-    boot_ports_[boot.vms[v].name] = ports_.vm_ports[v];
+    (boot.vms[v].attached_at_runtime ? hotplugged_ : boot_ports_)[boot.vms[v].name] =
+        ports_.vm_ports[v];
   }
 }
 

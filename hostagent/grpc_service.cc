@@ -114,6 +114,88 @@ uint64_t MonotonicNs() {
 
 }  // namespace
 
+absl::StatusOr<VmConfig> VmFromProto(const v1::VmAttachment& vm, const std::string& field) {
+  if (!ValidVmName(vm.name())) {
+    return FieldError(field + ".name", StrCat("'", vm.name(),
+                                              "' is not a VM name (1..64 of A-Z a-z 0-9 . _ : - /)"));
+  }
+  if (vm.mac().empty()) return FieldError(field + ".mac", "required");
+  absl::StatusOr<std::array<uint8_t, 6>> mac = ParseMac(vm.mac());
+  if (!mac.ok()) return FieldError(field + ".mac", StrCat("'", vm.mac(), "' is not a MAC address"));
+  absl::StatusOr<uint32_t> dip = Ipv4Field(vm.dip(), field + ".dip");
+  if (!dip.ok()) return dip.status();
+  VmConfig out{.name = vm.name(), .port = vm.port(), .mac = *mac, .dip = *dip};
+  if (!vm.pa().empty()) {
+    absl::StatusOr<uint32_t> pa = Ipv4Field(vm.pa(), field + ".pa");
+    if (!pa.ok()) return pa.status();
+    out.pa = *pa;
+  }
+  if (!vm.gateway().empty()) {
+    absl::StatusOr<uint32_t> gateway = Ipv4Field(vm.gateway(), field + ".gateway");
+    if (!gateway.ok()) return gateway.status();
+    out.gateway = *gateway;
+  }
+  return out;
+}
+
+void VmToProto(const VmConfig& vm, v1::VmAttachment* out) {
+  out->set_name(vm.name);
+  out->set_port(vm.port);
+  out->set_mac(MacToString(vm.mac));
+  out->set_dip(Ipv4ToString(vm.dip));
+  out->set_pa(Ipv4ToString(vm.pa));
+  out->set_gateway(Ipv4ToString(vm.gateway));
+}
+
+absl::Status CheckNewVm(const AgentConfig& running, const VmConfig& vm, const std::string& field) {
+  const char* why_required = "required for a VM this agent does not have yet";
+  for (const VmConfig& other : running.vms) {
+    if (other.name == vm.name) {
+      return absl::FailedPreconditionError(
+          StrCat(field, ".name: there is a VM '", vm.name, "' already"));
+    }
+    if (other.dip == vm.dip) {
+      return absl::FailedPreconditionError(StrCat(field, ".dip: ", Ipv4ToString(vm.dip),
+                                                  " is already VM '", other.name, "'"));
+    }
+  }
+  if (vm.port.empty()) return FieldError(field + ".port", why_required);
+  absl::StatusOr<PortIdentity> identity = ParsePortIdentity(vm.port);
+  if (!identity.ok()) {
+    return FieldError(field + ".port",
+                      StrCat("'", vm.port, "': ", std::string(identity.status().message())));
+  }
+  if (SamePort(vm.port, running.uplink)) {
+    return absl::FailedPreconditionError(
+        StrCat(field, ".port: ", vm.port, " is the agent's uplink"));
+  }
+  for (const VmConfig& other : running.vms) {
+    if (SamePort(vm.port, other.port)) {
+      return absl::FailedPreconditionError(
+          StrCat(field, ".port: ", vm.port, " is the port of VM '", other.name, "'"));
+    }
+  }
+  if (vm.pa == 0) return FieldError(field + ".pa", why_required);
+  if (vm.gateway == 0) return FieldError(field + ".gateway", why_required);
+  if (!running.address.Contains(vm.pa) || vm.pa == running.address.addr) {
+    return FieldError(field + ".pa",
+                      StrCat(Ipv4ToString(vm.pa), " is not an address of the host's prefix ",
+                             Ipv4ToString(running.address.addr), "/", running.address.length,
+                             " other than the host's own"));
+  }
+  for (const VmConfig& other : running.vms) {
+    if (other.pa == vm.pa) {
+      return absl::FailedPreconditionError(StrCat(field, ".pa: ", Ipv4ToString(vm.pa),
+                                                  " is already VM '", other.name, "''s PA"));
+    }
+  }
+  if (running.vms.size() >= 255) {
+    return absl::ResourceExhaustedError(
+        StrCat(field, ": this agent has 255 VMs, the most it serves"));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<EndpointConfig> EndpointFromProto(const v1::Endpoint& ep, const std::string& field) {
   EndpointConfig out;
   absl::StatusOr<uint32_t> vip = Ipv4Field(ep.vip(), field + ".vip");
@@ -333,7 +415,6 @@ absl::Status CheckEndpointsAndLeases(const AgentConfig& config,
 
 AgentService::AgentService(AgentRuntime* runtime, const AgentConfig& boot)
     : runtime_(runtime), running_(boot) {
-  for (const VmConfig& vm : boot.vms) boot_vms_.insert(vm.name);
 }
 
 AgentConfig AgentService::running() const {
@@ -441,28 +522,10 @@ grpc::Status AgentService::AttachVm(grpc::ServerContext*, const v1::AttachVmRequ
                                     v1::AttachVmResponse* response) {
   if (!request->has_vm()) return ToGrpcStatus(FieldError("vm", "required"));
   const v1::VmAttachment& vm = request->vm();
-  if (!ValidVmName(vm.name())) {
-    return ToGrpcStatus(FieldError(
-        "vm.name", StrCat("'", vm.name(), "' is not a VM name (1..64 of A-Z a-z 0-9 . _ : - /)")));
-  }
-  if (vm.mac().empty()) return ToGrpcStatus(FieldError("vm.mac", "required"));
-  absl::StatusOr<std::array<uint8_t, 6>> mac = ParseMac(vm.mac());
-  if (!mac.ok()) {
-    return ToGrpcStatus(FieldError("vm.mac", StrCat("'", vm.mac(), "' is not a MAC address")));
-  }
-  absl::StatusOr<uint32_t> dip = Ipv4Field(vm.dip(), "vm.dip");
-  if (!dip.ok()) return ToGrpcStatus(dip.status());
-  std::optional<uint32_t> pa, gateway;
-  if (!vm.pa().empty()) {
-    absl::StatusOr<uint32_t> v = Ipv4Field(vm.pa(), "vm.pa");
-    if (!v.ok()) return ToGrpcStatus(v.status());
-    pa = *v;
-  }
-  if (!vm.gateway().empty()) {
-    absl::StatusOr<uint32_t> v = Ipv4Field(vm.gateway(), "vm.gateway");
-    if (!v.ok()) return ToGrpcStatus(v.status());
-    gateway = *v;
-  }
+  absl::StatusOr<VmConfig> given = VmFromProto(vm, "vm");
+  if (!given.ok()) return ToGrpcStatus(given.status());
+  const std::array<uint8_t, 6>* mac = &given->mac;
+  const uint32_t* dip = &given->dip;
   std::vector<EndpointConfig> endpoints;
   std::vector<std::string> new_endpoint_fields;
   for (int i = 0; i < vm.endpoints_size(); ++i) {
@@ -512,52 +575,14 @@ grpc::Status AgentService::AttachVm(grpc::ServerContext*, const v1::AttachVmRequ
                  "at runtime is not supported yet (add it to the agent's config and restart)"));
     }
     // A VM the agent does not have yet: its port joins the data path with it.
-    const char* why_required = "required for a VM this agent does not have yet";
-    auto refused = [this](grpc::Status status) {
+    VmConfig added = *given;
+    added.attached_at_runtime = true;
+    if (absl::Status checked = CheckNewVm(running_, added, "vm"); !checked.ok()) {
       runtime_->CountHotplugRefusal();
-      return status;
-    };
-    if (vm.port().empty()) return refused(ToGrpcStatus(FieldError("vm.port", why_required)));
-    absl::StatusOr<PortIdentity> identity = ParsePortIdentity(vm.port());
-    if (!identity.ok()) {
-      return refused(ToGrpcStatus(FieldError(
-          "vm.port", StrCat("'", vm.port(), "': ", std::string(identity.status().message())))));
-    }
-    if (SamePort(vm.port(), running_.uplink)) {
-      return refused(grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
-                          StrCat("vm.port: ", vm.port(), " is the agent's uplink")));
-    }
-    for (const VmConfig& other : running_.vms) {
-      if (SamePort(vm.port(), other.port)) {
-        return refused(grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
-                            StrCat("vm.port: ", vm.port(), " is the port of VM '", other.name, "'")));
-      }
-    }
-    if (!pa) return refused(ToGrpcStatus(FieldError("vm.pa", why_required)));
-    if (!gateway) return refused(ToGrpcStatus(FieldError("vm.gateway", why_required)));
-    if (!running_.address.Contains(*pa) || *pa == running_.address.addr) {
-      return refused(ToGrpcStatus(FieldError(
-          "vm.pa", StrCat(vm.pa(), " is not an address of the host's prefix ",
-                          Ipv4ToString(running_.address.addr), "/", running_.address.length,
-                          " other than the host's own"))));
-    }
-    for (const VmConfig& other : running_.vms) {
-      if (other.pa == *pa) {
-        return refused(grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
-                            StrCat("vm.pa: ", vm.pa(), " is already VM '", other.name, "''s PA")));
-      }
-    }
-    if (running_.vms.size() >= 255) {
-      return refused(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
-                          "vm: this agent has 255 VMs, the most it serves"));
+      return ToGrpcStatus(checked);
     }
     AgentConfig next = running_;
-    next.vms.push_back({.name = vm.name(),
-                        .port = vm.port(),
-                        .mac = *mac,
-                        .dip = *dip,
-                        .pa = *pa,
-                        .gateway = *gateway});
+    next.vms.push_back(added);
     std::vector<std::string> endpoint_fields, lease_fields;
     for (const EndpointConfig& ep : next.endpoints) {
       endpoint_fields.push_back("(running) " + EndpointText(ep));
@@ -600,8 +625,11 @@ grpc::Status AgentService::AttachVm(grpc::ServerContext*, const v1::AttachVmRequ
   }
   if (*mac != configured.mac) return mismatch("vm.mac", vm.mac(), MacToString(configured.mac));
   if (*dip != configured.dip) return mismatch("vm.dip", vm.dip(), Ipv4ToString(configured.dip));
-  if (pa && *pa != configured.pa) return mismatch("vm.pa", vm.pa(), Ipv4ToString(configured.pa));
-  if (gateway && *gateway != configured.gateway) {
+  // PA and gateway may be left out for a VM the agent has (0: not given).
+  if (given->pa != 0 && given->pa != configured.pa) {
+    return mismatch("vm.pa", vm.pa(), Ipv4ToString(configured.pa));
+  }
+  if (given->gateway != 0 && given->gateway != configured.gateway) {
     return mismatch("vm.gateway", vm.gateway(), Ipv4ToString(configured.gateway));
   }
   // This VM's endpoints and leases become the ones given; other VMs' stay.
@@ -741,12 +769,7 @@ void AgentService::FillVms(const AgentConfig& config, const AgentRuntimeStatus& 
     const VmConfig& vm = config.vms[v];
     v1::VmStatus* s = out->Add();
     v1::VmAttachment* a = s->mutable_vm();
-    a->set_name(vm.name);
-    a->set_port(vm.port);
-    a->set_mac(MacToString(vm.mac));
-    a->set_dip(Ipv4ToString(vm.dip));
-    a->set_pa(Ipv4ToString(vm.pa));
-    a->set_gateway(Ipv4ToString(vm.gateway));
+    VmToProto(vm, a);
     for (const EndpointConfig& ep : config.endpoints) {
       if (ep.dip == vm.dip) EndpointToProto(ep, a->add_endpoints());
     }
@@ -754,7 +777,7 @@ void AgentService::FillVms(const AgentConfig& config, const AgentRuntimeStatus& 
       if (l.dip == vm.dip) SnatLeaseToProto(l, a->add_snat_leases());
     }
     s->set_attached(detached_.count(vm.name) == 0);
-    s->set_hotplugged(boot_vms_.count(vm.name) == 0);
+    s->set_hotplugged(vm.attached_at_runtime);
     const VmRuntimeStatus* found = nullptr;
     for (const VmRuntimeStatus& r : status.vms) {
       if (r.name == vm.name) found = &r;

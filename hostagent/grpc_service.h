@@ -40,6 +40,18 @@ void HealthCheckToProto(const HealthCheckConfig& health, v1::HealthCheck* out);
 void EndpointToProto(const EndpointConfig& ep, v1::Endpoint* out);
 void SnatLeaseToProto(const SnatLeaseConfig& lease, v1::SnatLease* out);
 
+/// A VmAttachment's own fields (its endpoints and leases aside): name, MAC and DIP required;
+/// port, PA and gateway as given (""/0 when absent). Errors name the field under `field`
+/// ("vm.mac: ...").
+absl::StatusOr<VmConfig> VmFromProto(const v1::VmAttachment& vm, const std::string& field);
+void VmToProto(const VmConfig& vm, v1::VmAttachment* out);
+/// What a VM new to the agent must be against the running config (AttachVm of a VM it does
+/// not have; a runtime-attached VM of the cloud state file at start): name and DIP no other
+/// VM's; a port (required) that names a device and is not the uplink's or another VM's; a PA
+/// (required) in the host prefix, not the host's or another VM's; a gateway (required); at
+/// most 255 VMs. INVALID_ARGUMENT / FAILED_PRECONDITION / RESOURCE_EXHAUSTED naming `field`.
+absl::Status CheckNewVm(const AgentConfig& running, const VmConfig& vm, const std::string& field);
+
 /// Cross-checks endpoints and leases of `config` against each other and its VMs: every DIP a
 /// local VM (NOT_FOUND), no endpoint twice, no overlapping leases, no lease over an endpoint
 /// port (INVALID_ARGUMENT). `endpoint_fields[i]` / `lease_fields[i]` name entry i in errors.
@@ -156,7 +168,6 @@ class AgentService final : public v1::Agent::Service {
   AgentConfig running_;
   std::set<std::string> detached_;  ///< VMs detached by DetachVm (names).
   std::function<void(const AgentConfig&, uint64_t)> on_applied_;
-  std::set<std::string> boot_vms_;  ///< Names of the boot config's VMs.
   std::atomic<bool> shutdown_{false};
 };
 

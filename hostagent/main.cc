@@ -155,16 +155,25 @@ uint64_t MonotonicNs() {
 }
 
 // agent.cloud_state_file: the endpoints and static SNAT leases the controller last set are
-// served again from the start (the muxes keep sending their flows while the agent restarts).
+// served again from the start (the muxes keep sending their flows while the agent restarts),
+// and the VMs attached at runtime are attached again (their ports are opened below).
 void AdoptCloudState(AgentConfig* config) {
   if (config->cloud_state_file.empty()) return;
-  absl::Status s = LoadCloudState(config->cloud_state_file, config);
+  CloudStateVms vms;
+  absl::Status s = LoadCloudState(config->cloud_state_file, config, &vms);
   if (s.ok()) {
+    std::string restored;
+    for (const std::string& vm : vms.restored) restored += (restored.empty() ? "" : ", ") + vm;
     fprintf(stderr,
             "sluice-agent %s: cloud state %s: %zu endpoint(s), %zu SNAT lease(s) as the "
-            "controller last set them\n",
+            "controller last set them, %zu VM(s) attached at runtime%s%s\n",
             config->name.c_str(), config->cloud_state_file.c_str(), config->endpoints.size(),
-            config->snat_leases.size());
+            config->snat_leases.size(), vms.restored.size(), vms.restored.empty() ? "" : ": ",
+            restored.c_str());
+    for (const std::string& skipped : vms.skipped) {
+      fprintf(stderr, "sluice-agent %s: error: cloud state %s: %s (not attached)\n",
+              config->name.c_str(), config->cloud_state_file.c_str(), skipped.c_str());
+    }
   } else if (absl::IsNotFound(s)) {
     fprintf(stderr, "sluice-agent %s: no cloud state yet (%s): serving the YAML's %zu "
             "endpoint(s) until the controller sets them\n",
@@ -192,6 +201,21 @@ void KeepCloudState(AgentService* service, const std::string& path) {
 // agent.datapath: vswitch — the rules run in an OVS bridge; no DPDK ports, no EAL.
 int RunVswitch(const DaemonOptions& opt, const GrpcServerOptions& grpc_options,
                AgentConfig config) {
+  // A VM of the cloud state whose port is gone (it stopped while the agent was down) is not
+  // plugged again; the others are (their bridge ports with the rest of the bridge).
+  for (size_t v = 0; v < config.vms.size();) {
+    const VmConfig& vm = config.vms[v];
+    absl::Status usable = vm.attached_at_runtime ? CheckVmBridgePort(vm) : absl::OkStatus();
+    if (usable.ok()) {
+      ++v;
+      continue;
+    }
+    fprintf(stderr,
+            "sluice-agent %s: error: VM %s (attached at runtime, from the cloud state) not "
+            "attached again: %s\n",
+            config.name.c_str(), vm.name.c_str(), std::string(usable.message()).c_str());
+    ForgetVm(&config, std::string(vm.name));
+  }
   // Chunks the SNAT allocator still leases to this host join the flows the bridge is
   // reconciled to, so their connections (in OVS conntrack) keep translating.
   std::unique_ptr<GrpcSnatAllocator> allocator = ConnectSnatAllocator(&config);
@@ -305,14 +329,31 @@ int Run(int argc, char** argv) {
   ports.uplink_mac = port::PortMac(ports.uplink_port);
   // GRE too: what an Open vSwitch host sends on the Fastpath (it cannot send IPIP or GUE).
   ports.inbound_tunnels = {flow::Tunnel::kIpip, flow::Tunnel::kGue, flow::Tunnel::kGre};
-  for (const VmConfig& vm : config->vms) {
+  for (size_t v = 0; v < config->vms.size();) {
+    const VmConfig& vm = config->vms[v];
     uint16_t id = 0;
     if (!port::OpenPort(vm.port, pool, &id, &error)) {
-      fprintf(stderr, "sluice-agent: VM %s: %s\n", vm.name.c_str(), error.c_str());
-      return 1;
+      if (!vm.attached_at_runtime) {
+        fprintf(stderr, "sluice-agent: VM %s: %s\n", vm.name.c_str(), error.c_str());
+        return 1;
+      }
+      // A VM of the cloud state whose port is gone (it stopped while the agent was down):
+      // the others start; the hook attaches it again when it runs.
+      std::string undo;
+      const std::string name = port::DeviceName(vm.port);
+      if (rte_eth_dev_get_port_by_name(name.c_str(), &id) == 0 && !port::RemovePort(id, &undo)) {
+        error += "; removing the probed device: " + undo;
+      }
+      fprintf(stderr,
+              "sluice-agent %s: error: VM %s (attached at runtime, from the cloud state) not "
+              "attached again: %s\n",
+              config->name.c_str(), vm.name.c_str(), error.c_str());
+      ForgetVm(&*config, std::string(vm.name));
+      continue;
     }
     ports.vm_ports.push_back(id);
     ports.vm_port_macs.push_back(port::PortMac(id));
+    ++v;
   }
   // Dynamic SNAT chunks this host still holds (a restart): they join the config before the
   // flow table is restored, so flows on their ports are kept.

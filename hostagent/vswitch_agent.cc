@@ -152,6 +152,18 @@ VswitchMiss ClassifyMiss(uint16_t vlan) {
   return VswitchMiss::kUnknownPort;
 }
 
+absl::Status CheckVmBridgePort(const VmConfig& vm) {
+  absl::StatusOr<vswitch::PortSpec> port = VmBridgePort(vm.port);
+  if (!port.ok()) {
+    return absl::FailedPreconditionError(StrCat("VM ", vm.name, ": ", port.status().message()));
+  }
+  if (!port->type.empty()) return absl::OkStatus();  // vhost-user: OVS creates the socket
+  if (absl::StatusOr<flow::MacAddr> mac = InterfaceMac(port->name); !mac.ok()) {
+    return absl::FailedPreconditionError(StrCat("VM ", vm.name, ": ", mac.status().message()));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<vswitch::PortSpec> VmBridgePort(const std::string& port) {
   if (IsKernelInterfaceName(port)) return vswitch::PortSpec{.name = port};
   absl::StatusOr<PortIdentity> id = ParsePortIdentity(port);

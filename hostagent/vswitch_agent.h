@@ -91,6 +91,10 @@ VswitchMiss ClassifyMiss(uint16_t vlan);
 /// INVALID_ARGUMENT / FAILED_PRECONDITION (QEMU as vhost-user client) otherwise.
 absl::StatusOr<vswitch::PortSpec> VmBridgePort(const std::string& port);
 
+/// Whether `vm`'s port can join the bridge now: it names a bridge port (VmBridgePort) and, for
+/// a kernel interface, the interface exists. FAILED_PRECONDITION naming the VM otherwise.
+absl::Status CheckVmBridgePort(const VmConfig& vm);
+
 /// What the bridge of `config` looks like: ports, IR port map, executor config (base flows,
 /// the VMs' gateway ARP answers, miss tagging). `bridge_mac` is the LOCAL port's MAC (the
 /// host's MAC on the underlay), `vm_port_macs` the bridge-side interfaces' MACs (what each

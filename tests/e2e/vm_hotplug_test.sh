@@ -11,7 +11,10 @@
 #     lease: requests through the VIP reach vm9 (walk 1, inbound) and its replies go straight
 #     to the router (walk 2, DSR; counted on its port), and vm9's own connections to the
 #     "internet" server leave as VIP:port of its lease, a 1 MB download included (walk 3);
-#   - apply without it, then the hook's `stopped` call: the agent detaches the VM and removes
+#   - host1's agent is killed (-9) and started again: it attaches vm9 again from its cloud
+#     state file (agent.cloud_state_file), probing the port, with no new AttachVm; vm9 serves
+#     the VIP and SNATs out again;
+#   - apply without it, then the hook's `stopped` call (the cloud state forgets vm9): the agent detaches the VM and removes
 #     its DPDK port (no packet socket on hpvm9 any more, hotplug counters), and no request
 #     reaches vm9 while every request is answered; nothing of vm9 is left (no flow, no lease,
 #     no port pending removal, the mbufs in use back where they were).
@@ -204,12 +207,43 @@ flows_of_vm9=$(vm9_flows) || lab_fail "get flows failed"
 ((flows_of_vm9 > 0)) || lab_fail "host1 shows no NAT flow of $DIP after its connections"
 echo "vm9 SNAT: $flows_of_vm9 flows, $ok connections seen as $LAB_VIP:$SNAT_FIRST-$((SNAT_FIRST + 63)), 1 MB download intact; host1 snat_out_packets +$(($(lab_stat host1 snat_out_packets) - snat_out_before))"
 
+# kill -9 the agent and start it again: vm9 comes back from the cloud state file, no AttachVm.
+STATE_FILE=$LAB_RUN/host1.cloud-state.json
+state_vms() {
+  "$LAB_PYTHON" -c 'import json, sys
+print(" ".join(v["name"] for v in json.load(open(sys.argv[1])).get("vms", [])))' "$STATE_FILE"
+}
+[[ $(state_vms) == "$DOMAIN" ]] || lab_fail "$STATE_FILE lists VMs '$(state_vms)', want '$DOMAIN'"
+lab_kill_daemon host1 KILL || lab_fail "could not kill host1's agent"
+lab_start_daemon host1 || lab_fail "could not start host1's agent again"
+lab_wait_ready host1 || lab_fail "host1's agent did not come back"
+grep -q "VM(s) attached at runtime: $DOMAIN\$" "$LAB_RUN/host1.log" ||
+  lab_fail "host1's log does not say it attached $DOMAIN again from its cloud state"
+vms=$("$CTL" get vms --socket "$(lab_grpc_socket host1)") || lab_fail "get vms failed"
+echo "$vms"
+grep -E "^$DOMAIN +$DIP .* yes +hotplug:[0-9]+ " <<<"$vms" >/dev/null ||
+  lab_fail "$DOMAIN is not attached (hot-plugged) after the agent's restart"
+vm9_port_open || lab_fail "no packet socket of the restarted agent on $IFACE"
+lab_poll 10 0.2 lab_vip_answers || lab_fail "the VIP does not answer after host1's restart"
+counts=$(vip_answers "$REQUESTS")
+echo "after host1's restart: $(tr '\n' ' ' <<<"$counts")"
+failed=$(awk '$1 == "failed" { print $2 }' <<<"$counts")
+vm9=$(awk '$1 == "vm9" { print $2 }' <<<"$counts")
+((failed == 0)) || lab_fail "$failed of $REQUESTS requests failed after host1's restart"
+((${vm9:-0} >= REQUESTS / 20)) || lab_fail "vm9 answered ${vm9:-0} of $REQUESTS requests after host1's restart"
+peer=$(lab_ns "$NS" curl -s --connect-timeout 3 --max-time 10 "$url/peer")
+port=${peer##*:}
+[[ $peer == "internet $LAB_VIP:"* ]] && ((port >= SNAT_FIRST && port < SNAT_FIRST + 64)) ||
+  lab_fail "vm9's SNAT connection after host1's restart: the server answered '$peer'"
+echo "vm9 after host1's restart (no AttachVm): answered $vm9 of $REQUESTS, SNAT as $LAB_VIP:$port"
+
 # Detach: the controller takes it out of the VIP first, then the VM stops.
 "$CTL" apply -f <(write_cloud) || lab_fail "apply removing $DIP failed"
 out=$(hook stopped 2>&1) || lab_fail "hook stopped failed: $out"
 vms=$("$CTL" get vms --socket "$(lab_grpc_socket host1)") || lab_fail "get vms failed"
 grep -q "^$DOMAIN " <<<"$vms" && lab_fail "$DOMAIN is still listed after the detach"
 [[ $(lab_stat host1 hotplug.ports_unplugged) == 1 ]] || lab_fail "ports_unplugged is not 1"
+[[ -z $(state_vms) ]] || lab_fail "$STATE_FILE still lists VMs after the detach: $(state_vms)"
 [[ $(lab_stat host1 hotplug.dpdk_ports) == "$ports_at_start" ]] ||
   lab_fail "host1's DPDK ports did not go back to $ports_at_start"
 vm9_port_open && lab_fail "the agent still has a packet socket on $IFACE"
@@ -233,4 +267,4 @@ for reason in $(lab_stats host1 | "$LAB_PYTHON" -c \
   'import json,sys; f=json.load(sys.stdin)["hotplug"]["failures"]; print(" ".join(k for k,v in f.items() if v))'); do
   lab_fail "host1 counted a hot-plug failure: $reason"
 done
-echo "PASS: vm9 hot-plugged on host1 through the libvirt hook, served the VIP, detached, port removed"
+echo "PASS: vm9 hot-plugged on host1 through the libvirt hook, served the VIP and SNAT, came back after the agent's kill -9 from its cloud state, detached, port removed"
