@@ -150,6 +150,32 @@ bool IsInterfaceName(const std::string& name) {
   return true;
 }
 
+// "0x2", "2", "0x0f": a non-zero hex CPU mask as OVS takes it.
+bool IsCpuMask(const std::string& mask) {
+  std::string_view hex = mask;
+  if (hex.rfind("0x", 0) == 0 || hex.rfind("0X", 0) == 0) hex.remove_prefix(2);
+  if (hex.empty() || hex.size() > 16) return false;
+  bool nonzero = false;
+  for (char c : hex) {
+    if (!isxdigit(static_cast<unsigned char>(c))) return false;
+    nonzero |= c != '0';
+  }
+  return nonzero;
+}
+
+// "net_vhost_vm3,iface=/run/vm3.sock,client=1": a VM (QEMU) serving its vhost-user socket,
+// which the vswitch agent adds to the bridge as dpdkvhostuserclient (VmBridgePort).
+bool IsVhostUserClientPort(const std::string& port) {
+  const std::vector<std::string_view> parts = SplitString(port, ',');
+  if (parts.empty() || parts[0].rfind("net_vhost", 0) != 0) return false;
+  bool absolute_socket = false, client = false;
+  for (std::string_view p : parts) {
+    absolute_socket |= p.rfind("iface=/", 0) == 0 && p.size() > 7;
+    client |= p == "client=1";
+  }
+  return absolute_socket && client;
+}
+
 void ReadVswitchConfig(ConfigNode& root, AgentConfig* config) {
   if (config->datapath != Datapath::kVswitch) {
     if (root.Has("vswitch")) root.Fail("vswitch", "only with agent.datapath: vswitch");
@@ -158,13 +184,24 @@ void ReadVswitchConfig(ConfigNode& root, AgentConfig* config) {
   VswitchConfig& v = config->vswitch;
   if (!root.Has("vswitch")) return;
   ConfigNode n = root.Map("vswitch");
-  n.AllowOnly({"bridge", "run_dir", "start_ovs", "dpdk", "hw_offload", "slow_path_port"});
+  n.AllowOnly({"bridge", "run_dir", "start_ovs", "dpdk", "hw_offload", "slow_path_port",
+               "pmd_cpu_mask", "pmd_max_sleep_us"});
   v.bridge = n.OptionalString("bridge", v.bridge);
   v.run_dir = n.OptionalString("run_dir", v.run_dir);
   v.start_ovs = ReadBool(n, "start_ovs", v.start_ovs);
   v.dpdk = ReadBool(n, "dpdk", v.dpdk);
   v.hw_offload = ReadBool(n, "hw_offload", v.hw_offload);
   v.slow_path_port = n.OptionalString("slow_path_port", v.slow_path_port);
+  v.pmd_cpu_mask = n.OptionalString("pmd_cpu_mask", v.pmd_cpu_mask);
+  v.pmd_max_sleep_us =
+      static_cast<uint32_t>(n.OptionalUint("pmd_max_sleep_us", v.pmd_max_sleep_us, 0, 10000));
+  if (!v.pmd_cpu_mask.empty() && !IsCpuMask(v.pmd_cpu_mask)) {
+    n.Fail("pmd_cpu_mask", StrCat("'", v.pmd_cpu_mask, "' is not a CPU mask (hex, e.g. 0x2)"));
+  }
+  if (!v.dpdk && (!v.pmd_cpu_mask.empty() || v.pmd_max_sleep_us != 0)) {
+    n.Fail(v.pmd_cpu_mask.empty() ? "pmd_max_sleep_us" : "pmd_cpu_mask",
+           "only with dpdk: true (PMD threads poll DPDK ports)");
+  }
   if (!IsInterfaceName(v.bridge)) n.Fail("bridge", "must be an interface name (1-15 characters)");
   if (!IsInterfaceName(v.slow_path_port)) {
     n.Fail("slow_path_port", "must be an interface name (1-15 characters)");
@@ -272,8 +309,12 @@ absl::StatusOr<AgentConfig> ReadAgentConfig(ConfigNode& root) {
     vm.pa = v.Ipv4("pa");
     vm.gateway = v.Ipv4("gateway");
     if (!v.status().ok()) break;
-    if (config.datapath == Datapath::kVswitch && !IsInterfaceName(vm.port)) {
-      v.Fail("port", "with datapath: vswitch, the kernel interface to add to the bridge");
+    if (config.datapath == Datapath::kVswitch && !IsInterfaceName(vm.port) &&
+        !IsVhostUserClientPort(vm.port)) {
+      v.Fail("port",
+             "with datapath: vswitch, the kernel interface to add to the bridge, or the "
+             "vhost-user socket the VM serves (\"net_vhost_<vm>,iface=/path,client=1\": OVS "
+             "connects to it as a dpdkvhostuserclient port)");
     }
     if (!names.insert(vm.name).second) v.Fail("name", StrCat("VM '", vm.name, "' appears twice"));
     if (!pas.insert(vm.pa).second) {

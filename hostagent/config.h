@@ -105,6 +105,11 @@ struct VswitchConfig {
   std::string run_dir = "/run/sluice/ovs";
   bool start_ovs = true;
   bool dpdk = false;        ///< Start the DPDK build of ovs-vswitchd when hugepages are free.
+  /// With dpdk: other_config:pmd-cpu-mask ("0x2": the PMD threads' cores; "" = OVS default).
+  std::string pmd_cpu_mask;
+  /// With dpdk: other_config:pmd-maxsleep, 0..10000 us a PMD thread may sleep per idle
+  /// iteration (0 = OVS's default, busy polling).
+  uint32_t pmd_max_sleep_us = 0;
   bool hw_offload = false;  ///< other_config:hw-offload (see vswitch/README.md).
   /// OVS internal port the bridge sends misses to; the agent reads it (AF_PACKET).
   std::string slow_path_port = "sl-slowpath";

@@ -651,7 +651,10 @@ absl::StatusOr<std::unique_ptr<VswitchAgent>> VswitchAgent::Start(const AgentCon
 
 absl::Status VswitchAgent::Setup() {
   const VswitchConfig& vs = config_.vswitch;
-  vswitch::OvsInstanceConfig oc{.run_dir = vs.run_dir, .want_dpdk = vs.dpdk};
+  vswitch::OvsInstanceConfig oc{.run_dir = vs.run_dir,
+                                .want_dpdk = vs.dpdk,
+                                .pmd_cpu_mask = vs.pmd_cpu_mask,
+                                .pmd_max_sleep_us = vs.pmd_max_sleep_us};
   absl::StatusOr<std::unique_ptr<vswitch::OvsInstance>> ovs =
       vs.start_ovs ? vswitch::OvsInstance::AttachOrStart(oc) : vswitch::OvsInstance::Attach(oc);
   if (!ovs.ok()) return ovs.status();

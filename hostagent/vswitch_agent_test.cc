@@ -82,6 +82,64 @@ TEST(VswitchAgentTest, ConfigReadsTheVswitchSection) {
       << bad.status().message();
 }
 
+TEST(VswitchAgentTest, ConfigReadsPmdSettingsOnlyWithDpdk) {
+  std::string yaml = kHost2;
+  const std::string run_dir = "  run_dir: /run/test-ovs\n";
+  yaml.replace(yaml.find(run_dir), run_dir.size(),
+               run_dir + "  dpdk: true\n  pmd_cpu_mask: \"0x2\"\n  pmd_max_sleep_us: 1000\n");
+  absl::StatusOr<AgentConfig> c = ParseAgentConfig(yaml, "host2.yaml");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_TRUE(c->vswitch.dpdk);
+  EXPECT_EQ(c->vswitch.pmd_cpu_mask, "0x2");
+  EXPECT_EQ(c->vswitch.pmd_max_sleep_us, 1000u);
+
+  struct Bad {
+    std::string from, to, message;
+  };
+  for (const Bad& bad : std::vector<Bad>{
+           {"pmd_cpu_mask: \"0x2\"", "pmd_cpu_mask: \"0x0\"", "'0x0' is not a CPU mask"},
+           {"pmd_cpu_mask: \"0x2\"", "pmd_cpu_mask: core1", "'core1' is not a CPU mask"},
+           {"pmd_max_sleep_us: 1000", "pmd_max_sleep_us: 20000", "vswitch.pmd_max_sleep_us"},
+           {"dpdk: true", "dpdk: false", "only with dpdk: true"}}) {
+    std::string y = yaml;
+    y.replace(y.find(bad.from), bad.from.size(), bad.to);
+    absl::StatusOr<AgentConfig> r = ParseAgentConfig(y, "host2.yaml");
+    ASSERT_FALSE(r.ok()) << bad.to;
+    EXPECT_NE(r.status().message().find(bad.message), std::string_view::npos)
+        << r.status().message();
+  }
+}
+
+TEST(VswitchAgentTest, BootVmOnVhostUserBecomesDpdkVhostUserClientPort) {
+  std::string yaml = kHost2;
+  const std::string vm3_port = "port: vm3,";
+  yaml.replace(yaml.find(vm3_port), vm3_port.size(),
+               "port: \"net_vhost_vm3,iface=/run/lab/vm3.sock,client=1\",");
+  absl::StatusOr<AgentConfig> c = ParseAgentConfig(yaml, "host2.yaml");
+  ASSERT_TRUE(c.ok()) << c.status();
+  const VswitchPlan plan = PlanVswitch(*c, kBridgeMac, kVmPortMacs);
+  ASSERT_EQ(plan.bridge.ports.size(), 5u);
+  const vswitch::PortSpec& vm3 = plan.bridge.ports[1];
+  EXPECT_EQ(vm3.name, "net_vhost_vm3");
+  EXPECT_EQ(vm3.type, "dpdkvhostuserclient");
+  EXPECT_EQ(vm3.ofport, kVswitchFirstVmOfport);
+  EXPECT_EQ(vm3.options.at("vhost-server-path"), "/run/lab/vm3.sock");
+  EXPECT_EQ(plan.bridge.ports[2].type, "");  // vm4 stays a kernel interface
+
+  // OVS as the vhost-user server (QEMU the client) and relative socket paths are refused.
+  for (const std::string port : {"net_vhost_vm3,iface=/run/lab/vm3.sock",
+                                 "net_vhost_vm3,iface=vm3.sock,client=1",
+                                 "net_af_packet_vm3,iface=vm3"}) {
+    std::string y = kHost2;
+    y.replace(y.find(vm3_port), vm3_port.size(), "port: \"" + port + "\",");
+    absl::StatusOr<AgentConfig> bad = ParseAgentConfig(y, "host2.yaml");
+    ASSERT_FALSE(bad.ok()) << port;
+    EXPECT_NE(bad.status().message().find("vms[0].port: with datapath: vswitch"),
+              std::string_view::npos)
+        << bad.status().message();
+  }
+}
+
 TEST(VswitchAgentTest, PlanHasPortsArpAnswersAndTaggedMisses) {
   const VswitchPlan plan = PlanVswitch(Host2(), kBridgeMac, kVmPortMacs);
   ASSERT_EQ(plan.bridge.ports.size(), 5u);  // uplink, vm3, vm4, GRE, slow path

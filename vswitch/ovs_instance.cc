@@ -147,11 +147,17 @@ absl::Status OvsInstance::StartVswitchd() {
   dpdk_ =
       config_.want_dpdk && HugepagesAvailable() && access(config_.dpdk_vswitchd.c_str(), X_OK) == 0;
   if (dpdk_) {
-    absl::StatusOr<std::string> set = RunChecked(
-        {"ovs-vsctl", "--db=" + DbSocket(), "--no-wait", "set", "Open_vSwitch", ".",
-         "other_config:dpdk-init=true", "other_config:dpdk-socket-mem=" + config_.dpdk_socket_mem,
-         "other_config:dpdk-extra=--file-prefix=" + config_.dpdk_file_prefix + " --no-pci"},
-        "", Env());
+    std::vector<std::string> set_args = {
+        "ovs-vsctl", "--db=" + DbSocket(), "--no-wait", "set", "Open_vSwitch", ".",
+        "other_config:dpdk-init=true", "other_config:dpdk-socket-mem=" + config_.dpdk_socket_mem,
+        "other_config:dpdk-extra=--file-prefix=" + config_.dpdk_file_prefix + " --no-pci"};
+    if (!config_.pmd_cpu_mask.empty()) {
+      set_args.push_back("other_config:pmd-cpu-mask=" + config_.pmd_cpu_mask);
+    }
+    if (config_.pmd_max_sleep_us > 0) {
+      set_args.push_back(StrCat("other_config:pmd-maxsleep=", config_.pmd_max_sleep_us));
+    }
+    absl::StatusOr<std::string> set = RunChecked(set_args, "", Env());
     if (!set.ok()) return set.status();
   }
   std::vector<std::string> argv;

@@ -28,6 +28,12 @@ struct OvsInstanceConfig {
   std::string dpdk_vswitchd = "/usr/lib/openvswitch-switch-dpdk/ovs-vswitchd-dpdk";
   std::string plain_vswitchd = "ovs-vswitchd";
   std::string dpdk_socket_mem = "512";
+  /// other_config:pmd-cpu-mask with the DPDK build: the cores of the PMD threads that poll
+  /// DPDK and vhost-user ports ("0x2"; "" = OVS's default, one per NUMA node's first core).
+  std::string pmd_cpu_mask;
+  /// other_config:pmd-maxsleep (OVS 3.1+, 0..10000 us): how long a PMD thread may sleep per
+  /// iteration when its queues are idle or lightly loaded. 0 = OVS's default (busy polling).
+  uint32_t pmd_max_sleep_us = 0;
   /// `--file-prefix` of DPDK's EAL; default derived from the run directory.
   std::string dpdk_file_prefix;
   /// `--enable-dummy`: dummy ports (packets injected with netdev-dummy/receive, sent ones

@@ -17,6 +17,10 @@
 #                             the muxes send GRE to host2 (cloud.yaml: host2 encap gre).
 #                             Configs are generated from the ones in SLUICE_LAB_CONFIG_DIR into
 #                             $SLUICE_LAB_RUN/config-ovs.
+#   SLUICE_LAB_HOST2=ovs-dpdk the same with the DPDK build of ovs-vswitchd (2 MB hugepages
+#                             reserved, and given back, by the lab: SLUICE_LAB_HUGEPAGES,
+#                             default 512) and vm3 on a vhost-user port (dpdkvhostuserclient):
+#                             sluice-vhost-relay joins the socket to vm3's veth (LAB_VHOST_VMS).
 
 LAB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 LAB_REPO=$(cd "$LAB_DIR/../.." && pwd)
@@ -25,6 +29,13 @@ LAB_RUN=${SLUICE_LAB_RUN:-/run/sluice-lab}
 LAB_CONFIG_DIR=${SLUICE_LAB_CONFIG_DIR:-$LAB_DIR/config}
 LAB_HOST2=${SLUICE_LAB_HOST2:-dpdk}
 LAB_OVS_RUN=$LAB_RUN/ovs-host2
+# SLUICE_LAB_HOST2=ovs-dpdk: the VMs on vhost-user ports, their sockets, the hugepages.
+LAB_VHOST_VMS=()
+[[ $LAB_HOST2 == ovs-dpdk ]] && LAB_VHOST_VMS=(vm3)
+LAB_VHOST_DIR=$LAB_RUN/vhost
+LAB_HUGEPAGES=${SLUICE_LAB_HUGEPAGES:-512}
+LAB_HUGEPAGES_STATE=$LAB_RUN/hugepages.state
+LAB_OVS_DPDK_VSWITCHD=/usr/lib/openvswitch-switch-dpdk/ovs-vswitchd-dpdk
 # Debian's python3 (ensure-deps installs it); a python3 on PATH can be a slow wrapper (pyenv).
 LAB_PYTHON=${SLUICE_LAB_PYTHON:-$([[ -x /usr/bin/python3 ]] && echo /usr/bin/python3 || echo python3)}
 
@@ -684,9 +695,11 @@ lab_check_tools() {
 lab_generate_ovs_configs() {
   local src=$LAB_CONFIG_DIR dst=$LAB_RUN/config-ovs
   mkdir -p "$dst" || return 1
-  "$LAB_PYTHON" - "$src" "$dst" "$LAB_OVS_RUN" <<'PY' || return 1
+  local args=("$src" "$dst" "$LAB_OVS_RUN" "$LAB_VHOST_DIR" "${LAB_VHOST_VMS[@]}")
+  "$LAB_PYTHON" - "${args[@]}" <<'PY' || return 1
 import pathlib, re, sys
-src, dst, ovs_run = map(pathlib.Path, sys.argv[1:])
+src, dst, ovs_run, vhost_dir = map(pathlib.Path, sys.argv[1:5])
+vhost_vms = sys.argv[5:]
 for f in src.glob("*.yaml"):
     text = f.read_text()
     if f.name == "cloud.yaml":
@@ -702,6 +715,18 @@ for f in src.glob("*.yaml"):
             sys.exit(f"{f}: uplink or VM ports not in the expected form")
         text += (f"vswitch:\n  bridge: br-sl\n  run_dir: {ovs_run}\n"
                  "  slow_path_port: sl-slowpath\n")
+        # ovs-dpdk: these VMs' ports are vhost-user sockets the "VM" (sluice-vhost-relay)
+        # serves; OVS connects to them (dpdkvhostuserclient). One PMD thread on host2's core,
+        # sleeping when idle.
+        for vm in vhost_vms:
+            text, n = re.subn(rf"port: {vm}\n",
+                              f'port: "net_vhost_{vm},iface={vhost_dir}/{vm}.sock,client=1"\n',
+                              text)
+            if n != 1:
+                sys.exit(f"{f}: no port of {vm} to put on vhost-user")
+        if vhost_vms:
+            text += ("  dpdk: true\n  pmd_cpu_mask: \"0x2\"\n"
+                     "  pmd_max_sleep_us: 1000\n")
     (dst / f.name).write_text(text)
 PY
   LAB_CONFIG_DIR=$dst
@@ -721,9 +746,92 @@ lab_stop_ovs() {
   rm -rf "$LAB_OVS_RUN"
 }
 
+# SLUICE_LAB_HOST2=ovs-dpdk: 2 MB hugepages for ovs-vswitchd-dpdk and the vhost relays.
+# Mounts hugetlbfs at /dev/hugepages if none is mounted and raises vm.nr_hugepages until
+# LAB_HUGEPAGES are free; $LAB_HUGEPAGES_STATE records what it changed, and
+# lab_hugepages_release (lab_down) puts it back.
+lab_hugepages_reserve() {
+  local before free
+  before=$(cat /proc/sys/vm/nr_hugepages) || return 1
+  echo "nr_hugepages=$before mounted=0" >"$LAB_HUGEPAGES_STATE" || return 1
+  if ! grep -q ' hugetlbfs ' /proc/mounts; then
+    if ! { mkdir -p /dev/hugepages && mount -t hugetlbfs none /dev/hugepages; }; then
+      lab_err "cannot mount hugetlbfs at /dev/hugepages"
+      return 1
+    fi
+    echo "nr_hugepages=$before mounted=1" >"$LAB_HUGEPAGES_STATE"
+  fi
+  free=$(awk '/^HugePages_Free:/ {print $2}' /proc/meminfo)
+  if ((free < LAB_HUGEPAGES)); then
+    echo $((before + LAB_HUGEPAGES - free)) >/proc/sys/vm/nr_hugepages
+    free=$(awk '/^HugePages_Free:/ {print $2}' /proc/meminfo)
+  fi
+  if ((free < LAB_HUGEPAGES)); then
+    lab_err "only $free of $LAB_HUGEPAGES 2 MB hugepages free after raising vm.nr_hugepages:" \
+      "$(grep -E '^(HugePages_|Hugepagesize)' /proc/meminfo | tr '\n' ' ')"
+    return 1
+  fi
+}
+
+lab_hugepages_release() {
+  [[ -r "$LAB_HUGEPAGES_STATE" ]] || return 0
+  local nr_hugepages=0 mounted=0
+  # shellcheck disable=SC1090  # "nr_hugepages=N mounted=0|1", written above
+  source <(tr ' ' '\n' <"$LAB_HUGEPAGES_STATE" | grep -E '^(nr_hugepages|mounted)=[0-9]+$')
+  if ((mounted == 1)) && grep -q ' /dev/hugepages hugetlbfs ' /proc/mounts; then
+    umount /dev/hugepages || lab_err "could not unmount /dev/hugepages (still in use?)"
+  fi
+  echo "$nr_hugepages" >/proc/sys/vm/nr_hugepages
+  rm -f "$LAB_HUGEPAGES_STATE"
+}
+
+# lab_start_vhost_relays : for each VM of LAB_VHOST_VMS, sluice-vhost-relay in its host's
+# namespace: it serves $LAB_VHOST_DIR/<vm>.sock (virtio-user, vhost-user server mode; the
+# agent's OVS port connects to it) and relays to and from the VM's veth (net_af_packet on the
+# host-side end). Stats socket $LAB_RUN/relay-<vm>.sock (lab_stat relay-vm3 vhost.rx_packets).
+lab_start_vhost_relays() {
+  local vm h
+  ((${#LAB_VHOST_VMS[@]} > 0)) || return 0
+  mkdir -p "$LAB_VHOST_DIR" || return 1
+  for vm in "${LAB_VHOST_VMS[@]}"; do
+    h=${LAB_VM_HOST[$vm]}
+    rm -f "$LAB_VHOST_DIR/$vm.sock" "$(lab_socket "relay-$vm")"
+    # The veth end is no interface of the host's own stack: it never answers the VM's ARP.
+    lab_ns "sl-$h" sysctl -q -w "net.ipv4.conf.$vm.arp_ignore=8" >/dev/null || return 1
+    lab_start "relay-$vm" "sl-$h" "$LAB_BUILD/bin/sluice-vhost-relay" -l "${LAB_LCORE[$h]}" \
+      --in-memory --single-file-segments -m 64 --file-prefix "sl-relay-$vm" --no-pci \
+      --no-telemetry --log-level lib.eal:warning -- \
+      --vhost "net_virtio_user_$vm,path=$LAB_VHOST_DIR/$vm.sock,server=1,queue_size=256" \
+      --kernel "net_af_packet_$vm,iface=$vm" --stats-socket "$(lab_socket "relay-$vm")"
+  done
+  # Listening: the relay waits (in its virtio-user probe) for OVS to connect.
+  lab_poll 30 0.1 lab_vhost_listening || {
+    lab_err "the vhost relays of ${LAB_VHOST_VMS[*]} did not listen on $LAB_VHOST_DIR within 30s"
+    for vm in "${LAB_VHOST_VMS[@]}"; do lab_log_tail "relay-$vm"; done
+    return 1
+  }
+}
+lab_vhost_listening() {
+  local vm
+  for vm in "${LAB_VHOST_VMS[@]}"; do
+    lab_pid_alive "$(lab_pid_of "relay-$vm")" && [[ -S "$LAB_VHOST_DIR/$vm.sock" ]] || return 1
+  done
+}
+
+# True when OVS has connected to every vhost relay: the relay runs and its virtio-user link
+# is up.
+lab_vhost_connected() {
+  local vm
+  for vm in "${LAB_VHOST_VMS[@]}"; do
+    lab_daemon_ready "relay-$vm" &&
+      [[ "$(lab_stat "relay-$vm" vhost.link_up 2>/dev/null)" == true ]] || return 1
+  done
+}
+
 # Builds the topology, starts the VMs' HTTP servers and the daemons, and waits until every
 # daemon is ready. A half-built lab from before is removed first.
 lab_up() {
+  local vm
   lab_require_root && lab_check_tools || return 1
   if [[ "${SLUICE_LAB_NO_DAEMONS:-0}" != 1 ]]; then
     lab_check_binaries || return 1
@@ -734,15 +842,25 @@ lab_up() {
       lab_err "SLUICE_LAB_HOST2=ovs needs Open vSwitch (run deploy/ensure-deps.sh)"
       return 1
     } ;;
+    ovs-dpdk)
+      [[ -x $LAB_OVS_DPDK_VSWITCHD ]] || {
+        lab_err "SLUICE_LAB_HOST2=ovs-dpdk needs $LAB_OVS_DPDK_VSWITCHD (openvswitch-switch-dpdk)"
+        return 1
+      }
+      [[ -x $LAB_BUILD/bin/sluice-vhost-relay ]] || {
+        lab_err "$LAB_BUILD/bin/sluice-vhost-relay is missing: ninja -C $LAB_BUILD sluice-vhost-relay"
+        return 1
+      }
+      ;;
     *)
-      lab_err "SLUICE_LAB_HOST2='$LAB_HOST2': expected dpdk (default) or ovs"
+      lab_err "SLUICE_LAB_HOST2='$LAB_HOST2': expected dpdk (default), ovs or ovs-dpdk"
       return 1
       ;;
   esac
   lab_down quiet
   mkdir -p "$LAB_RUN" || return 1
   rm -f "$LAB_RUN"/*.log
-  if [[ "$LAB_HOST2" == ovs ]]; then
+  if [[ "$LAB_HOST2" == ovs || "$LAB_HOST2" == ovs-dpdk ]]; then
     lab_generate_ovs_configs || {
       lab_err "could not generate the OVS configs"
       return 1
@@ -761,12 +879,21 @@ lab_up() {
   }
   lab_log "starting VM HTTP servers"
   lab_start_vms || return 1
+  if ((${#LAB_VHOST_VMS[@]} > 0)); then
+    lab_log "reserving $LAB_HUGEPAGES hugepages; vhost-user relays for ${LAB_VHOST_VMS[*]}"
+    lab_hugepages_reserve && lab_start_vhost_relays || return 1
+  fi
   if [[ "${SLUICE_LAB_NO_DAEMONS:-0}" == 1 ]]; then
     lab_log "SLUICE_LAB_NO_DAEMONS=1: topology and VMs up, no daemons"
     return 0
   fi
   lab_log "starting sluice daemons from $LAB_BUILD/bin"
   lab_start_daemons || return 1
+  if ! lab_poll 30 0.2 lab_vhost_connected; then
+    lab_err "OVS did not connect to the vhost-user sockets of ${LAB_VHOST_VMS[*]} within 30s"
+    for vm in "${LAB_VHOST_VMS[@]}"; do lab_log_tail "relay-$vm"; done
+    return 1
+  fi
   # The daemons are up with their boot facts only; the muxes announce nothing yet.
   lab_apply_cloud || return 1
   lab_log "cloud state from sluicectl apply -f $LAB_CONFIG_DIR/cloud.yaml:" \
@@ -793,6 +920,9 @@ lab_down() {
     done
     rm -f "$LAB_RUN"/*.sock
     lab_stop_ovs
+    # After the relays and ovs-vswitchd-dpdk (their pid files above) let go of them.
+    lab_hugepages_release
+    rm -rf "$LAB_VHOST_DIR"
   fi
   for ns in "${LAB_NAMESPACES[@]}"; do
     lab_ns_exists "$ns" || continue
@@ -804,6 +934,7 @@ lab_down() {
   for name in "${LAB_DAEMONS[@]}"; do
     [[ $name == snatd ]] || rm -rf "/var/run/dpdk/sl-$name"
   done
+  rm -rf /var/run/dpdk/sl-relay-*
   return 0
 }
 

@@ -42,6 +42,8 @@ class RingPort {
   }
   bool ok() const { return ok_; }
   uint16_t port_id() const { return port_id_; }
+  /// The ring rte_eth_rx_burst reads: enqueue mbufs here to have the port "receive" them.
+  rte_ring* rx_ring() const { return rx_; }
 
   /// Everything transmitted on the port since the last call, as bytes (mbufs freed).
   std::vector<std::vector<uint8_t>> Sent() {
