@@ -934,7 +934,8 @@ lab_down() {
   for name in "${LAB_DAEMONS[@]}"; do
     [[ $name == snatd ]] || rm -rf "/var/run/dpdk/sl-$name"
   done
-  rm -rf /var/run/dpdk/sl-relay-*
+  # ovs-vswitchd-dpdk's (OvsInstance: "sv" + its run dir) and the vhost relays'.
+  rm -rf /var/run/dpdk/sl-relay-* "/var/run/dpdk/sv${LAB_OVS_RUN//\//_}"
   return 0
 }
 
