@@ -599,6 +599,7 @@ bool AgentDataPath::FromUplink(rte_mbuf* m, packet::ParsedPacket* pkt, uint64_t 
   if (pkt->outer_dst == config_.address.addr) {
     // To the host PA: a reply to one of our SNAT ports (from a mux, or a Fastpath peer).
     if (f != nullptr && f->kind == static_cast<uint8_t>(NatFlowKind::kSnat)) {
+      RelearnPeerEncap(*f, *pkt);
       Track(*f, *pkt, /*from_vm=*/false, now_ns);
       OffloadOnPacket(*f, now_ns);
       return TranslateInbound(*f, m, pkt);
@@ -611,6 +612,7 @@ bool AgentDataPath::FromUplink(rte_mbuf* m, packet::ParsedPacket* pkt, uint64_t 
   // To a VM's PA: the static inbound rules translate; the flow layer only keeps state.
   if (f != nullptr) {
     if (f->kind == static_cast<uint8_t>(NatFlowKind::kInbound)) {
+      RelearnPeerEncap(*f, *pkt);
       Track(*f, *pkt, /*from_vm=*/false, now_ns);
       OffloadOnPacket(*f, now_ns);
     }
@@ -825,6 +827,15 @@ void AgentDataPath::LearnPeerEncap(uint32_t pa, flow::Tunnel tunnel) {
   // go via the router until its next redirect.
   if (peer_encaps_[i].pa != pa && peer_encaps_[i].pa != 0) i = (pa * 2654435761u) % n;
   peer_encaps_[i] = {.pa = pa, .tunnel = tunnel};
+}
+
+void AgentDataPath::RelearnPeerEncap(const NatFlow& f, const packet::ParsedPacket& pkt) {
+  flow::Tunnel known;
+  if (f.fastpath_pa == 0 || pkt.outer_src != f.fastpath_pa || PeerEncap(f.fastpath_pa, &known)) {
+    return;
+  }
+  LearnPeerEncap(f.fastpath_pa, pkt.tunnel);
+  counters_.fastpath_peers_relearned.Add();
 }
 
 bool AgentDataPath::PeerEncap(uint32_t pa, flow::Tunnel* tunnel) const {

@@ -103,6 +103,9 @@ struct AgentCounters {
   Counter fastpath_redirects_received;
   Counter fastpath_redirects_source;       ///< Applied as the host owning the SNAT port.
   Counter fastpath_redirects_destination;  ///< Applied as the host of the chosen DIP.
+  /// A Fastpath peer's encapsulation learnt again from its packets (the peer table is not in
+  /// the flow state file: after a restart the first packet from the peer restores it).
+  Counter fastpath_peers_relearned;
   Counter flows_created;
   Counter flows_expired;
   Counter rejects_sent;  ///< TCP RSTs / ICMP unreachables sent to VMs.
@@ -309,6 +312,9 @@ class AgentDataPath {
   /// What Fastpath peer `pa` decapsulates; false if no redirect since this process started
   /// said so (e.g. after a restart): its flows then go via the router, which always works.
   bool PeerEncap(uint32_t pa, flow::Tunnel* tunnel) const;
+  /// `pkt` came host to host for Fastpath flow `f`: if its peer's encapsulation is unknown
+  /// (this agent restarted with `f` from the state file), it is the packet's.
+  void RelearnPeerEncap(const NatFlow& f, const packet::ParsedPacket& pkt);
   const LocalEndpoint* FindEndpoint(int vm, uint32_t vip, uint16_t port, uint8_t proto) const;
   const LocalEndpoint* ReturnEndpoint(int vm, uint8_t proto, uint16_t dip_port) const;
   int VmOfPa(uint32_t pa) const;

@@ -805,5 +805,48 @@ TEST_F(AgentRestartTest, EstablishedFlowsSurviveARestart) {
   EXPECT_EQ(agent_->flows_kept(), 1u);
 }
 
+// A Fastpath connection to an Open vSwitch peer (GRE) crosses a restart: the flow comes back
+// from the state file, the peer's encapsulation (not in it) from the peer's next packet, and
+// from then on the VM's packets go host to host again, in GRE, not through the router.
+TEST_F(AgentRestartTest, FastpathPeerEncapsulationIsLearntAgainFromThePeersPackets) {
+  Restart(config_);
+  ASSERT_EQ(OpenSnat(40000, kVip2, 80), 20000);
+  packet::FastpathRedirect r{.flow_src = kVip, .flow_dst = kVip2, .flow_src_port = 20000,
+                             .flow_dst_port = 80, .proto = 6, .dip = Ip("10.1.0.3"),
+                             .dst_pa = kPeerVmPa, .src_host_pa = kHostPa,
+                             .timestamp_s = clock_.now_s, .dst_encap = flow::Tunnel::kGre};
+  Redirect(r, kHostPa);
+  ASSERT_EQ(agent_->counters().fastpath_redirects_source.Get(), 1u);
+
+  Restart(config_);
+  ASSERT_EQ(agent_->flows_kept(), 1u);
+  PeerAnswersArp(kPeerVmPa);
+  const fixture::Packet from_vm = Ipv4{.src = kDip, .dst = kVip2} /
+                                  Tcp{.sport = 40000, .dport = 80} / Payload{"GET /"};
+  // Before the peer has sent anything: its encapsulation is unknown, so via the router.
+  FromVm(0, from_vm);
+  auto out = Uplink();
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0][0], kRouterMac[0]);
+  EXPECT_EQ(agent_->counters().fastpath_packets.Get(), 0u);
+  // The peer's GRE packet of the connection: delivered, and its encapsulation learnt.
+  Receive(0, Eth{.dst = uplink_mac_, .src = kPeerMac} / Ipv4{.src = kPeerVmPa, .dst = kHostPa} /
+                 Gre{} / Ipv4{.src = kVip2, .dst = kVip} / Tcp{.sport = 80, .dport = 20000});
+  ASSERT_EQ(vm().Sent().size(), 1u);
+  EXPECT_EQ(agent_->counters().fastpath_peers_relearned.Get(), 1u);
+  FromVm(0, from_vm);
+  out = Uplink();
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0], (Eth{.dst = kPeerMac, .src = uplink_mac_} /
+                     Ipv4{.src = kHostPa, .dst = kPeerVmPa, .ttl = 64, .df = true} / Gre{} /
+                     Ipv4{.src = kVip, .dst = kVip2, .ttl = 63} /
+                     Tcp{.sport = 20000, .dport = 80} / Payload{"GET /"})
+                        .Bytes());
+  EXPECT_EQ(agent_->counters().fastpath_packets.Get(), 1u);
+  // A packet from anyone else (a mux) teaches nothing.
+  FromUnderlay(kMuxPa, kHostPa, Ipv4{.src = kVip2, .dst = kVip} / Tcp{.sport = 80, .dport = 20000});
+  EXPECT_EQ(agent_->counters().fastpath_peers_relearned.Get(), 1u);
+}
+
 }  // namespace
 }  // namespace sluice::agent

@@ -107,6 +107,7 @@ std::string StatsJson(const AgentDataPath& agent, const AgentNicRules& nic_rules
       .Field("redirects_received", c.fastpath_redirects_received.Get())
       .Field("redirects_applied_source", c.fastpath_redirects_source.Get())
       .Field("redirects_applied_destination", c.fastpath_redirects_destination.Get())
+      .Field("peers_relearned", c.fastpath_peers_relearned.Get())
       .EndObject();
   nic_rules.WriteStats(j);
   WriteLeaseStats(j, agent.config(), lease_client);

@@ -48,7 +48,11 @@ echo "  vm3 (host2) -> VIP1: host2 applied $(lab_stat host2 fastpath.redirects_a
 # restart of host2's agent. The new agent adopts the Fastpath flows it finds on the bridge
 # (their connections are valid in its config) without touching them, so the connection keeps
 # going host to host: it completes and the muxes see none of its packets after the restart.
-if [[ $LAB_HOST2 == ovs ]]; then
+# The DPDK agent (default variant) restores the connection from its flow state file and learns
+# the peer's encapsulation again from the peer's first packet: until then a few of host2's
+# packets take the router and a mux (at most RELEARN_SLACK), then host to host again.
+RELEARN_SLACK=20
+if true; then
   echo "=== host2's agent killed (-9) and restarted under a Fastpath connection ==="
   bytes=3000000
   rate=150000
@@ -64,8 +68,8 @@ if [[ $LAB_HOST2 == ovs ]]; then
       $(lab_stat_sum snat_return_packets "${LAB_MUXES[@]}")))
   }
   redirected() {
-    (($(lab_stat host2 fastpath.redirects_applied_destination) > applied_before &&
-      $(lab_stat host2 fastpath.flows) > 0))
+    (($(lab_stat host2 fastpath.redirects_applied_destination) > applied_before)) || return 1
+    [[ $LAB_HOST2 != ovs ]] || (($(lab_stat host2 fastpath.flows) > 0))
   }
   lab_poll 15 0.2 redirected || lab_fail "host2 applied no redirect for the long download"
   mux_at_kill=$(mux_packets)
@@ -74,11 +78,19 @@ if [[ $LAB_HOST2 == ovs ]]; then
   lab_wait_ready host2 || lab_fail "host2's agent not ready after the restart"
   mux_after_restart=$(mux_packets)
   fp_after_restart=$(lab_stat host2 fastpath_packets)
-  adopted=$(lab_stat host2 fastpath.adopted_at_start)
-  stale=$(lab_stat host2 fastpath.removed_stale)
-  echo "  host2 restarted: Fastpath flows adopted $adopted, removed as stale $stale;" \
-    "reconcile kept $(lab_stat host2 ovs.start_flows_kept), wrote $(lab_stat host2 ovs.start_flows_written), removed $(lab_stat host2 ovs.start_flows_removed)"
-  ((adopted > 0)) || lab_fail "host2's restarted agent adopted no Fastpath flow"
+  if [[ $LAB_HOST2 == ovs ]]; then
+    adopted=$(lab_stat host2 fastpath.adopted_at_start)
+    stale=$(lab_stat host2 fastpath.removed_stale)
+    echo "  host2 restarted: Fastpath flows adopted $adopted, removed as stale $stale;" \
+      "reconcile kept $(lab_stat host2 ovs.start_flows_kept), wrote $(lab_stat host2 ovs.start_flows_written), removed $(lab_stat host2 ovs.start_flows_removed)"
+    ((adopted > 0)) || lab_fail "host2's restarted agent adopted no Fastpath flow"
+    slack=0
+  else
+    kept=$(lab_stat host2 flows.kept_at_start)
+    echo "  host2 restarted: $kept NAT flow(s) kept from its flow state file"
+    ((kept > 0)) || lab_fail "host2's restarted agent kept no flow from its state file"
+    slack=$RELEARN_SLACK
+  fi
   pid_gone() { lab_pid_gone "$load_pid"; }
   lab_poll 60 0.5 pid_gone || lab_fail "the long download still runs 60 s after the restart"
   mux_end=$(mux_packets)
@@ -87,8 +99,13 @@ if [[ $LAB_HOST2 == ovs ]]; then
     "agent was down: $((mux_after_restart - mux_at_kill)), after the restart: $((mux_end - mux_after_restart));" \
     "host2 Fastpath packets after the restart: $((fp_end - fp_after_restart))"
   [[ "$(cat "$result")" == "200 $bytes" ]] || lab_fail "the download did not survive the agent restart"
-  ((mux_end == mux_after_restart)) ||
-    lab_fail "the muxes carried $((mux_end - mux_after_restart)) packets after host2's restart (the connection left the Fastpath)"
+  if [[ $LAB_HOST2 != ovs ]]; then
+    relearned=$(lab_stat host2 fastpath.peers_relearned)
+    echo "  host2 learnt $relearned Fastpath peer encapsulation(s) again from the peer's packets"
+    ((relearned > 0)) || lab_fail "host2 did not learn its Fastpath peer's encapsulation again"
+  fi
+  ((mux_end - mux_after_restart <= slack)) ||
+    lab_fail "the muxes carried $((mux_end - mux_after_restart)) packets after host2's restart (allowed $slack: the connection left the Fastpath)"
   ((fp_end > fp_after_restart)) || lab_fail "host2's Fastpath flows carried nothing after the restart"
 fi
 echo "PASS: after the handshake the connection went host to host"
