@@ -1,12 +1,10 @@
 #include "hostagent/cloud_state.h"
 
-#include <google/protobuf/util/json_util.h>
-
 #include <algorithm>
 #include <map>
 #include <vector>
 
-#include "common/files.h"
+#include "common/proto_state_file.h"
 #include "common/net_text.h"
 #include "common/strings.h"
 #include "hostagent/grpc_service.h"
@@ -26,24 +24,13 @@ absl::Status SaveCloudState(const std::string& path, const AgentConfig& config,
   for (const VmConfig& vm : config.vms) {
     if (vm.attached_at_runtime) VmToProto(vm, state.add_vms());
   }
-  std::string json;
-  google::protobuf::util::JsonPrintOptions options;
-  options.add_whitespace = true;
-  options.preserve_proto_field_names = true;
-  if (!google::protobuf::util::MessageToJsonString(state, &json, options).ok()) {
-    return absl::InternalError(StrCat(path, ": cannot encode the cloud state"));
-  }
-  return WriteFileAtomically(path, json);
+  return WriteProtoStateFile(path, state);
 }
 
 absl::Status LoadCloudState(const std::string& path, AgentConfig* config, CloudStateVms* vms) {
-  absl::StatusOr<std::string> text = ReadWholeFile(path);
-  if (!text.ok()) return text.status();
   v1::AgentCloudState state;
-  auto parsed = google::protobuf::util::JsonStringToMessage(*text, &state);
-  if (!parsed.ok()) {
-    return absl::InvalidArgumentError(
-        StrCat(path, ": not a cloud state file: ", std::string(parsed.message())));
+  if (absl::Status read = ReadProtoStateFile(path, "cloud state", &state); !read.ok()) {
+    return read;
   }
   if (state.agent() != config->name) {
     return absl::FailedPreconditionError(StrCat(path, ": written by agent '", state.agent(),

@@ -1,8 +1,6 @@
 #include "mux_lite/cloud_state.h"
 
-#include <google/protobuf/util/json_util.h>
-
-#include "common/files.h"
+#include "common/proto_state_file.h"
 #include "common/strings.h"
 #include "mux_lite/grpc_service.h"
 #include "sluice/v1/mux_state.pb.h"
@@ -18,24 +16,13 @@ absl::Status SaveMuxCloudState(const std::string& path, const MuxConfig& config,
   for (const SnatRangeConfig& range : config.snat_ranges) {
     SnatRangeToProto(range, state.add_snat_ranges());
   }
-  std::string json;
-  google::protobuf::util::JsonPrintOptions options;
-  options.add_whitespace = true;
-  options.preserve_proto_field_names = true;
-  if (!google::protobuf::util::MessageToJsonString(state, &json, options).ok()) {
-    return absl::InternalError(StrCat(path, ": cannot encode the cloud state"));
-  }
-  return WriteFileAtomically(path, json);
+  return WriteProtoStateFile(path, state);
 }
 
 absl::StatusOr<AdoptedMuxState> LoadMuxCloudState(const std::string& path, MuxConfig* config) {
-  absl::StatusOr<std::string> text = ReadWholeFile(path);
-  if (!text.ok()) return text.status();
   v1::MuxCloudState state;
-  auto parsed = google::protobuf::util::JsonStringToMessage(*text, &state);
-  if (!parsed.ok()) {
-    return absl::InvalidArgumentError(
-        StrCat(path, ": not a mux cloud state file: ", std::string(parsed.message())));
+  if (absl::Status read = ReadProtoStateFile(path, "mux cloud state", &state); !read.ok()) {
+    return read;
   }
   if (state.mux() != config->name) {
     return absl::FailedPreconditionError(
