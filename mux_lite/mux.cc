@@ -412,9 +412,7 @@ MuxDataPath::Outcome MuxDataPath::ForwardFlow(rte_mbuf* m, const FlowPacket& p,
   Store16(front + 12, packet::kEtherTypeIpv4);
   uint8_t* ip = front + packet::kEthHeaderLen;
   const uint16_t total_len = static_cast<uint16_t>(p.ip_total_len + outer_len);
-  const uint8_t outer_proto = tunnel == flow::Tunnel::kGue   ? flow::kProtoUdp
-                              : tunnel == flow::Tunnel::kGre ? flow::kProtoGre
-                                                             : flow::kProtoIpip;
+  const uint8_t outer_proto = flow::OuterProtocol(tunnel);
   constexpr uint8_t kTtl = flow::EncapParams{}.ttl;
   constexpr uint16_t kDontFragment = 0x4000;
   const uint32_t src = config_.address.addr;

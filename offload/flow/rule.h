@@ -31,6 +31,12 @@ inline constexpr uint8_t kProtoTcp = 6;
 inline constexpr uint8_t kProtoUdp = 17;
 inline constexpr uint8_t kProtoGre = 47;
 
+/// The IP protocol of a tunnel's outer IPv4 header (IPIP for kIpip; kNone has no outer header
+/// and is answered as IPIP too).
+constexpr uint8_t OuterProtocol(Tunnel tunnel) {
+  return tunnel == Tunnel::kGue ? kProtoUdp : tunnel == Tunnel::kGre ? kProtoGre : kProtoIpip;
+}
+
 using MacAddr = std::array<uint8_t, 6>;
 
 /// An IPv4 address with a mask; mask 0 matches anything.

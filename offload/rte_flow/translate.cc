@@ -94,8 +94,7 @@ namespace {
 constexpr size_t kEthLen = sizeof(rte_ether_hdr);
 constexpr size_t kIpv4Len = sizeof(rte_ipv4_hdr);
 constexpr size_t kUdpLen = sizeof(rte_udp_hdr);
-constexpr size_t kGreLen = sizeof(rte_gre_hdr);  // RFC 2784 base header: no options
-constexpr uint16_t kEtherTypeIpv4 = 0x0800;
+constexpr size_t kGreLen = packet::kGreHeaderLen;  // RFC 2784 base header: no options
 // GRE c_rsvd0_ver bits a Sluice GRE packet has clear: checksum, key and sequence present
 // (0xb000) and the version (0x0007). A packet with any of them set is not ours to decap in
 // the NIC (the software parser refuses it too), so the match requires them clear.
@@ -165,19 +164,7 @@ void WriteUdp(uint8_t* p, uint16_t src_port, uint16_t dst_port) {
 // The 4-byte GRE header Sluice sends and decaps: no flags, version 0, carrying IPv4.
 void WriteGre(uint8_t* p) {
   memset(p, 0, kGreLen);
-  reinterpret_cast<rte_gre_hdr*>(p)->proto = rte_cpu_to_be_16(kEtherTypeIpv4);
-}
-
-// The outer IP protocol of each tunnel (kNone has none).
-uint8_t OuterProto(Tunnel tunnel) {
-  switch (tunnel) {
-    case Tunnel::kGue:
-      return flow::kProtoUdp;
-    case Tunnel::kGre:
-      return flow::kProtoGre;
-    default:
-      return flow::kProtoIpip;
-  }
+  reinterpret_cast<rte_gre_hdr*>(p)->proto = rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV4);
 }
 
 class RuleTranslator {
@@ -278,7 +265,7 @@ class RuleTranslator {
     if (!b_.AddItem(RTE_FLOW_ITEM_TYPE_GRE, &spec, &mask)) return;
     spec->gre.c_rsvd0_ver = 0;
     mask->gre.c_rsvd0_ver = rte_cpu_to_be_16(kGreFlagsVersionMask);
-    spec->gre.protocol = rte_cpu_to_be_16(kEtherTypeIpv4);
+    spec->gre.protocol = rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV4);
     mask->gre.protocol = 0xffff;
   }
 
@@ -363,7 +350,7 @@ class RuleTranslator {
           SpecBuilder::RawHeader* encap = b_.AddRaw();
           if (decap == nullptr || encap == nullptr) break;
           WriteEth(decap->bytes.data(), flow::MacAddr{}, flow::MacAddr{});
-          WriteIpv4(decap->bytes.data() + kEthLen, 0, 0, OuterProto(m.tunnel), 0);
+          WriteIpv4(decap->bytes.data() + kEthLen, 0, 0, flow::OuterProtocol(m.tunnel), 0);
           reinterpret_cast<rte_ipv4_hdr*>(decap->bytes.data() + kEthLen)->fragment_offset = 0;
           decap->size = kEthLen + kIpv4Len;
           if (m.tunnel == Tunnel::kGue) {
@@ -400,7 +387,7 @@ class RuleTranslator {
           WriteEth(decap->bytes.data(), flow::MacAddr{}, flow::MacAddr{});
           decap->size = kEthLen;
           WriteEth(encap->bytes.data(), last_mac->mac_src, last_mac->mac_dst);
-          WriteIpv4(encap->bytes.data() + kEthLen, p.outer_src, p.outer_dst, OuterProto(p.type),
+          WriteIpv4(encap->bytes.data() + kEthLen, p.outer_src, p.outer_dst, flow::OuterProtocol(p.type),
                     p.ttl);
           encap->size = kEthLen + kIpv4Len;
           if (gue) {

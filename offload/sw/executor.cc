@@ -131,7 +131,7 @@ bool Encap(rte_mbuf* m, ParsedPacket* pkt, const flow::EncapParams& params, Drop
   SetRaw16(ip + 4, 0);  // identification: DF is set, so never fragmented
   SetRaw16(ip + 6, rte_cpu_to_be_16(kIpv4FlagDf));
   ip[kIpTtl] = params.ttl;
-  ip[9] = gue ? flow::kProtoUdp : gre ? flow::kProtoGre : flow::kProtoIpip;
+  ip[9] = flow::OuterProtocol(params.type);
   SetRaw16(ip + kIpChecksum, 0);
   SetRaw32(ip + kIpSrc, rte_cpu_to_be_32(params.outer_src));
   SetRaw32(ip + kIpDst, rte_cpu_to_be_32(params.outer_dst));
